@@ -1,0 +1,12 @@
+//! # pgperf
+//!
+//! The PostgreSQL foundation of the platform and the guard that keeps it fast and correct.
+//!
+//! - [`db`]: the data layer (pool, migrations, repositories, bulk ingestion). It never
+//!   depends on the measuring harness.
+//! - [`server`]: a PostgreSQL server to run against: a container started with
+//!   testcontainers, or an external server given by URL; per-test databases cloned from a
+//!   migrated template.
+
+pub mod db;
+pub mod server;

@@ -1,0 +1,7 @@
+//! pgperf's integration tests: ONE test binary (so it builds and links once) against a real
+//! PostgreSQL, in a container shared by the run (or the server in PGPERF_DATABASE_URL).
+
+mod support;
+
+mod migrations;
+mod server;

@@ -1,0 +1,8 @@
+//! Fixtures shared by the integration tests: the run's server, per-test databases, and the
+//! timing gate. Nothing here asserts; tests do.
+
+pub mod database;
+pub mod gate;
+pub mod shared;
+
+pub use database::{TestDb, test_db};

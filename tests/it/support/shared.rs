@@ -1,0 +1,102 @@
+//! The run's one PostgreSQL server: started on first use, shared by every test, removed at
+//! process exit (also when tests failed or panicked). Tests each have their own tokio
+//! runtime, so the server is started on a runtime of its own and only its URL is shared.
+
+use std::sync::OnceLock;
+
+use pgperf::db::DatabaseUrl;
+use pgperf::server::{Server, Template};
+
+/// What every test needs to reach the shared server.
+#[derive(Debug)]
+pub struct Shared {
+    /// Admin URL (database `postgres`).
+    pub admin: DatabaseUrl,
+    /// The migrated template to clone.
+    pub template: Template,
+    /// Whether the server is a container of ours (false for PGPERF_DATABASE_URL).
+    pub is_container: bool,
+}
+
+static SHARED: OnceLock<Result<Shared, String>> = OnceLock::new();
+static CONTAINER_ID: OnceLock<String> = OnceLock::new();
+
+/// The shared server, started on first call. Panics with the bring-up error (which names the
+/// remedy) if there is none, so every test fails with the same clear message.
+pub fn shared() -> &'static Shared {
+    let result = SHARED.get_or_init(|| {
+        std::thread::spawn(|| {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("tokio runtime");
+            rt.block_on(start()).map_err(|e| format!("{e:#}"))
+        })
+        .join()
+        .unwrap_or_else(|_| Err("starting the shared server panicked".to_owned()))
+    });
+    match result {
+        Ok(shared) => shared,
+        Err(e) => panic!("no PostgreSQL server for the tests: {e}"),
+    }
+}
+
+async fn start() -> anyhow::Result<Shared> {
+    remove_leftover_containers();
+    let server = Server::from_env().await?;
+    let is_container = server.container_id().is_some();
+    if let Some(id) = server.container_id() {
+        let _ = CONTAINER_ID.set(id.to_owned());
+    }
+    let template = Template::ensure(server.admin_url()).await?;
+    let admin = server.admin_url().clone();
+    // The container must outlive this runtime; `remove_shared_container` removes it at exit.
+    std::mem::forget(server);
+    Ok(Shared {
+        admin,
+        template,
+        is_container,
+    })
+}
+
+/// Removes containers of ours whose owning process is gone (a run killed by Ctrl-C).
+fn remove_leftover_containers() {
+    let label = pgperf::server::OWNER_LABEL;
+    let Ok(out) = std::process::Command::new("docker")
+        .args([
+            "ps",
+            "-a",
+            "--filter",
+            &format!("label={label}"),
+            "--format",
+            &format!("{{{{.ID}}}} {{{{.Label \"{label}\"}}}}"),
+        ])
+        .output()
+    else {
+        return;
+    };
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        if let Some((id, pid)) = line.split_once(' ')
+            && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+        {
+            let _ = std::process::Command::new("docker")
+                .args(["rm", "-f", "-v", id])
+                .output();
+        }
+    }
+}
+
+/// At process exit, after every test ran (passed, failed or panicked), remove the container.
+#[dtor::dtor(unsafe)]
+fn remove_shared_container() {
+    if std::env::var("TESTCONTAINERS_COMMAND").as_deref() == Ok("keep") {
+        return;
+    }
+    if let Some(id) = CONTAINER_ID.get() {
+        let _ = std::process::Command::new("docker")
+            .args(["rm", "-f", "-v", id])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
