@@ -4,9 +4,11 @@
 //!
 //! - [`db`]: the data layer (pool, migrations, repositories, bulk ingestion). It never
 //!   depends on the measuring harness.
+//! - [`perf`]: the measuring harness (runner, statistics, calibration, baselines, reports).
 //! - [`server`]: a PostgreSQL server to run against: a container started with
 //!   testcontainers, or an external server given by URL; per-test databases cloned from a
 //!   migrated template.
 
 pub mod db;
+pub mod perf;
 pub mod server;

@@ -1,0 +1,288 @@
+//! Reading and writing baseline files. Reads report the exact place of a problem; writes are
+//! atomic (temp file, fsync, rename) and serialized by a lock file, re-reading the file under
+//! the lock so that tests recording at the same time never lose each other's cases.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use super::model::{BaselineFile, CaseBaseline, CaseName, Environment, SCHEMA_VERSION};
+use crate::perf::PerfError;
+
+/// Loads a baseline file; `Ok(None)` when it does not exist.
+pub fn load(path: &Path) -> Result<Option<BaselineFile>, PerfError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(PerfError::Io {
+                path: path.to_owned(),
+                source,
+            });
+        }
+    };
+    parse(path, &text).map(Some)
+}
+
+/// Parses a baseline file's text; errors name the file, line and column.
+pub fn parse(path: &Path, text: &str) -> Result<BaselineFile, PerfError> {
+    let version: serde_json::Value = serde_json::from_str(text).map_err(|e| malformed(path, &e))?;
+    match version
+        .get("schema_version")
+        .and_then(serde_json::Value::as_u64)
+    {
+        Some(v) if v == u64::from(SCHEMA_VERSION) => {}
+        found => {
+            return Err(PerfError::SchemaVersion {
+                path: path.to_owned(),
+                found: found.map(|v| v.to_string()),
+                expected: SCHEMA_VERSION,
+            });
+        }
+    }
+    let file: BaselineFile = serde_json::from_str(text).map_err(|e| malformed(path, &e))?;
+    for (case, baseline) in &file.cases {
+        baseline
+            .bound
+            .validate(case)
+            .map_err(|e| PerfError::Malformed {
+                path: path.to_owned(),
+                line: 0,
+                column: 0,
+                reason: e.to_string(),
+            })?;
+    }
+    Ok(file)
+}
+
+fn malformed(path: &Path, e: &serde_json::Error) -> PerfError {
+    PerfError::Malformed {
+        path: path.to_owned(),
+        line: e.line(),
+        column: e.column(),
+        reason: e.to_string(),
+    }
+}
+
+/// Checks that a file's figures can be compared with this run's.
+pub fn check_comparable(
+    path: &Path,
+    file: &BaselineFile,
+    current: &Environment,
+) -> Result<(), PerfError> {
+    let mismatch = |field: &str, recorded: String, now: String| PerfError::Incomparable {
+        path: path.to_owned(),
+        field: field.to_owned(),
+        recorded,
+        current: now,
+    };
+    if file.environment.postgres_major != current.postgres_major {
+        return Err(mismatch(
+            "postgres_major",
+            file.environment.postgres_major.to_string(),
+            current.postgres_major.to_string(),
+        ));
+    }
+    if file.environment.profile != current.profile {
+        return Err(mismatch(
+            "profile",
+            file.environment.profile.clone(),
+            current.profile.clone(),
+        ));
+    }
+    Ok(())
+}
+
+/// Sets (or replaces) one case in the file at `path`, creating the file if needed. Safe when
+/// several threads or processes record at once.
+pub fn save_case(
+    path: &Path,
+    environment: &Environment,
+    case: &CaseName,
+    baseline: CaseBaseline,
+) -> Result<(), PerfError> {
+    let _lock = lock(path)?;
+    let mut file = load(path)?.unwrap_or_else(|| BaselineFile::new(environment.clone()));
+    check_comparable(path, &file, environment)?;
+    file.about = super::model::ABOUT.to_owned();
+    file.cases.insert(case.clone(), baseline.rounded());
+    write_atomically(path, &file)
+}
+
+fn lock_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".lock");
+    path.with_file_name(name)
+}
+
+fn lock(path: &Path) -> Result<File, PerfError> {
+    let lock_path = lock_path(path);
+    let io = |source| PerfError::Io {
+        path: lock_path.clone(),
+        source,
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|source| PerfError::Io {
+            path: dir.to_owned(),
+            source,
+        })?;
+    }
+    let f = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(io)?;
+    f.lock().map_err(io)?;
+    Ok(f)
+}
+
+/// Writes pretty JSON with a trailing newline: temp file in the same directory, fsync, rename.
+pub fn write_atomically(path: &Path, file: &BaselineFile) -> Result<(), PerfError> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let io = |source| PerfError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
+    let mut text = serde_json::to_string_pretty(file).expect("baseline serializes");
+    text.push('\n');
+    tmp.write_all(text.as_bytes()).map_err(io)?;
+    tmp.as_file().sync_all().map_err(io)?;
+    tmp.persist(path).map_err(|e| io(e.error))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::perf::baseline::model::Bound;
+
+    fn env() -> Environment {
+        Environment {
+            postgres_major: 15,
+            profile: "debug".into(),
+        }
+    }
+
+    fn case(p50: f64) -> CaseBaseline {
+        CaseBaseline {
+            bound: Bound::default(),
+            calibration_us: 41.234,
+            concurrency: 1,
+            normalized_p50: p50 / 41.234,
+            p50_us: p50,
+            p95_us: p50 * 1.5,
+            p99_us: p50 * 2.0,
+            throughput_per_s: 12_345.6,
+        }
+    }
+
+    #[test]
+    fn a_saved_file_has_sorted_keys_and_rounded_numbers_and_loads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("b.json");
+        save_case(
+            &path,
+            &env(),
+            &CaseName::new("z.last").unwrap(),
+            case(123.456),
+        )
+        .unwrap();
+        save_case(
+            &path,
+            &env(),
+            &CaseName::new("a.first").unwrap(),
+            case(99.99),
+        )
+        .unwrap();
+
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.find("\"a.first\"").unwrap() < text.find("\"z.last\"").unwrap());
+        assert!(
+            text.contains("\"p50_us\": 123.0") && text.contains("\"calibration_us\": 41.2"),
+            "{text}"
+        );
+        assert!(text.find("\"about\"").unwrap() < text.find("\"cases\"").unwrap());
+        let loaded = load(&path).unwrap().unwrap();
+        assert_eq!(loaded.cases.len(), 2);
+    }
+
+    #[test]
+    fn concurrent_writers_lose_no_case() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("b.json");
+        let threads: Vec<_> = (0..8)
+            .map(|i| {
+                let path = path.clone();
+                std::thread::spawn(move || {
+                    save_case(
+                        &path,
+                        &env(),
+                        &CaseName::new(format!("case.{i}")).unwrap(),
+                        case(100.0),
+                    )
+                    .unwrap()
+                })
+            })
+            .collect();
+        threads.into_iter().for_each(|t| t.join().unwrap());
+        assert_eq!(load(&path).unwrap().unwrap().cases.len(), 8);
+    }
+
+    #[test]
+    fn a_malformed_file_names_the_file_line_and_column() {
+        let err = parse(
+            Path::new("baselines/x.json"),
+            "{\n  \"schema_version\": 1,\n  \"cases\": {,}\n}",
+        )
+        .unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("baselines/x.json") && msg.contains("line 3"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("PGPERF_BASELINE"),
+            "the message says how to fix it: {msg}"
+        );
+    }
+
+    #[test]
+    fn an_unknown_schema_version_is_refused() {
+        let err = parse(Path::new("b.json"), r#"{"schema_version": 99}"#).unwrap_err();
+        assert!(err.to_string().contains("schema_version 99"), "{err}");
+    }
+
+    #[test]
+    fn a_bound_that_makes_no_sense_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("b.json");
+        let mut bad = case(100.0);
+        bad.bound.fail_ratio = 0.5;
+        let mut file = BaselineFile::new(env());
+        file.cases.insert(CaseName::new("c").unwrap(), bad);
+        write_atomically(&path, &file).unwrap();
+        let err = load(&path).unwrap_err().to_string();
+        assert!(err.contains("fail_ratio"), "{err}");
+    }
+
+    #[test]
+    fn figures_from_another_profile_are_not_compared() {
+        let file = BaselineFile::new(Environment {
+            postgres_major: 15,
+            profile: "release".into(),
+        });
+        let err = check_comparable(Path::new("b.json"), &file, &env()).unwrap_err();
+        assert!(err.to_string().contains("profile"), "{err}");
+    }
+
+    #[test]
+    fn an_invalid_case_name_is_refused() {
+        assert!(CaseName::new("Has Spaces").is_err());
+        assert!(CaseName::new("crud.insert_entity").is_ok());
+    }
+}

@@ -1,0 +1,186 @@
+//! Errors of the measuring harness. Each names the case or file and says what to do.
+
+use std::path::PathBuf;
+
+use crate::db::DbError;
+
+/// What can go wrong measuring, comparing or recording.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PerfError {
+    /// A case name with characters outside `[a-z0-9._-]` or longer than 80.
+    #[error("invalid case name {name:?}: use 1-80 of lowercase letters, digits, '.', '_' and '-'")]
+    BadCaseName {
+        /// The name given.
+        name: String,
+    },
+
+    /// A bound that cannot work (fail ratio under 1, warn above fail...).
+    #[error("case {case}: bound field {field} {reason}")]
+    BadBound {
+        /// The case.
+        case: crate::perf::baseline::CaseName,
+        /// The field.
+        field: String,
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// The baseline file is not valid JSON of the expected shape.
+    #[error(
+        "baseline file {} is malformed at line {line}, column {column}: {reason}; fix it by hand, \
+         or delete the broken case (or the file) and record it again with PGPERF_BASELINE=new scripts/test",
+        path.display()
+    )]
+    Malformed {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line (0 when the problem is not at one place).
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// What the parser or validator said.
+        reason: String,
+    },
+
+    /// The file was written by another version of the format.
+    #[error(
+        "baseline file {} has schema_version {}, this pgperf reads {expected}; re-record it with \
+         PGPERF_BASELINE=force scripts/test and review the diff",
+        path.display(), found.as_deref().unwrap_or("(missing)")
+    )]
+    SchemaVersion {
+        /// The file.
+        path: PathBuf,
+        /// The version found, if any.
+        found: Option<String>,
+        /// The version this build reads.
+        expected: u32,
+    },
+
+    /// The baseline was measured in an environment whose figures do not compare with this run's.
+    #[error(
+        "baseline file {} was recorded with {field} = {recorded}, this run has {current}; its \
+         figures do not compare. Record a baseline for this environment with PGPERF_BASELINE=force",
+        path.display()
+    )]
+    Incomparable {
+        /// The file.
+        path: PathBuf,
+        /// The environment field that differs.
+        field: String,
+        /// Its recorded value.
+        recorded: String,
+        /// This run's value.
+        current: String,
+    },
+
+    /// Reading or writing a file failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The mode variable holds an unknown value.
+    #[error(
+        "{var}={value:?} is not a mode; use one of: check, new, update, force (or leave it unset)"
+    )]
+    BadMode {
+        /// The variable.
+        var: &'static str,
+        /// Its value.
+        value: String,
+    },
+
+    /// A writing mode was asked for in CI.
+    #[error(
+        "{var} asks to write baselines, but CI is set: CI never writes baselines; record them locally and commit the file"
+    )]
+    WriteInCi {
+        /// The variable.
+        var: &'static str,
+    },
+
+    /// The slowdown-injection variable is malformed.
+    #[error("{var}={value:?} is invalid: expected CASE=FACTOR, e.g. crud.insert_entity=3")]
+    BadSlowdown {
+        /// The variable.
+        var: &'static str,
+        /// Its value.
+        value: String,
+    },
+
+    /// A case has no baseline and this run may not record one.
+    #[error(
+        "case {case} has no baseline in {}; record it locally with `PGPERF_BASELINE=new scripts/test` \
+         (the default outside CI), review the diff and commit the file",
+        path.display()
+    )]
+    MissingCase {
+        /// The case.
+        case: String,
+        /// The baseline file.
+        path: PathBuf,
+    },
+
+    /// A case is slower than its bound allows, confirmed by a re-measurement.
+    #[error(
+        "case {case} regressed: p50 {p50_us:.0} µs where the baseline expects {expected_p50_us:.0} µs at \
+         this run's calibration ({calibration_us:.1} µs round trip): x{ratio:.2}, re-measured x{confirm_ratio:.2}; \
+         the bound fails above x{fail_ratio} and +{floor_us:.0} µs. If the change is intended, accept it with \
+         `PGPERF_BASELINE=update scripts/test` and commit {} with a note in the PR",
+        path.display()
+    )]
+    Regression {
+        /// The case.
+        case: String,
+        /// Observed p50 (of the confirming run), µs.
+        p50_us: f64,
+        /// The baseline p50 scaled to this run's calibration, µs.
+        expected_p50_us: f64,
+        /// This run's calibration round trip, µs.
+        calibration_us: f64,
+        /// First measurement's ratio.
+        ratio: f64,
+        /// Confirming measurement's ratio.
+        confirm_ratio: f64,
+        /// The bound's fail ratio.
+        fail_ratio: f64,
+        /// The bound's floor, µs.
+        floor_us: f64,
+        /// The baseline file.
+        path: PathBuf,
+    },
+
+    /// A case's p95 is above its absolute ceiling.
+    #[error("case {case}: p95 {p95_us:.0} µs is above its ceiling of {ceiling_us:.0} µs (set in {})", path.display())]
+    CeilingBreached {
+        /// The case.
+        case: String,
+        /// Observed p95, µs.
+        p95_us: f64,
+        /// The ceiling, µs.
+        ceiling_us: f64,
+        /// The baseline file.
+        path: PathBuf,
+    },
+
+    /// The measured operation itself failed.
+    #[error("case {case}: {errors} of the measured operations failed; first error: {first_error}")]
+    Operation {
+        /// The case.
+        case: String,
+        /// How many failed.
+        errors: u64,
+        /// The first error's message.
+        first_error: String,
+    },
+
+    /// A database call of the harness (calibration, setup) failed.
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
