@@ -60,6 +60,8 @@ CREATE TABLE source_records (
     CONSTRAINT source_records_source_external_id_key UNIQUE (source, external_id)
 );
 CREATE INDEX source_records_entity_id_idx ON source_records (entity_id);
+-- Keyset pagination filtered by source: WHERE source = $1 AND id > $2 ORDER BY id.
+CREATE INDEX source_records_source_id_idx ON source_records (source, id);
 
 CREATE TABLE search_cache (
     query_key  text        PRIMARY KEY,

@@ -4,11 +4,13 @@
 //!
 //! - [`db`]: the data layer (pool, migrations, repositories, bulk ingestion). It never
 //!   depends on the measuring harness.
+//! - [`dataset`]: deterministic generated entities and source records (1k / 100k / 1M).
 //! - [`perf`]: the measuring harness (runner, statistics, calibration, baselines, reports).
 //! - [`server`]: a PostgreSQL server to run against: a container started with
 //!   testcontainers, or an external server given by URL; per-test databases cloned from a
 //!   migrated template.
 
+pub mod dataset;
 pub mod db;
 pub mod perf;
 pub mod server;

@@ -48,6 +48,19 @@ pub enum DbError {
         reason: String,
     },
 
+    /// A bulk load refused a row; nothing of the batch was written.
+    #[error(
+        "bulk load rejected row {line} ({field}): {reason}; nothing from this batch was written"
+    )]
+    BadRow {
+        /// 1-based row number within the batch.
+        line: u64,
+        /// The field (column or constraint) at fault.
+        field: String,
+        /// Why it was refused.
+        reason: String,
+    },
+
     /// The database cannot be reached or did not answer in time (pool timeout, closed pool,
     /// I/O error, server shutting down). Retrying later may succeed.
     #[error(

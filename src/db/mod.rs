@@ -2,11 +2,20 @@
 //! modules) the repositories. It never depends on the measuring harness in `crate::perf`.
 
 mod error;
+pub mod ingest;
 mod migrate;
+pub mod model;
+mod normalize;
 pub mod pool;
+pub mod repo;
+pub mod unit_of_work;
 mod url;
 
 pub use error::DbError;
 pub use migrate::{MIGRATOR, fingerprint as migrations_fingerprint, migrate, migrate_with};
+pub use model::{
+    Alias, Entity, EntityChanges, EntityKind, NewEntity, NewSourceRecord, Page, SourceRecord,
+};
+pub use normalize::normalize_name;
 pub use pool::{Db, MeteredConnection, PoolSettings, PoolSnapshot};
 pub use url::{DatabaseUrl, UrlError, redact_text};

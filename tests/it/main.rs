@@ -3,5 +3,8 @@
 
 mod support;
 
+mod crud;
+mod ingest;
 mod migrations;
 mod server;
+mod transactions;

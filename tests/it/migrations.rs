@@ -193,6 +193,10 @@ async fn every_index_the_queries_need_is_there(#[future(awt)] test_db: TestDb) {
             "source_records_source_external_id_key",
             "CREATE UNIQUE INDEX source_records_source_external_id_key ON public.source_records USING btree (source, external_id)",
         ),
+        (
+            "source_records_source_id_idx",
+            "CREATE INDEX source_records_source_id_idx ON public.source_records USING btree (source, id)",
+        ),
     ]);
     assert_eq!(indexes(test_db.db.pool()).await, expected);
 }

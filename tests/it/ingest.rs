@@ -1,0 +1,153 @@
+//! Bulk ingestion: COPY of each dataset size with counts and checksums, all-or-nothing on a
+//! bad row (named by line and field), upserting re-ingestion, and the UNNEST path.
+
+use pretty_assertions::assert_eq;
+use rstest::rstest;
+use serde_json::json;
+
+use pgperf::dataset::{self, Size};
+use pgperf::db::ingest::{UpsertCounts, copy_records, insert_records_unnest, upsert_records};
+use pgperf::db::{DbError, NewSourceRecord};
+
+use crate::support::TestDb;
+
+async fn checksum(db: &TestDb) -> (i64, i64) {
+    sqlx::query_as(
+        "SELECT count(*), coalesce(sum((payload->>'n')::bigint), 0)::bigint FROM source_records",
+    )
+    .fetch_one(db.db.pool())
+    .await
+    .unwrap()
+}
+
+#[rstest]
+#[case::small(Size::Small)]
+#[case::medium(Size::Medium)]
+#[case::large(Size::Large)]
+#[tokio::test]
+async fn copy_loads_every_row_of_each_size(#[case] size: Size) {
+    let db = TestDb::new().await;
+    let mut c = db.db.acquire().await.unwrap();
+
+    let loaded = copy_records(&mut c, dataset::records(1, size.records(), 1_000))
+        .await
+        .unwrap();
+
+    assert_eq!(loaded, size.records());
+    assert_eq!(
+        checksum(&db).await,
+        dataset::records_checksum(size.records())
+    );
+}
+
+fn with_bad_row_at(line: u64, bad: NewSourceRecord) -> impl Iterator<Item = NewSourceRecord> {
+    dataset::records(2, 2_000, 100)
+        .enumerate()
+        .map(move |(i, r)| if i as u64 + 1 == line { bad.clone() } else { r })
+}
+
+#[tokio::test]
+async fn a_bad_row_in_the_middle_rolls_back_the_whole_batch_naming_line_and_field() {
+    let db = TestDb::new().await;
+    let mut c = db.db.acquire().await.unwrap();
+    let bad = NewSourceRecord {
+        source: "Not A Source".into(),
+        external_id: "x".into(),
+        payload: json!({}),
+        entity_id: None,
+        match_score: None,
+    };
+
+    let err = copy_records(&mut c, with_bad_row_at(1_000, bad))
+        .await
+        .unwrap_err();
+
+    match &err {
+        DbError::BadRow {
+            line: 1_000, field, ..
+        } => assert_eq!(field, "source"),
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        err.to_string()
+            .contains("nothing from this batch was written"),
+        "{err}"
+    );
+    assert_eq!(checksum(&db).await, (0, 0));
+}
+
+#[tokio::test]
+async fn a_row_the_server_rejects_rolls_back_the_batch_naming_its_line() {
+    let db = TestDb::new().await;
+    let mut c = db.db.acquire().await.unwrap();
+    // Row 1500 repeats row 10's key: only the server's unique index can tell.
+    let duplicate = dataset::records(2, 10, 100).last().unwrap();
+
+    let err = copy_records(&mut c, with_bad_row_at(1_500, duplicate))
+        .await
+        .unwrap_err();
+
+    match &err {
+        DbError::BadRow {
+            line: 1_500,
+            field,
+            reason,
+        } => {
+            assert!(
+                field.contains("source_records_source_external_id_key")
+                    || reason.contains("duplicate key"),
+                "{err}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(checksum(&db).await, (0, 0));
+}
+
+#[tokio::test]
+async fn re_ingesting_a_source_upserts_without_duplicates() {
+    let db = TestDb::new().await;
+    let mut c = db.db.acquire().await.unwrap();
+    copy_records(&mut c, dataset::records(3, 1_000, 50))
+        .await
+        .unwrap();
+    // The same 1 000 keys with new payloads, 100 new keys, and one key twice (last wins).
+    let again = dataset::records(3, 1_100, 50).map(|mut r| {
+        r.payload["revision"] = json!(2);
+        r
+    });
+    let mut twice = dataset::records(3, 1, 50).next().unwrap();
+    twice.payload["revision"] = json!(3);
+
+    let counts = upsert_records(&mut c, again.chain(std::iter::once(twice)))
+        .await
+        .unwrap();
+
+    assert_eq!(
+        counts,
+        UpsertCounts {
+            inserted: 100,
+            updated: 1_000
+        }
+    );
+    let (rows, keys, revised): (i64, i64, i64) = sqlx::query_as(
+        "SELECT count(*), count(DISTINCT (source, external_id)), count(*) FILTER (WHERE payload->>'revision' = '2') FROM source_records",
+    )
+    .fetch_one(db.db.pool())
+    .await
+    .unwrap();
+    assert_eq!((rows, keys, revised), (1_100, 1_100, 1_099));
+}
+
+#[tokio::test]
+async fn the_unnest_path_loads_the_same_rows_as_copy() {
+    let db = TestDb::new().await;
+    let mut c = db.db.acquire().await.unwrap();
+
+    let loaded = insert_records_unnest(&mut c, dataset::records(4, 12_345, 100))
+        .await
+        .unwrap();
+
+    assert_eq!(loaded, 12_345);
+    assert_eq!(checksum(&db).await, dataset::records_checksum(12_345));
+}
