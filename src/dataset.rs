@@ -33,7 +33,10 @@ impl Size {
 
 const SYLLABLES: &[&str] = &[
     "ac", "me", "glo", "bex", "ini", "tech", "um", "bre", "lla", "vor", "tex", "sol", "ar", "nex",
-    "ium", "cor", "da", "lin", "qua", "ro",
+    "ium", "cor", "da", "lin", "qua", "ro", "zen", "kai", "mor", "pha", "sty", "gri", "fen", "wal",
+    "dor", "hul", "jex", "ost", "pry", "quin", "ras", "sib", "tur", "ulm", "vek", "wyn", "xal",
+    "yor", "zim", "bok", "cey", "dru", "ep", "fal", "gun", "hax", "il", "jo", "kru", "lom", "mip",
+    "nor", "oz", "pel", "rim", "sav",
 ];
 const SUFFIXES: &[&str] = &["Inc.", "Ltd", "GmbH", "LLC", "S.A.", "plc", "Corp.", ""];
 const SOURCES: &[&str] = &["crm", "erp", "registry", "web"];

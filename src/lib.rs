@@ -6,6 +6,7 @@
 //!   depends on the measuring harness.
 //! - [`dataset`]: deterministic generated entities and source records (1k / 100k / 1M).
 //! - [`perf`]: the measuring harness (runner, statistics, calibration, baselines, reports).
+//! - [`scenarios`]: the timed operations, shared by the test suite and the CLI benchmark.
 //! - [`server`]: a PostgreSQL server to run against: a container started with
 //!   testcontainers, or an external server given by URL; per-test databases cloned from a
 //!   migrated template.
@@ -13,4 +14,5 @@
 pub mod dataset;
 pub mod db;
 pub mod perf;
+pub mod scenarios;
 pub mod server;

@@ -84,18 +84,19 @@ fn fmt_us(us: f64) -> String {
     }
 }
 
-const HEADERS: [&str; 8] = [
+const HEADERS: [&str; 9] = [
     "case",
     "p50",
     "p95",
     "p99",
     "ops/s",
+    "calib",
     "baseline p50",
     "ratio",
     "verdict",
 ];
 
-fn rows(reports: &[CaseReport]) -> Vec<[String; 8]> {
+fn rows(reports: &[CaseReport]) -> Vec<[String; 9]> {
     reports
         .iter()
         .map(|r| {
@@ -106,6 +107,7 @@ fn rows(reports: &[CaseReport]) -> Vec<[String; 8]> {
                 fmt_us(s.p95_us),
                 fmt_us(s.p99_us),
                 format!("{:.0}", s.throughput_per_s),
+                format!("{:.0} µs", r.observation.calibration_us),
                 r.comparison
                     .map_or("-".into(), |c| fmt_us(c.expected_p50_us)),
                 r.ratio_text(),
@@ -115,7 +117,8 @@ fn rows(reports: &[CaseReport]) -> Vec<[String; 8]> {
         .collect()
 }
 
-/// A fixed-width table. "baseline p50" is the baseline scaled to this run's calibration.
+/// A fixed-width table. "calib" is the reference round trip measured with the case;
+/// "baseline p50" is the baseline scaled to this run's calibration.
 pub fn table(reports: &[CaseReport]) -> String {
     let rows = rows(reports);
     let mut widths = HEADERS.map(|h| h.chars().count());

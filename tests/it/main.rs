@@ -7,4 +7,5 @@ mod crud;
 mod ingest;
 mod migrations;
 mod server;
+mod timing;
 mod transactions;

@@ -18,6 +18,7 @@ use crate::db::{DatabaseUrl, DbError};
 /// The application's handle to the database: a sqlx pool plus its metrics. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Db {
+    url: DatabaseUrl,
     pool: PgPool,
     metrics: Arc<PoolMetrics>,
     settings: Arc<PoolSettings>,
@@ -61,6 +62,7 @@ impl Db {
         let pool =
             pool_options(&settings, &metrics).connect_lazy_with(connect_options(url, &settings));
         Self {
+            url: url.clone(),
             pool,
             metrics,
             settings: Arc::new(settings),
@@ -90,6 +92,11 @@ impl Db {
     /// are not counted in the metrics (the pool's size and idle count still are).
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// The database's URL (`Display` redacts the password).
+    pub fn url(&self) -> &DatabaseUrl {
+        &self.url
     }
 
     /// The settings the pool was built with.

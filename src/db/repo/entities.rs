@@ -188,3 +188,25 @@ pub async fn list(
     };
     Ok(Page::from_rows(rows(found)?, limit, |e| e.id))
 }
+
+/// Entities whose normalized name is similar to `query` (pg_trgm `%`, threshold 0.3), best
+/// first. The query is normalized like stored names. Served by the trigram GIN index.
+pub async fn search_similar(
+    conn: &mut PgConnection,
+    query: &str,
+    limit: u32,
+) -> Result<Vec<(i64, f32)>, DbError> {
+    let normalized = normalize_name(query);
+    if normalized.is_empty() {
+        return Ok(Vec::new());
+    }
+    let found = sqlx::query_as(
+        "SELECT id, similarity(normalized_name, $1) AS score FROM entities
+         WHERE normalized_name % $1 ORDER BY score DESC, id LIMIT $2",
+    )
+    .bind(normalized)
+    .bind(i64::from(limit.clamp(1, 100)))
+    .fetch_all(conn)
+    .await?;
+    Ok(found)
+}

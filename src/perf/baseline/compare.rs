@@ -14,7 +14,7 @@ use crate::perf::stats::Summary;
 pub struct Observation {
     /// The case's statistics.
     pub summary: Summary,
-    /// The reference round trip p50 (µs) measured right before it.
+    /// The reference round trip p50 (µs) measured with it (mean of before and after).
     pub calibration_us: f64,
 }
 

@@ -14,8 +14,8 @@ pub const SCHEMA_VERSION: u32 = 1;
 
 /// Written into every file so that a reviewer reads how the bounds work where they are.
 pub const ABOUT: &str = "pgperf baseline. Per case: latencies in microseconds measured with the \
-case, and calibration_us, a reference round trip (SELECT 1) measured right before it on the same \
-server. A case fails only when (p50 / calibration_us) exceeds normalized_p50 by more than \
+case, and calibration_us, a reference round trip (SELECT 1) measured right before and after it on the \
+same server (their mean). A case fails only when (p50 / calibration_us) exceeds normalized_p50 by more than \
 bound.fail_ratio AND the excess over the calibrated expectation is above bound.floor_us AND a \
 re-measurement agrees; above warn_ratio it warns; below 1/fail_ratio it says the baseline is \
 stale. p95_ceiling_us, when set, is an absolute limit. Accept an intended change with \

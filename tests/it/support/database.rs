@@ -45,6 +45,11 @@ impl TestDb {
         this
     }
 
+    /// A new database for a timed test, which holds the timing gate exclusively itself.
+    pub async fn for_timing(settings: PoolSettings) -> Self {
+        Self::unguarded(settings).await
+    }
+
     async fn unguarded(settings: PoolSettings) -> Self {
         let shared = shared();
         let server = Server::external(shared.admin.clone());

@@ -32,3 +32,14 @@ pub async fn shared() -> Gate {
     .await
     .expect("gate task")
 }
+
+/// Holds the gate exclusively: waits until no other test runs, then keeps them out.
+pub async fn exclusive() -> Gate {
+    tokio::task::spawn_blocking(|| {
+        let f = open();
+        f.lock().expect("exclusive lock on the timing gate");
+        Gate(f)
+    })
+    .await
+    .expect("gate task")
+}

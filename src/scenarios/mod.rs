@@ -1,0 +1,158 @@
+//! The scenarios: the operations the suite times and the CLI benchmarks, defined once so that
+//! both measure exactly the same thing. A [`Case`] names an operation, how to measure it and
+//! the bound a new baseline gets; [`observe`] measures it (calibration first) on a database
+//! that [`seed`] prepared.
+
+mod ops;
+mod seed;
+
+use std::time::Duration;
+
+use crate::db::Db;
+use crate::perf::baseline::{Bound, CaseName, Observation};
+use crate::perf::{MeasureConfig, PerfError, Slowdown, calibrate};
+
+pub use ops::Op;
+pub use seed::{SEED, seed};
+
+/// One timed case.
+#[derive(Debug, Clone)]
+pub struct Case {
+    /// Its name in baselines and reports.
+    pub name: CaseName,
+    /// What it does.
+    pub op: Op,
+    /// How long and how wide.
+    pub config: MeasureConfig,
+    /// The bound a first recording gets.
+    pub bound: Bound,
+}
+
+/// The area a case belongs to; the suite runs one area per test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Area {
+    /// Round trips and primary-key lookups.
+    Lookups,
+    /// Entity CRUD and listing.
+    Crud,
+    /// Units of work.
+    Transactions,
+    /// Bulk ingestion.
+    Ingest,
+    /// Pool acquisition.
+    Pool,
+}
+
+fn case(name: &str, op: Op, iterations: u64, concurrency: usize, ceiling_ms: Option<f64>) -> Case {
+    let warmup = (iterations / 10).clamp(3, 200);
+    Case {
+        name: CaseName::new(name).expect("scenario names are valid"),
+        op,
+        config: MeasureConfig {
+            warmup_iterations: warmup,
+            iterations,
+            max_duration: Duration::from_secs(20),
+            concurrency,
+        },
+        bound: Bound {
+            p95_ceiling_us: ceiling_ms.map(|ms| ms * 1_000.0),
+            ..Bound::default()
+        },
+    }
+}
+
+/// The cases of an area. Every case of a database query has a k6-style p95 ceiling of 1 s:
+/// whatever the ratio says, a query that slow is broken.
+pub fn cases(area: Area) -> Vec<Case> {
+    let query = Some(1_000.0);
+    match area {
+        Area::Lookups => vec![
+            case("lookup.select_1", Op::SelectOne, 2_000, 1, query),
+            case("lookup.entity_by_id", Op::EntityById, 2_000, 1, query),
+            case("lookup.entity_by_id_c4", Op::EntityById, 4_000, 4, query),
+            case("lookup.trigram_search", Op::TrigramSearch, 200, 1, query),
+        ],
+        Area::Crud => vec![
+            case("crud.create_entity", Op::CreateEntity, 1_000, 1, query),
+            case("crud.update_entity", Op::UpdateEntity, 1_000, 1, query),
+            case("crud.list_page", Op::ListPage, 1_000, 1, query),
+            case("crud.get_many_50", Op::GetMany, 1_000, 1, query),
+        ],
+        Area::Transactions => vec![
+            case(
+                "tx.commit_entity_with_aliases",
+                Op::CommitUnit,
+                500,
+                1,
+                query,
+            ),
+            case("tx.rollback_unit", Op::RollbackUnit, 500, 1, query),
+        ],
+        Area::Ingest => vec![
+            case("ingest.copy_1k", Op::Copy1k, 30, 1, Some(5_000.0)),
+            case("ingest.upsert_1k", Op::Upsert1k, 30, 1, Some(5_000.0)),
+            case("ingest.unnest_1k", Op::Unnest1k, 30, 1, Some(5_000.0)),
+        ],
+        Area::Pool => vec![
+            case("pool.acquire_idle", Op::AcquireIdle, 2_000, 1, query),
+            case(
+                "pool.acquire_contended_4x",
+                Op::AcquireContended,
+                4_000,
+                16,
+                query,
+            ),
+            case(
+                "pool.acquire_new_connection",
+                Op::AcquireNewConnection,
+                200,
+                1,
+                query,
+            ),
+        ],
+    }
+}
+
+/// Pool settings the scenarios run with: 4 connections, so `pool.acquire_contended_4x`'s 16
+/// tasks are 4x the pool.
+pub fn pool_settings() -> crate::db::PoolSettings {
+    crate::db::PoolSettings {
+        max_connections: 4,
+        min_connections: 1,
+        application_name: "pgperf-bench".to_owned(),
+        ..crate::db::PoolSettings::default()
+    }
+}
+
+/// Every area, in the order the CLI runs them.
+pub const AREAS: [Area; 5] = [
+    Area::Lookups,
+    Area::Crud,
+    Area::Transactions,
+    Area::Ingest,
+    Area::Pool,
+];
+
+/// Measures `case` on `db` (seeded by [`seed`]) between two calibrations; the calibration
+/// figure is their mean, so a machine that changes speed during the case is accounted for.
+pub async fn observe(
+    db: &Db,
+    case: &Case,
+    slowdown: Option<Slowdown>,
+) -> Result<Observation, PerfError> {
+    let before = calibrate::round_trip_p50_us(&mut *db.acquire().await?).await?;
+    let m = ops::run(db, case, slowdown).await?;
+    let after = calibrate::round_trip_p50_us(&mut *db.acquire().await?).await?;
+    let calibration_us = (before + after) / 2.0;
+    if m.summary.errors > 0 {
+        return Err(PerfError::Operation {
+            case: case.name.to_string(),
+            errors: m.summary.errors,
+            first_error: m.first_error.unwrap_or_default(),
+        });
+    }
+    Ok(Observation {
+        summary: m.summary,
+        calibration_us,
+    })
+}

@@ -1,0 +1,296 @@
+//! The measured operations. Each builds one state per task (its own connection, counter or
+//! random generator) so tasks share nothing on the hot path but the pool.
+
+use std::sync::Arc;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde_json::json;
+
+use super::Case;
+use super::seed::{ENTITIES, SEED};
+use crate::dataset;
+use crate::db::ingest::{copy_records, insert_records_unnest, upsert_records};
+use crate::db::repo::entities;
+use crate::db::unit_of_work::create_entity_with_aliases;
+use crate::db::{
+    Db, DbError, EntityChanges, EntityKind, MeteredConnection, NewEntity, NewSourceRecord,
+    PoolSettings,
+};
+use crate::perf::{Measurement, Operation, PerfError, Slowdown, measure};
+
+/// What a case does, once per iteration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    /// `SELECT 1` on a held connection.
+    SelectOne,
+    /// Read one entity by primary key.
+    EntityById,
+    /// Fuzzy search of a noisy name with pg_trgm.
+    TrigramSearch,
+    /// Insert one entity.
+    CreateEntity,
+    /// Optimistic-lock update of the task's own entity.
+    UpdateEntity,
+    /// A keyset page of 50 organizations from a random point.
+    ListPage,
+    /// Batch read of 50 random ids.
+    GetMany,
+    /// Entity plus two aliases in one transaction, committed.
+    CommitUnit,
+    /// A transaction that inserts an entity, then fails and rolls back.
+    RollbackUnit,
+    /// COPY of 1 000 new source records.
+    Copy1k,
+    /// Upsert of the same 1 000 source records (updates after the first).
+    Upsert1k,
+    /// Multi-row UNNEST insert of 1 000 new source records.
+    Unnest1k,
+    /// Acquire a connection (an idle one is available) and return it.
+    AcquireIdle,
+    /// Acquire, `SELECT 1`, return, with 4x as many tasks as connections.
+    AcquireContended,
+    /// Open a new connection through a fresh pool (TCP, authentication), then close it.
+    AcquireNewConnection,
+}
+
+type DbOp<S> = Operation<S, DbError>;
+
+fn org(name: String) -> NewEntity {
+    NewEntity {
+        kind: EntityKind::Organization,
+        name,
+        attributes: json!({"bench": true}),
+    }
+}
+
+async fn connections(db: &Db, n: usize) -> Result<Vec<MeteredConnection>, DbError> {
+    let mut v = Vec::with_capacity(n);
+    for _ in 0..n {
+        v.push(db.acquire().await?);
+    }
+    Ok(v)
+}
+
+fn rngs(n: usize) -> Vec<ChaCha8Rng> {
+    (0..n as u64)
+        .map(|t| ChaCha8Rng::seed_from_u64(SEED + t))
+        .collect()
+}
+
+fn random_id(rng: &mut ChaCha8Rng) -> i64 {
+    rng.random_range(1..=ENTITIES as i64)
+}
+
+/// Batches made so far by this process: new batches never repeat a key, whichever case,
+/// measurement or re-measurement makes them.
+static BATCHES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// 1 000 records; `fresh` gives them keys no other batch has, otherwise the keys are fixed
+/// (for upserts that update).
+fn batch(fresh: bool) -> Vec<NewSourceRecord> {
+    let tag = if fresh {
+        BATCHES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    } else {
+        0
+    };
+    dataset::records(SEED, 1_000, ENTITIES)
+        .map(|mut r| {
+            r.external_id = format!("{}-b{tag}", r.external_id);
+            r
+        })
+        .collect()
+}
+
+async fn go<S: Send + 'static>(
+    case: &Case,
+    states: Vec<S>,
+    op: DbOp<S>,
+    slowdown: Option<Slowdown>,
+) -> Measurement {
+    let config = crate::perf::MeasureConfig {
+        concurrency: states.len(),
+        ..case.config
+    };
+    measure(config, states, op, slowdown).await
+}
+
+/// Measures `case` on `db`.
+pub(super) async fn run(
+    db: &Db,
+    case: &Case,
+    slowdown: Option<Slowdown>,
+) -> Result<Measurement, PerfError> {
+    let n = case.config.concurrency.max(1);
+    let m = match case.op {
+        Op::SelectOne => {
+            let op: DbOp<MeteredConnection> = Arc::new(|c| {
+                Box::pin(async move {
+                    sqlx::query("SELECT 1")
+                        .execute(&mut **c)
+                        .await
+                        .map(drop)
+                        .map_err(DbError::from)
+                })
+            });
+            go(case, connections(db, n).await?, op, slowdown).await
+        }
+        Op::EntityById => {
+            let states: Vec<_> = connections(db, n).await?.into_iter().zip(rngs(n)).collect();
+            let op: DbOp<(MeteredConnection, ChaCha8Rng)> = Arc::new(|(c, rng)| {
+                Box::pin(async move { entities::get(c, random_id(rng)).await.map(drop) })
+            });
+            go(case, states, op, slowdown).await
+        }
+        Op::TrigramSearch => {
+            let states: Vec<_> = connections(db, n).await?.into_iter().zip(rngs(n)).collect();
+            let op: DbOp<(MeteredConnection, ChaCha8Rng)> = Arc::new(|(c, rng)| {
+                Box::pin(async move {
+                    let name = dataset::entity_name(SEED, rng.random_range(0..ENTITIES));
+                    let query = name
+                        .rsplit_once(' ')
+                        .map_or(name.as_str(), |(head, _)| head)
+                        .to_uppercase();
+                    entities::search_similar(c, &query, 10).await.map(drop)
+                })
+            });
+            go(case, states, op, slowdown).await
+        }
+        Op::CreateEntity => {
+            let states: Vec<_> = connections(db, n)
+                .await?
+                .into_iter()
+                .enumerate()
+                .map(|(t, c)| (c, t, 0u64))
+                .collect();
+            let op: DbOp<(MeteredConnection, usize, u64)> = Arc::new(|(c, t, i)| {
+                *i += 1;
+                let new = org(format!("Bench Created {t} {i}"));
+                Box::pin(async move { entities::create(c, &new).await.map(drop) })
+            });
+            go(case, states, op, slowdown).await
+        }
+        Op::UpdateEntity => {
+            let mut states = Vec::new();
+            for (t, mut c) in connections(db, n).await?.into_iter().enumerate() {
+                let e = entities::create(&mut c, &org(format!("Bench Updated {t}"))).await?;
+                states.push((c, e.id, e.version));
+            }
+            let op: DbOp<(MeteredConnection, i64, i32)> = Arc::new(|(c, id, version)| {
+                Box::pin(async move {
+                    let changes = EntityChanges {
+                        attributes: Some(json!({"version_seen": *version})),
+                        name: None,
+                    };
+                    *version = entities::update(c, *id, *version, &changes).await?.version;
+                    Ok(())
+                })
+            });
+            go(case, states, op, slowdown).await
+        }
+        Op::ListPage => {
+            let states: Vec<_> = connections(db, n).await?.into_iter().zip(rngs(n)).collect();
+            let op: DbOp<(MeteredConnection, ChaCha8Rng)> = Arc::new(|(c, rng)| {
+                Box::pin(async move {
+                    entities::list(c, Some(EntityKind::Organization), Some(random_id(rng)), 50)
+                        .await
+                        .map(drop)
+                })
+            });
+            go(case, states, op, slowdown).await
+        }
+        Op::GetMany => {
+            let states: Vec<_> = connections(db, n).await?.into_iter().zip(rngs(n)).collect();
+            let op: DbOp<(MeteredConnection, ChaCha8Rng)> = Arc::new(|(c, rng)| {
+                let ids: Vec<i64> = (0..50).map(|_| random_id(rng)).collect();
+                Box::pin(async move { entities::get_many(c, &ids).await.map(drop) })
+            });
+            go(case, states, op, slowdown).await
+        }
+        Op::CommitUnit => {
+            let states: Vec<_> = (0..n).map(|t| (db.clone(), t, 0u64)).collect();
+            let op: DbOp<(Db, usize, u64)> = Arc::new(|(db, t, i)| {
+                *i += 1;
+                let new = org(format!("Bench Unit {t} {i}"));
+                let aliases = vec![format!("Unit {t} {i} A"), format!("Unit {t} {i} B")];
+                Box::pin(async move {
+                    create_entity_with_aliases(db, &new, &aliases)
+                        .await
+                        .map(drop)
+                })
+            });
+            go(case, states, op, slowdown).await
+        }
+        Op::RollbackUnit => {
+            let states: Vec<_> = (0..n).map(|t| (db.clone(), t)).collect();
+            let op: DbOp<(Db, usize)> = Arc::new(|(db, t)| {
+                let new = org(format!("Bench Rollback {t}"));
+                Box::pin(async move {
+                    let outcome = db
+                        .transaction(move |tx| {
+                            Box::pin(async move {
+                                entities::create(tx, &new).await?;
+                                Err::<(), _>(DbError::invalid("forced", "rollback"))
+                            })
+                        })
+                        .await;
+                    match outcome {
+                        Err(DbError::InvalidInput { field, .. }) if field == "forced" => Ok(()),
+                        Err(other) => Err(other),
+                        Ok(()) => Err(DbError::invalid("forced", "the unit committed")),
+                    }
+                })
+            });
+            go(case, states, op, slowdown).await
+        }
+        Op::Copy1k | Op::Unnest1k | Op::Upsert1k => {
+            let kind = case.op;
+            let op: DbOp<MeteredConnection> = Arc::new(move |c| {
+                let rows = batch(kind != Op::Upsert1k);
+                Box::pin(async move {
+                    match kind {
+                        Op::Copy1k => copy_records(c, rows).await.map(drop),
+                        Op::Unnest1k => insert_records_unnest(c, rows).await.map(drop),
+                        _ => upsert_records(c, rows).await.map(drop),
+                    }
+                })
+            });
+            go(case, connections(db, n).await?, op, slowdown).await
+        }
+        Op::AcquireIdle | Op::AcquireContended => {
+            let states: Vec<_> = (0..n).map(|_| db.clone()).collect();
+            let with_query = case.op == Op::AcquireContended;
+            let op: DbOp<Db> = Arc::new(move |db| {
+                Box::pin(async move {
+                    let mut c = db.acquire().await?;
+                    if with_query {
+                        sqlx::query("SELECT 1").execute(&mut *c).await?;
+                    }
+                    Ok(())
+                })
+            });
+            go(case, states, op, slowdown).await
+        }
+        Op::AcquireNewConnection => {
+            let settings = PoolSettings {
+                min_connections: 0,
+                max_connections: 1,
+                ..db.settings().clone()
+            };
+            let states: Vec<_> = (0..n)
+                .map(|_| (db.url().clone(), settings.clone()))
+                .collect();
+            let op: DbOp<(crate::db::DatabaseUrl, PoolSettings)> = Arc::new(|(url, settings)| {
+                Box::pin(async move {
+                    let fresh = Db::connect_lazy(url, settings.clone());
+                    let conn = fresh.acquire().await;
+                    drop(conn);
+                    fresh.close().await;
+                    Ok(())
+                })
+            });
+            go(case, states, op, slowdown).await
+        }
+    };
+    Ok(m)
+}
