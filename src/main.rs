@@ -1,6 +1,8 @@
 //! The pgperf command line. Its main job, `pgperf run`, runs the suite's scenarios as a
 //! benchmark against a container (or PGPERF_DATABASE_URL) and prints a report.
 
+mod cli;
+
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
@@ -19,6 +21,12 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// The main job: runs every scenario as a benchmark and compares it with the baseline.
+    Run(cli::run::RunArgs),
+    /// Primary-key lookups through the harness versus pgbench -S -M prepared, as ratios.
+    ComparePgbench(cli::pgbench::PgbenchArgs),
+    /// Bulk ingestion through pgperf's COPY versus psql \copy of the same rows, as ratios.
+    IngestBench(cli::ingest_bench::IngestArgs),
     /// Starts (or reaches) the server, applies the migrations to a template, and reports timings.
     CheckServer,
 }
@@ -44,6 +52,9 @@ fn main() -> std::process::ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Run(args) => cli::run::run(args).await,
+        Command::ComparePgbench(args) => cli::pgbench::run(args).await,
+        Command::IngestBench(args) => cli::ingest_bench::run(args).await,
         Command::CheckServer => check_server().await,
     }
 }

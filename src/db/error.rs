@@ -109,6 +109,16 @@ pub enum DbError {
         source: sqlx::migrate::MigrateError,
     },
 
+    /// A [`crate::db::Db::bounded`] call did not finish within `query_timeout`: the server
+    /// is slow to answer or silently gone. The connection is discarded.
+    #[error(
+        "no answer from the database within {after:?}; check that the server is up and not overloaded"
+    )]
+    Timeout {
+        /// The limit that passed.
+        after: std::time::Duration,
+    },
+
     /// Any other database error. Its message carries the server's.
     #[error("database error: {source}")]
     Database {
@@ -129,7 +139,10 @@ impl DbError {
 
     /// True when retrying later may succeed (the database was unavailable).
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, Self::Unavailable { .. })
+        matches!(
+            self,
+            Self::Unavailable { .. } | Self::Timeout { .. } | Self::ConnectTimeout { .. }
+        )
     }
 }
 

@@ -80,6 +80,35 @@ impl DatabaseUrl {
         self.0.as_str()
     }
 
+    /// libpq environment variables (PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE) for
+    /// running `psql` or `pgbench` against this URL without a password in their arguments.
+    pub fn libpq_env(&self) -> Vec<(&'static str, String)> {
+        let decode = |s: &str| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
+        };
+        let mut env = vec![
+            (
+                "PGHOST",
+                self.0
+                    .host_str()
+                    .unwrap_or("localhost")
+                    .trim_matches(['[', ']'])
+                    .to_owned(),
+            ),
+            ("PGPORT", self.0.port().unwrap_or(5432).to_string()),
+            ("PGDATABASE", self.database().to_owned()),
+        ];
+        if !self.0.username().is_empty() {
+            env.push(("PGUSER", decode(self.0.username())));
+        }
+        if let Some(p) = self.0.password() {
+            env.push(("PGPASSWORD", decode(p)));
+        }
+        env
+    }
+
     /// Host and port, for messages.
     pub fn host_port(&self) -> String {
         format!(
@@ -187,6 +216,20 @@ mod tests {
     fn another_scheme_is_refused() {
         let err = DatabaseUrl::parse("mysql://app@localhost/db").unwrap_err();
         assert!(err.to_string().contains("postgres://"), "{err}");
+    }
+
+    #[test]
+    fn libpq_env_decodes_user_and_password() {
+        let url = DatabaseUrl::parse("postgres://app%40x:p%2Bw%20d@h:5433/db").unwrap();
+        let env = url.libpq_env();
+        assert!(
+            env.contains(&("PGUSER", "app@x".into()))
+                && env.contains(&("PGPASSWORD", "p+w d".into())),
+            "{env:?}"
+        );
+        assert!(
+            env.contains(&("PGPORT", "5433".into())) && env.contains(&("PGDATABASE", "db".into()))
+        );
     }
 
     #[test]

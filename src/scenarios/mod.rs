@@ -4,7 +4,7 @@
 //! that [`seed`] prepared.
 
 mod ops;
-mod seed;
+pub mod seed;
 
 use std::time::Duration;
 

@@ -4,8 +4,10 @@
 mod support;
 
 mod crud;
+mod faults;
 mod ingest;
 mod migrations;
+mod pool;
 mod server;
 mod timing;
 mod transactions;

@@ -88,6 +88,18 @@ impl Db {
         }
     }
 
+    /// Runs `work` (any data-layer call) under the client-side `query_timeout`, so that a
+    /// silently dead server yields [`DbError::Timeout`] instead of a hang.
+    pub async fn bounded<T>(
+        &self,
+        work: impl Future<Output = Result<T, DbError>>,
+    ) -> Result<T, DbError> {
+        let after = self.settings.query_timeout;
+        tokio::time::timeout(after, work)
+            .await
+            .map_err(|_| DbError::Timeout { after })?
+    }
+
     /// The underlying sqlx pool, for calls that take an executor. Acquires made through it
     /// are not counted in the metrics (the pool's size and idle count still are).
     pub fn pool(&self) -> &PgPool {

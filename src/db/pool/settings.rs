@@ -24,6 +24,10 @@ pub struct PoolSettings {
     /// Server-side `statement_timeout` for every connection: a stuck query cannot hold a
     /// connection for ever. `None` leaves the server's setting.
     pub statement_timeout: Option<Duration>,
+    /// Client-side limit for [`super::Db::bounded`] calls. sqlx has no client-side query
+    /// timeout, and `statement_timeout` cannot fire on a server that is silently gone (paused,
+    /// partitioned): without this a query waits for TCP to give up, many minutes later.
+    pub query_timeout: Duration,
     /// `application_name` on the server, so `pg_stat_activity` shows whose connections these are.
     pub application_name: String,
     /// Ping each connection before handing it out. Off by default: it doubles the round trips
@@ -41,6 +45,7 @@ impl Default for PoolSettings {
             idle_timeout: Some(Duration::from_secs(5 * 60)),
             max_lifetime: Some(Duration::from_secs(30 * 60)),
             statement_timeout: Some(Duration::from_secs(30)),
+            query_timeout: Duration::from_secs(35),
             application_name: "pgperf".to_owned(),
             test_before_acquire: false,
         }
@@ -68,6 +73,9 @@ impl PoolSettings {
                 "acquire_timeout",
                 "must be more than zero",
             ));
+        }
+        if self.query_timeout.is_zero() {
+            return Err(DbError::invalid("query_timeout", "must be more than zero"));
         }
         if self.application_name.is_empty() || self.application_name.len() > 63 {
             return Err(DbError::invalid(

@@ -1,7 +1,9 @@
 //! Fixtures shared by the integration tests: the run's server, per-test databases, and the
 //! timing gate. Nothing here asserts; tests do.
 
+pub mod bounded;
 pub mod database;
+pub mod dedicated;
 pub mod gate;
 pub mod shared;
 

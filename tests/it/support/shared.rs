@@ -20,6 +20,16 @@ pub struct Shared {
 
 static SHARED: OnceLock<Result<Shared, String>> = OnceLock::new();
 static CONTAINER_ID: OnceLock<String> = OnceLock::new();
+/// Containers tests started for themselves: removed at exit too, in case a panicking test
+/// could not remove its own.
+static OTHERS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// Registers a test's own container for removal at process exit.
+pub fn register_for_cleanup(id: &str) {
+    if let Ok(mut v) = OTHERS.lock() {
+        v.push(id.to_owned());
+    }
+}
 
 /// The shared server, started on first call. Panics with the bring-up error (which names the
 /// remedy) if there is none, so every test fails with the same clear message.
@@ -92,11 +102,15 @@ fn remove_shared_container() {
     if std::env::var("TESTCONTAINERS_COMMAND").as_deref() == Ok("keep") {
         return;
     }
-    if let Some(id) = CONTAINER_ID.get() {
-        let _ = std::process::Command::new("docker")
-            .args(["rm", "-f", "-v", id])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status();
+    let mut ids: Vec<String> = OTHERS.lock().map(|v| v.clone()).unwrap_or_default();
+    ids.extend(CONTAINER_ID.get().cloned());
+    if ids.is_empty() {
+        return;
     }
+    let _ = std::process::Command::new("docker")
+        .args(["rm", "-f", "-v"])
+        .args(&ids)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
 }

@@ -1,0 +1,76 @@
+//! The CLI's commands. Each gets a server (a container, or PGPERF_DATABASE_URL), its own
+//! database cloned from the migrated template, and cleans both up at the end.
+
+pub mod ingest_bench;
+pub mod pgbench;
+pub mod run;
+
+use std::time::Instant;
+
+use anyhow::Context;
+
+use pgperf::db::{DatabaseUrl, Db, PoolSettings};
+use pgperf::server::{Server, Template};
+
+/// A server and a fresh database on it, for one command.
+pub struct Workspace {
+    /// The server (its container is removed by [`Workspace::close`]).
+    pub server: Server,
+    /// The database's URL.
+    pub url: DatabaseUrl,
+    name: String,
+}
+
+impl Workspace {
+    /// Starts or reaches the server, and clones a database named after `purpose`.
+    pub async fn open(purpose: &str) -> anyhow::Result<Self> {
+        let started = Instant::now();
+        eprintln!("pgperf: starting PostgreSQL (or reaching PGPERF_DATABASE_URL) ...");
+        let server = Server::from_env().await?;
+        eprintln!(
+            "pgperf: server {} ready in {:.1} s",
+            server.admin_url(),
+            started.elapsed().as_secs_f64()
+        );
+        let name = format!("pgperf_{purpose}_{}", std::process::id());
+        let url = async {
+            let template = Template::ensure(server.admin_url()).await?;
+            server.clone_database(&template, &name).await
+        }
+        .await;
+        match url {
+            Ok(url) => Ok(Self { server, url, name }),
+            Err(e) => {
+                server.shutdown().await;
+                Err(e).context("preparing the benchmark database")
+            }
+        }
+    }
+
+    /// A pool on the workspace's database.
+    pub async fn pool(&self, settings: PoolSettings) -> anyhow::Result<Db> {
+        Ok(Db::connect(&self.url, settings).await?)
+    }
+
+    /// Drops the database and removes the container (if we started one).
+    pub async fn close(self) {
+        if let Err(e) = self.server.drop_database(&self.name).await {
+            eprintln!(
+                "pgperf: warning: could not drop database {}: {e}",
+                self.name
+            );
+        }
+        self.server.shutdown().await;
+    }
+}
+
+/// Runs `work` in a workspace and always closes it, also when `work` fails.
+pub async fn with_workspace<T>(
+    purpose: &str,
+    work: impl AsyncFnOnce(&Workspace) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let ws = Workspace::open(purpose).await?;
+    let result = work(&ws).await;
+    ws.close().await;
+    result
+}

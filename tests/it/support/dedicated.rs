@@ -1,0 +1,58 @@
+//! A PostgreSQL container of a test's own, for faults that would disturb other tests
+//! (pausing, restarting). Data is on the container's disk (not tmpfs) so it survives a
+//! restart, and the host port is fixed so that the URL does too.
+
+use pgperf::db::{DatabaseUrl, Db, PoolSettings};
+use pgperf::server::{ContainerOptions, Server, Template};
+
+use super::shared::{register_for_cleanup, shared};
+
+/// A test's own server and a migrated database on it.
+pub struct Dedicated {
+    /// The server; call [`Dedicated::shutdown`] at the end.
+    pub server: Server,
+    /// The migrated database.
+    pub url: DatabaseUrl,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free local port")
+}
+
+impl Dedicated {
+    /// Starts the container and migrates a database on it. `None` when the suite runs against
+    /// PGPERF_DATABASE_URL (no engine to break).
+    pub async fn start() -> Option<Self> {
+        if !shared().is_container {
+            eprintln!(
+                "skipped: fault tests need a container of their own (PGPERF_DATABASE_URL is set)"
+            );
+            return None;
+        }
+        let options = ContainerOptions {
+            data_on_tmpfs: false,
+            host_port: Some(free_port()),
+            ..ContainerOptions::from_env().unwrap()
+        };
+        let server = Server::start_container(options)
+            .await
+            .unwrap_or_else(|e| panic!("starting a dedicated container: {e}"));
+        register_for_cleanup(server.container_id().expect("a container"));
+        let template = Template::ensure(server.admin_url()).await.unwrap();
+        let url = server.clone_database(&template, "fault").await.unwrap();
+        Some(Self { server, url })
+    }
+
+    /// A pool on the database.
+    pub async fn pool(&self, settings: PoolSettings) -> Db {
+        Db::connect(&self.url, settings).await.unwrap()
+    }
+
+    /// Removes the container.
+    pub async fn shutdown(self) {
+        self.server.shutdown().await;
+    }
+}
