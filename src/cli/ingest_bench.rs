@@ -1,6 +1,7 @@
 //! `pgperf ingest-bench`: bulk ingestion of generated records through pgperf's COPY path
 //! versus `psql \copy` of the same rows into the same table, in one run, plus the UNNEST
-//! path and row-by-row inserts; with the client's peak memory during the COPY.
+//! path and row-by-row inserts (prepared INSERTs in one transaction, and the naive loop of
+//! `records::create` in autocommit); with the client's peak memory during the COPY.
 
 use std::io::{BufWriter, Write};
 use std::process::Command;
@@ -12,6 +13,7 @@ use pgperf::dataset;
 use pgperf::db::ingest::{
     copy_records, encode_copy_line, insert_records_one_by_one, insert_records_unnest,
 };
+use pgperf::db::repo::records;
 use pgperf::db::{DatabaseUrl, Db, PoolSettings};
 
 use super::with_workspace;
@@ -140,6 +142,18 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
             .await?;
         drop(conn);
         let one_by_one = started.elapsed();
+        truncate(&db).await?;
+        eprintln!(
+            "pgperf: row by row, autocommit ({} rows) ...",
+            args.row_by_row_rows
+        );
+        let mut conn = db.acquire().await?;
+        let started = Instant::now();
+        for r in dataset::records(1, args.row_by_row_rows, 1_000) {
+            records::create(&mut conn, &r).await?;
+        }
+        let autocommit = started.elapsed();
+        drop(conn);
         db.close().await;
 
         let best = |v: &[Duration]| v.iter().min().copied().unwrap_or_default();
@@ -151,12 +165,18 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
             rate(args.rows, unnest),
             rate(args.row_by_row_rows, one_by_one),
         );
+        let naive = rate(args.row_by_row_rows, autocommit);
         println!("path                     rows/s   vs psql \\copy");
         println!("psql \\copy          {psql:>11.0}   1.00");
         println!("pgperf COPY         {ours:>11.0}   {:.2}", ours / psql);
         println!("pgperf UNNEST       {unnest:>11.0}   {:.2}", unnest / psql);
-        println!("row by row          {slow:>11.0}   {:.2}", slow / psql);
-        println!("pgperf COPY / row by row: {:.1}x", ours / slow);
+        println!("row by row, one tx  {slow:>11.0}   {:.2}", slow / psql);
+        println!("row by row, autocommit {naive:>8.0}   {:.2}", naive / psql);
+        println!(
+            "pgperf COPY / row by row: {:.1}x in one transaction, {:.1}x autocommit",
+            ours / slow,
+            ours / naive
+        );
         println!(
             "client peak RSS above start during COPY: {:.1} MiB",
             peak_kib as f64 / 1024.0

@@ -134,16 +134,17 @@ pub const AREAS: [Area; 5] = [
 ];
 
 /// Measures `case` on `db` (seeded by [`seed`]) between two calibrations; the calibration
-/// figure is their mean, so a machine that changes speed during the case is accounted for.
+/// figure is the median of their eight burst p50s, so a machine that changes speed during the
+/// case is accounted for and one disturbed burst is not.
 pub async fn observe(
     db: &Db,
     case: &Case,
     slowdown: Option<Slowdown>,
 ) -> Result<Observation, PerfError> {
-    let before = calibrate::round_trip_p50_us(&mut *db.acquire().await?).await?;
+    let mut bursts = calibrate::round_trip_bursts_us(&mut *db.acquire().await?).await?;
     let m = ops::run(db, case, slowdown).await?;
-    let after = calibrate::round_trip_p50_us(&mut *db.acquire().await?).await?;
-    let calibration_us = (before + after) / 2.0;
+    bursts.extend(calibrate::round_trip_bursts_us(&mut *db.acquire().await?).await?);
+    let calibration_us = crate::perf::stats::median(&bursts).unwrap_or_default();
     if m.summary.errors > 0 {
         return Err(PerfError::Operation {
             case: case.name.to_string(),

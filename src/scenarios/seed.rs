@@ -50,6 +50,15 @@ pub async fn seed(db: &Db) -> Result<(), DbError> {
     .bind(&alias_normalized)
     .execute(&mut *conn)
     .await?;
+    // Measurements must not race background work: statistics are gathered here, once, and
+    // autovacuum stays off for the measured tables (the database is thrown away afterwards).
+    for sql in [
+        "ALTER TABLE entities SET (autovacuum_enabled = false)",
+        "ALTER TABLE entity_aliases SET (autovacuum_enabled = false)",
+        "ALTER TABLE source_records SET (autovacuum_enabled = false)",
+    ] {
+        sqlx::query(sql).execute(&mut *conn).await?;
+    }
     sqlx::query("ANALYZE").execute(&mut *conn).await?;
     Ok(())
 }

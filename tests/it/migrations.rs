@@ -183,7 +183,7 @@ async fn every_index_the_queries_need_is_there(#[future(awt)] test_db: TestDb) {
         ),
         (
             "source_records_entity_id_idx",
-            "CREATE INDEX source_records_entity_id_idx ON public.source_records USING btree (entity_id)",
+            "CREATE INDEX source_records_entity_id_idx ON public.source_records USING btree (entity_id) WHERE (entity_id IS NOT NULL)",
         ),
         (
             "source_records_pkey",

@@ -14,7 +14,7 @@ use crate::perf::stats::Summary;
 pub struct Observation {
     /// The case's statistics.
     pub summary: Summary,
-    /// The reference round trip p50 (µs) measured with it (mean of before and after).
+    /// The reference round trip p50 (µs) measured with it (median of bursts before and after).
     pub calibration_us: f64,
 }
 
@@ -62,9 +62,14 @@ impl Verdict {
 /// The numbers behind a verdict.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Comparison {
-    /// Current normalized p50 over the baseline's.
+    /// The judged slowdown: the smaller of `raw_ratio` and `normalized_ratio`.
     pub ratio: f64,
-    /// The baseline p50 scaled to this run's calibration (µs).
+    /// Current p50 over the baseline's p50, in plain microseconds.
+    pub raw_ratio: f64,
+    /// Current normalized p50 (p50 / calibration) over the baseline's.
+    pub normalized_ratio: f64,
+    /// What the baseline lets this run expect (µs): the larger of the recorded p50 and the
+    /// recorded normalized p50 at this run's calibration.
     pub expected_p50_us: f64,
     /// Observed p50 minus the expectation (µs).
     pub excess_us: f64,
@@ -73,10 +78,20 @@ pub struct Comparison {
 }
 
 /// Compares an observation with a case's baseline.
+///
+/// A case is judged slower only when it is slower both in plain time and relative to the
+/// calibration round trip (the smaller ratio): a machine that is uniformly faster or slower
+/// moves only the plain figure, a disturbed calibration moves only the normalized one, and
+/// neither fails a case on its own. It is judged stale only when both ratios say it is much
+/// faster.
 pub fn compare(baseline: &CaseBaseline, observed: &Observation) -> Comparison {
     let bound = &baseline.bound;
-    let expected_p50_us = baseline.normalized_p50 * observed.calibration_us;
-    let ratio = observed.normalized_p50() / baseline.normalized_p50;
+    let raw_ratio = observed.summary.p50_us / baseline.p50_us;
+    let normalized_ratio = observed.normalized_p50() / baseline.normalized_p50;
+    let ratio = raw_ratio.min(normalized_ratio);
+    let expected_p50_us = baseline
+        .p50_us
+        .max(baseline.normalized_p50 * observed.calibration_us);
     let excess_us = observed.summary.p50_us - expected_p50_us;
     let verdict = if bound
         .p95_ceiling_us
@@ -87,13 +102,15 @@ pub fn compare(baseline: &CaseBaseline, observed: &Observation) -> Comparison {
         Verdict::Regressed
     } else if ratio > bound.warn_ratio {
         Verdict::Warn
-    } else if ratio < 1.0 / bound.fail_ratio {
+    } else if raw_ratio.max(normalized_ratio) < 1.0 / bound.fail_ratio {
         Verdict::Stale
     } else {
         Verdict::Unchanged
     };
     Comparison {
         ratio,
+        raw_ratio,
+        normalized_ratio,
         expected_p50_us,
         excess_us,
         verdict,
@@ -143,6 +160,12 @@ mod tests {
         for factor in [0.8, 0.9, 1.0, 1.1, 1.25] {
             let c = compare(&baseline(200.0), &seen(200.0 * factor, CALIBRATION));
             assert_eq!(c.verdict, Verdict::Unchanged, "factor {factor}: {c:?}");
+            // and with the calibration moving the other way by as much
+            let c = compare(
+                &baseline(200.0),
+                &seen(200.0 * factor, CALIBRATION / factor),
+            );
+            assert_ne!(c.verdict, Verdict::Regressed, "factor {factor}: {c:?}");
         }
     }
 
@@ -169,10 +192,23 @@ mod tests {
     }
 
     #[test]
-    fn one_case_twice_as_slow_on_a_twice_as_fast_machine_fails() {
-        // The round trip halves (machine 2x faster) while the case stays at 200 µs: 2x relative.
+    fn a_disturbed_calibration_alone_does_not_fail_a_case() {
+        // The round trip looked twice as fast (a lucky calibration) while the case is unchanged.
         let c = compare(&baseline(200.0), &seen(200.0, CALIBRATION * 0.5));
-        assert_eq!(c.verdict, Verdict::Regressed, "{c:?}");
+        assert_eq!(c.verdict, Verdict::Unchanged, "{c:?}");
+        assert!((c.normalized_ratio - 2.0).abs() < 1e-9 && (c.raw_ratio - 1.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_twofold_regression_fails_whatever_the_calibration_did() {
+        for calibration in [CALIBRATION * 0.8, CALIBRATION, CALIBRATION * 1.2] {
+            let c = compare(&baseline(200.0), &seen(400.0, calibration));
+            assert_eq!(
+                c.verdict,
+                Verdict::Regressed,
+                "calibration {calibration}: {c:?}"
+            );
+        }
     }
 
     #[test]

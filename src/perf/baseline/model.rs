@@ -13,13 +13,14 @@ use crate::perf::stats::round_sig;
 pub const SCHEMA_VERSION: u32 = 1;
 
 /// Written into every file so that a reviewer reads how the bounds work where they are.
-pub const ABOUT: &str = "pgperf baseline. Per case: latencies in microseconds measured with the \
-case, and calibration_us, a reference round trip (SELECT 1) measured right before and after it on the \
-same server (their mean). A case fails only when (p50 / calibration_us) exceeds normalized_p50 by more than \
-bound.fail_ratio AND the excess over the calibrated expectation is above bound.floor_us AND a \
-re-measurement agrees; above warn_ratio it warns; below 1/fail_ratio it says the baseline is \
-stale. p95_ceiling_us, when set, is an absolute limit. Accept an intended change with \
-PGPERF_BASELINE=update cargo test (see README, Baselines).";
+pub const ABOUT: &str = "pgperf baseline. Per case: latencies in microseconds, and calibration_us, \
+a reference round trip (SELECT 1) measured in bursts right before and after the case on the same \
+server (median of the bursts' p50s). A case fails only when its p50 is more than bound.fail_ratio \
+above the baseline both in plain time and relative to calibration_us (normalized_p50), AND more \
+than bound.floor_us above what the baseline expects, AND a re-measurement agrees; above warn_ratio \
+it warns; when both ratios are below 1/fail_ratio it says the baseline is stale. p95_ceiling_us, \
+when set, is an absolute limit. Accept an intended change with PGPERF_BASELINE=update scripts/test \
+(see README, Baselines).";
 
 /// A case's name: lowercase letters, digits, `.`, `_` and `-`, 1 to 80 characters.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
