@@ -64,15 +64,11 @@ pub async fn list_for(conn: &mut PgConnection, entity_id: i64) -> Result<Vec<Ali
 
 /// Deletes an alias.
 pub async fn delete(conn: &mut PgConnection, id: i64) -> Result<(), DbError> {
-    let done = sqlx::query("DELETE FROM entity_aliases WHERE id = $1")
-        .bind(id)
-        .execute(conn)
-        .await?;
-    if done.rows_affected() == 0 {
-        return Err(DbError::NotFound {
-            table: "entity_aliases",
-            id,
-        });
-    }
-    Ok(())
+    super::delete_one(
+        conn,
+        "entity_aliases",
+        "DELETE FROM entity_aliases WHERE id = $1",
+        id,
+    )
+    .await
 }

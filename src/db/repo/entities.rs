@@ -136,17 +136,7 @@ pub async fn update(
 
 /// Deletes an entity; its aliases go with it and its source records are unlinked.
 pub async fn delete(conn: &mut PgConnection, id: i64) -> Result<(), DbError> {
-    let done = sqlx::query("DELETE FROM entities WHERE id = $1")
-        .bind(id)
-        .execute(conn)
-        .await?;
-    if done.rows_affected() == 0 {
-        return Err(DbError::NotFound {
-            table: "entities",
-            id,
-        });
-    }
-    Ok(())
+    super::delete_one(conn, "entities", "DELETE FROM entities WHERE id = $1", id).await
 }
 
 /// Lists entities in id order after `after`, optionally of one kind. Keyset pagination:

@@ -115,17 +115,13 @@ pub async fn link(
 
 /// Deletes a record.
 pub async fn delete(conn: &mut PgConnection, id: i64) -> Result<(), DbError> {
-    let done = sqlx::query("DELETE FROM source_records WHERE id = $1")
-        .bind(id)
-        .execute(conn)
-        .await?;
-    if done.rows_affected() == 0 {
-        return Err(DbError::NotFound {
-            table: "source_records",
-            id,
-        });
-    }
-    Ok(())
+    super::delete_one(
+        conn,
+        "source_records",
+        "DELETE FROM source_records WHERE id = $1",
+        id,
+    )
+    .await
 }
 
 /// Lists records in id order after `after`, optionally of one source (keyset pagination).
