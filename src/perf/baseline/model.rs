@@ -14,7 +14,7 @@ pub const SCHEMA_VERSION: u32 = 1;
 
 /// Written into every file so that a reviewer reads how the bounds work where they are.
 pub const ABOUT: &str = "pgperf baseline. Per case: latencies in microseconds, and calibration_us, \
-a reference round trip (SELECT 1) measured in bursts right before and after the case on the same \
+a reference (geometric mean of a SELECT 1 round trip and a fixed piece of server work) measured in bursts right before and after the case on the same \
 server (median of the bursts' p50s). A case fails only when its p50 is more than bound.fail_ratio \
 above the baseline both in plain time and relative to calibration_us (normalized_p50), AND more \
 than bound.floor_us above what the baseline expects, AND a re-measurement agrees; above warn_ratio \
