@@ -46,7 +46,11 @@ pub enum Op {
     Upsert1k,
     /// Multi-row UNNEST insert of 1 000 new source records.
     Unnest1k,
-    /// Acquire a connection (an idle one is available) and return it.
+    /// The full checkout cycle of an idle connection: acquire it and return it, on a pool of
+    /// one connection, so each acquire waits for the previous return (sqlx pings a returned
+    /// connection in a task of its own). Timed one after the other, the cycle is one round trip
+    /// plus the pool's bookkeeping; with spare connections the next acquire would overlap the
+    /// previous return's ping, and a busy core would slow that overlap twice over.
     AcquireIdle,
     /// Acquire, `SELECT 1`, return, with 4x as many tasks as connections.
     AcquireContended,
@@ -258,7 +262,17 @@ pub(super) async fn run(
             go(case, connections(db, n).await?, op, slowdown).await
         }
         Op::AcquireIdle | Op::AcquireContended => {
-            let states: Vec<_> = (0..n).map(|_| db.clone()).collect();
+            let states: Vec<_> = if case.op == Op::AcquireIdle {
+                let single = PoolSettings {
+                    min_connections: 1,
+                    max_connections: 1,
+                    ..db.settings().clone()
+                };
+                let pool = Db::connect(db.url(), single).await?;
+                vec![pool; n]
+            } else {
+                (0..n).map(|_| db.clone()).collect()
+            };
             let with_query = case.op == Op::AcquireContended;
             let op: DbOp<Db> = Arc::new(move |db| {
                 Box::pin(async move {
