@@ -119,6 +119,17 @@ pub enum DbError {
         after: std::time::Duration,
     },
 
+    /// The server cancelled the statement (SQLSTATE 57014): it ran past `statement_timeout`,
+    /// or an administrator cancelled it. Nothing it did was kept.
+    #[error(
+        "the server cancelled the statement: {reason}; if it legitimately runs longer, raise \
+         PoolSettings::statement_timeout (bulk loads run under ingest::BULK_STATEMENT_TIMEOUT)"
+    )]
+    Cancelled {
+        /// The server's message, e.g. "canceling statement due to statement timeout".
+        reason: String,
+    },
+
     /// Any other database error. Its message carries the server's.
     #[error("database error: {source}")]
     Database {
@@ -170,6 +181,9 @@ fn from_database_error(db: &dyn DatabaseError) -> Option<DbError> {
         }),
         "23502" => Some(DbError::InvalidInput {
             field: pg.and_then(|p| p.column()).unwrap_or("column").to_owned(),
+            reason: db.message().to_owned(),
+        }),
+        "57014" => Some(DbError::Cancelled {
             reason: db.message().to_owned(),
         }),
         "22P02" | "22001" | "22003" | "22007" | "22008" | "22023" => {

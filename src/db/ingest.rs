@@ -11,6 +11,9 @@
 //! - [`insert_records_unnest`]: multi-row `INSERT ... SELECT FROM UNNEST(...)` in chunks, the
 //!   comparison point for COPY.
 //! - [`insert_records_one_by_one`]: one INSERT per row, the slow baseline.
+//!
+//! The bulk paths run under [`BULK_STATEMENT_TIMEOUT`] rather than the pool's
+//! `statement_timeout`, which is sized for interactive queries.
 
 use std::fmt::Write as _;
 
@@ -22,6 +25,24 @@ use super::DbError;
 use super::model::NewSourceRecord;
 
 const CHUNK_BYTES: usize = 256 * 1024;
+
+/// The `statement_timeout` a bulk load runs under (set for its transaction only): 10 minutes.
+/// The pool's own timeout (30 s by default) is meant for interactive queries and would cancel
+/// a large COPY (1M records take ~30 s on a small machine); a bulk load still must not run
+/// forever.
+pub const BULK_STATEMENT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Starts a bulk load's transaction, under [`BULK_STATEMENT_TIMEOUT`].
+async fn begin_bulk(
+    conn: &mut PgConnection,
+) -> Result<sqlx::Transaction<'_, sqlx::Postgres>, DbError> {
+    let mut tx = conn.begin().await?;
+    sqlx::query("SELECT set_config('statement_timeout', $1, true)")
+        .bind(format!("{}ms", BULK_STATEMENT_TIMEOUT.as_millis()))
+        .execute(&mut *tx)
+        .await?;
+    Ok(tx)
+}
 const UNNEST_ROWS: usize = 5_000;
 
 /// What an upsert did.
@@ -90,6 +111,9 @@ fn copy_error(e: sqlx::Error) -> DbError {
     let located = e
         .as_database_error()
         .and_then(|d| d.try_downcast_ref::<PgDatabaseError>())
+        // Only data and integrity errors are the row's fault; a cancel or a lost connection
+        // during COPY keeps its own error.
+        .filter(|pg| pg.code().starts_with("22") || pg.code().starts_with("23"))
         .and_then(|pg| {
             let place = pg.r#where()?;
             let line: u64 = place
@@ -156,7 +180,7 @@ pub async fn copy_records<I>(conn: &mut PgConnection, rows: I) -> Result<u64, Db
 where
     I: IntoIterator<Item = NewSourceRecord>,
 {
-    let mut tx = conn.begin().await?;
+    let mut tx = begin_bulk(conn).await?;
     let n = copy_into(
         &mut tx,
         "COPY source_records (source, external_id, payload, entity_id, match_score) FROM STDIN (FORMAT text)",
@@ -173,7 +197,7 @@ pub async fn upsert_records<I>(conn: &mut PgConnection, rows: I) -> Result<Upser
 where
     I: IntoIterator<Item = NewSourceRecord>,
 {
-    let mut tx = conn.begin().await?;
+    let mut tx = begin_bulk(conn).await?;
     sqlx::query(
         "CREATE TEMPORARY TABLE pgperf_staging (line bigint GENERATED ALWAYS AS IDENTITY, source text, \
          external_id text, payload jsonb, entity_id bigint, match_score real) ON COMMIT DROP",
@@ -214,7 +238,7 @@ pub async fn insert_records_unnest<I>(conn: &mut PgConnection, rows: I) -> Resul
 where
     I: IntoIterator<Item = NewSourceRecord>,
 {
-    let mut tx = conn.begin().await?;
+    let mut tx = begin_bulk(conn).await?;
     let mut total = 0u64;
     let mut chunk: Vec<NewSourceRecord> = Vec::with_capacity(UNNEST_ROWS);
     let mut line = 0u64;

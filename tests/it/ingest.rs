@@ -7,9 +7,12 @@ use serde_json::json;
 
 use pgperf::dataset::{self, Size};
 use pgperf::db::ingest::{UpsertCounts, copy_records, insert_records_unnest, upsert_records};
-use pgperf::db::{DbError, NewSourceRecord};
+use std::time::{Duration, Instant};
+
+use pgperf::db::{DbError, NewSourceRecord, PoolSettings};
 
 use crate::support::TestDb;
+use crate::support::database::test_settings;
 
 async fn checksum(db: &TestDb) -> (i64, i64) {
     sqlx::query_as(
@@ -150,4 +153,36 @@ async fn the_unnest_path_loads_the_same_rows_as_copy() {
 
     assert_eq!(loaded, 12_345);
     assert_eq!(checksum(&db).await, dataset::records_checksum(12_345));
+}
+
+/// A bulk load runs under its own statement timeout, not the pool's interactive one, which
+/// still cancels an ordinary statement afterwards, with an error that says so.
+#[tokio::test]
+async fn a_bulk_load_outlasts_the_interactive_statement_timeout() {
+    let interactive = Duration::from_millis(100);
+    let db = TestDb::with_settings(PoolSettings {
+        statement_timeout: Some(interactive),
+        ..test_settings()
+    })
+    .await;
+    let mut c = db.db.acquire().await.unwrap();
+
+    let started = Instant::now();
+    let loaded = copy_records(&mut c, dataset::records(1, 20_000, 1_000))
+        .await
+        .unwrap();
+    let took = started.elapsed();
+
+    assert_eq!(loaded, 20_000);
+    assert!(
+        took > interactive * 2,
+        "the load took {took:?}: too quick to show anything, load more rows"
+    );
+    let err = sqlx::query("SELECT pg_sleep(1)")
+        .execute(&mut *c)
+        .await
+        .map_err(DbError::from)
+        .unwrap_err();
+    assert!(matches!(err, DbError::Cancelled { .. }), "{err}");
+    assert!(err.to_string().contains("statement timeout"), "{err}");
 }
