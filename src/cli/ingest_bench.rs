@@ -1,7 +1,9 @@
 //! `pgperf ingest-bench`: bulk ingestion of generated records through pgperf's COPY path
 //! versus `psql \copy` of the same rows into the same table, in one run, plus the UNNEST
-//! path and row-by-row inserts (prepared INSERTs in one transaction, and the naive loop of
-//! `records::create` in autocommit); with the client's peak memory during the COPY.
+//! path and row-by-row inserts (the naive loop of `records::create` in autocommit, and
+//! prepared INSERTs in one transaction); with the client's peak memory during the COPY.
+//! The paths run in interleaved rounds and every figure is the median over the rounds, so a
+//! noisy moment moves one round, not the comparison.
 
 use std::io::{BufWriter, Write};
 use std::process::Command;
@@ -24,11 +26,11 @@ pub struct IngestArgs {
     /// Rows per COPY / UNNEST / psql run.
     #[arg(long, default_value_t = 1_000_000)]
     pub rows: u64,
-    /// Rows for the (slow) row-by-row run; its rate is compared.
-    #[arg(long, default_value_t = 20_000)]
+    /// Rows per round of each (slow) row-by-row variant; their rates are compared.
+    #[arg(long, default_value_t = 10_000)]
     pub row_by_row_rows: u64,
-    /// Rounds of psql and pgperf COPY, alternating.
-    #[arg(long, default_value_t = 2)]
+    /// Rounds of each path, interleaved; every figure is the median over its rounds.
+    #[arg(long, default_value_t = 3)]
     pub rounds: u32,
 }
 
@@ -77,8 +79,66 @@ fn psql_copy(url: &DatabaseUrl, file: &std::path::Path) -> anyhow::Result<Durati
     Ok(took)
 }
 
-fn rate(rows: u64, d: Duration) -> f64 {
-    rows as f64 / d.as_secs_f64()
+/// Every round's duration, per path.
+#[derive(Debug, Default)]
+struct Times {
+    psql: Vec<Duration>,
+    copy: Vec<Duration>,
+    unnest: Vec<Duration>,
+    one_tx: Vec<Duration>,
+    autocommit: Vec<Duration>,
+}
+
+/// Rows per second of each round, and their median.
+fn rates(rows: u64, times: &[Duration]) -> (f64, Vec<f64>) {
+    let v: Vec<f64> = times
+        .iter()
+        .map(|d| rows as f64 / d.as_secs_f64())
+        .collect();
+    (pgperf::perf::stats::median(&v).unwrap_or_default(), v)
+}
+
+fn print_report(args: &IngestArgs, t: &Times, peak_kib: u64) {
+    let (psql, psql_v) = rates(args.rows, &t.psql);
+    let (copy, copy_v) = rates(args.rows, &t.copy);
+    let (unnest, unnest_v) = rates(args.rows, &t.unnest);
+    let (one_tx, one_tx_v) = rates(args.row_by_row_rows, &t.one_tx);
+    let (auto, auto_v) = rates(args.row_by_row_rows, &t.autocommit);
+    let rounds = |v: &[f64]| {
+        v.iter()
+            .map(|r| format!("{:.0}", r))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    println!(
+        "{} rows per bulk run, {} per row-by-row run; median of {} interleaved rounds",
+        args.rows, args.row_by_row_rows, args.rounds
+    );
+    println!("path                          rows/s  pgperf COPY is   rounds (rows/s)");
+    for (name, rate, v) in [
+        ("psql \\copy", psql, &psql_v),
+        ("pgperf COPY", copy, &copy_v),
+        ("pgperf UNNEST", unnest, &unnest_v),
+        ("row by row, autocommit", auto, &auto_v),
+        ("row by row, one transaction", one_tx, &one_tx_v),
+    ] {
+        println!(
+            "{name:<28} {rate:>8.0}  {:>7.2}x         {}",
+            copy / rate,
+            rounds(v)
+        );
+    }
+    println!("pgperf COPY / psql \\copy: {:.2}x", copy / psql);
+    println!(
+        "pgperf COPY / row by row: {:.1}x (autocommit: one INSERT per record, as records::create \
+         issues it), {:.1}x (prepared INSERTs in one transaction)",
+        copy / auto,
+        copy / one_tx
+    );
+    println!(
+        "client peak RSS above start during COPY: {:.1} MiB",
+        peak_kib as f64 / 1024.0
+    );
 }
 
 /// Runs the comparison and prints figures and ratios.
@@ -106,92 +166,53 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
             }
             w.flush()?;
         }
-        let (mut psql_times, mut ours_times, mut peak_kib) = (Vec::new(), Vec::new(), 0u64);
+        let mut t = Times::default();
+        let mut peak_kib = 0u64;
         for round in 1..=args.rounds {
             truncate(&db).await?;
-            eprintln!("pgperf: round {round}: psql \\copy ...");
-            psql_times.push(psql_copy(&ws.url, file.path())?);
+            eprintln!("pgperf: round {round}/{}: psql \\copy ...", args.rounds);
+            t.psql.push(psql_copy(&ws.url, file.path())?);
             truncate(&db).await?;
-            eprintln!("pgperf: round {round}: pgperf COPY ...");
+            eprintln!("pgperf: round {round}/{}: pgperf COPY ...", args.rounds);
             let mut conn = db.acquire().await?;
             let rss_before = status_kib("VmRSS:").unwrap_or(0);
             reset_peak_rss();
             let started = Instant::now();
             let n = copy_records(&mut conn, dataset::records(1, args.rows, 1_000)).await?;
-            ours_times.push(started.elapsed());
+            t.copy.push(started.elapsed());
             peak_kib = peak_kib.max(status_kib("VmHWM:").unwrap_or(0).saturating_sub(rss_before));
             drop(conn);
-            anyhow::ensure!(
-                n == args.rows,
-                "COPY loaded {n} rows, expected {}",
-                args.rows
+            anyhow::ensure!(n == args.rows, "COPY loaded {n} rows, expected {}", args.rows);
+            truncate(&db).await?;
+            eprintln!("pgperf: round {round}/{}: UNNEST ...", args.rounds);
+            let mut conn = db.acquire().await?;
+            let started = Instant::now();
+            insert_records_unnest(&mut conn, dataset::records(1, args.rows, 1_000)).await?;
+            t.unnest.push(started.elapsed());
+            drop(conn);
+            truncate(&db).await?;
+            eprintln!(
+                "pgperf: round {round}/{}: row by row ({} rows, one transaction, then autocommit) ...",
+                args.rounds, args.row_by_row_rows
             );
+            let mut conn = db.acquire().await?;
+            let started = Instant::now();
+            insert_records_one_by_one(&mut conn, dataset::records(1, args.row_by_row_rows, 1_000))
+                .await?;
+            t.one_tx.push(started.elapsed());
+            drop(conn);
+            truncate(&db).await?;
+            let mut conn = db.acquire().await?;
+            let started = Instant::now();
+            for r in dataset::records(1, args.row_by_row_rows, 1_000) {
+                records::create(&mut conn, &r).await?;
+            }
+            t.autocommit.push(started.elapsed());
+            drop(conn);
         }
         truncate(&db).await?;
-        eprintln!("pgperf: UNNEST ...");
-        let started = Instant::now();
-        let mut conn = db.acquire().await?;
-        insert_records_unnest(&mut conn, dataset::records(1, args.rows, 1_000)).await?;
-        drop(conn);
-        let unnest = started.elapsed();
-        truncate(&db).await?;
-        eprintln!("pgperf: row by row ({} rows) ...", args.row_by_row_rows);
-        let started = Instant::now();
-        let mut conn = db.acquire().await?;
-        insert_records_one_by_one(&mut conn, dataset::records(1, args.row_by_row_rows, 1_000))
-            .await?;
-        drop(conn);
-        let one_by_one = started.elapsed();
-        truncate(&db).await?;
-        eprintln!(
-            "pgperf: row by row, autocommit ({} rows) ...",
-            args.row_by_row_rows
-        );
-        let mut conn = db.acquire().await?;
-        let started = Instant::now();
-        for r in dataset::records(1, args.row_by_row_rows, 1_000) {
-            records::create(&mut conn, &r).await?;
-        }
-        let autocommit = started.elapsed();
-        drop(conn);
         db.close().await;
-
-        let best = |v: &[Duration]| v.iter().min().copied().unwrap_or_default();
-        let (psql, ours) = (
-            rate(args.rows, best(&psql_times)),
-            rate(args.rows, best(&ours_times)),
-        );
-        let (unnest, slow) = (
-            rate(args.rows, unnest),
-            rate(args.row_by_row_rows, one_by_one),
-        );
-        let naive = rate(args.row_by_row_rows, autocommit);
-        println!("path                     rows/s   vs psql \\copy");
-        println!("psql \\copy          {psql:>11.0}   1.00");
-        println!("pgperf COPY         {ours:>11.0}   {:.2}", ours / psql);
-        println!("pgperf UNNEST       {unnest:>11.0}   {:.2}", unnest / psql);
-        println!("row by row, one tx  {slow:>11.0}   {:.2}", slow / psql);
-        println!("row by row, autocommit {naive:>8.0}   {:.2}", naive / psql);
-        println!(
-            "pgperf COPY / row by row: {:.1}x in one transaction, {:.1}x autocommit",
-            ours / slow,
-            ours / naive
-        );
-        println!(
-            "client peak RSS above start during COPY: {:.1} MiB",
-            peak_kib as f64 / 1024.0
-        );
-        println!(
-            "rounds (best taken): psql {:?}, pgperf {:?}",
-            psql_times
-                .iter()
-                .map(|d| format!("{:.2}s", d.as_secs_f64()))
-                .collect::<Vec<_>>(),
-            ours_times
-                .iter()
-                .map(|d| format!("{:.2}s", d.as_secs_f64()))
-                .collect::<Vec<_>>()
-        );
+        print_report(&args, &t, peak_kib);
         Ok(())
     })
     .await
