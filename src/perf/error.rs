@@ -114,6 +114,20 @@ pub enum PerfError {
         value: String,
     },
 
+    /// A slowdown was asked for a case with several tasks: its busy-wait would hold a runtime
+    /// thread that the other tasks need, and the slowdown would feed on itself.
+    #[error(
+        "{var} names {case}, which runs {tasks} tasks: only cases with one task can be slowed down"
+    )]
+    SlowdownNeedsOneTask {
+        /// The variable.
+        var: &'static str,
+        /// The case.
+        case: String,
+        /// Its task count.
+        tasks: usize,
+    },
+
     /// A case has no baseline and this run may not record one.
     #[error(
         "case {case} has no baseline in {}; record it locally with `PGPERF_BASELINE=new scripts/test` \

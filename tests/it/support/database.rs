@@ -53,10 +53,12 @@ impl TestDb {
     async fn unguarded(settings: PoolSettings) -> Self {
         let shared = shared();
         let server = Server::external(shared.admin.clone());
+        let name = unique_name();
         let url = server
-            .clone_database(&shared.template, &unique_name())
+            .clone_database(&shared.template, &name)
             .await
             .unwrap_or_else(|e| panic!("cloning the template database failed: {e}"));
+        super::shared::register_database(&name);
         let db = Db::connect(&url, settings)
             .await
             .unwrap_or_else(|e| panic!("connecting to the test database failed: {e}"));

@@ -6,6 +6,7 @@ use std::sync::OnceLock;
 
 use pgperf::db::DatabaseUrl;
 use pgperf::server::{Server, Template};
+use sqlx::Connection;
 
 /// What every test needs to reach the shared server.
 #[derive(Debug)]
@@ -23,6 +24,22 @@ static CONTAINER_ID: OnceLock<String> = OnceLock::new();
 /// Containers tests started for themselves: removed at exit too, in case a panicking test
 /// could not remove its own.
 static OTHERS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+/// On an external server (PGPERF_DATABASE_URL): its admin URL and the databases this process
+/// made, dropped at exit.
+static EXTERNAL_ADMIN: OnceLock<DatabaseUrl> = OnceLock::new();
+static EXTERNAL_DATABASES: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+/// Test databases on an external server older than this are a dead run's leftovers.
+const STALE_HOURS: u64 = 24;
+
+/// Registers a test database for dropping at process exit (external servers only: a
+/// container of ours goes away whole).
+pub fn register_database(name: &str) {
+    if EXTERNAL_ADMIN.get().is_some()
+        && let Ok(mut v) = EXTERNAL_DATABASES.lock()
+    {
+        v.push(name.to_owned());
+    }
+}
 
 /// Registers a test's own container for removal at process exit.
 pub fn register_for_cleanup(id: &str) {
@@ -60,6 +77,10 @@ async fn start() -> anyhow::Result<Shared> {
     }
     let template = Template::ensure(server.admin_url()).await?;
     let admin = server.admin_url().clone();
+    if !is_container {
+        let _ = EXTERNAL_ADMIN.set(admin.clone());
+        drop_stale_databases(&server).await;
+    }
     // The container must outlive this runtime; `remove_shared_container` removes it at exit.
     std::mem::forget(server);
     Ok(Shared {
@@ -67,6 +88,64 @@ async fn start() -> anyhow::Result<Shared> {
         template,
         is_container,
     })
+}
+
+/// Drops test databases that a run killed before its exit hook left on an external server
+/// (their names carry the hour they were made: `pgperf_t_<hour>_<pid>_<n>`).
+async fn drop_stale_databases(server: &Server) {
+    let now_hour = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() / 3600)
+        .unwrap_or(0);
+    let Ok(mut conn) =
+        sqlx::PgConnection::connect_with(&server.admin_url().connect_options()).await
+    else {
+        return;
+    };
+    let names: Vec<String> =
+        sqlx::query_scalar(r"SELECT datname FROM pg_database WHERE datname LIKE 'pgperf\_t\_%'")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap_or_default();
+    let _ = conn.close().await;
+    for name in names {
+        let hour = name
+            .strip_prefix("pgperf_t_")
+            .and_then(|rest| rest.split('_').next())
+            .and_then(|h| h.parse::<u64>().ok());
+        if hour.is_some_and(|h| h + STALE_HOURS < now_hour) {
+            let _ = server.drop_database(&name).await;
+        }
+    }
+}
+
+/// Drops this process's databases on an external server; bounded, so exit never hangs.
+fn drop_external_databases() {
+    let (Some(admin), Ok(names)) = (EXTERNAL_ADMIN.get(), EXTERNAL_DATABASES.lock()) else {
+        return;
+    };
+    if names.is_empty() {
+        return;
+    }
+    let (admin, names) = (admin.clone(), names.clone());
+    let _ = std::thread::spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        rt.block_on(async {
+            let server = Server::external(admin);
+            let all = async {
+                for name in &names {
+                    let _ = server.drop_database(name).await;
+                }
+            };
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(20), all).await;
+        });
+    })
+    .join();
 }
 
 /// Removes containers of ours whose owning process is gone (a run killed by Ctrl-C).
@@ -96,12 +175,14 @@ fn remove_leftover_containers() {
     }
 }
 
-/// At process exit, after every test ran (passed, failed or panicked), remove the container.
+/// At process exit, after every test ran (passed, failed or panicked), remove the container
+/// (or, on an external server, drop the databases this run made).
 #[dtor::dtor(unsafe)]
 fn remove_shared_container() {
     if std::env::var("TESTCONTAINERS_COMMAND").as_deref() == Ok("keep") {
         return;
     }
+    drop_external_databases();
     let mut ids: Vec<String> = OTHERS.lock().map(|v| v.clone()).unwrap_or_default();
     ids.extend(CONTAINER_ID.get().cloned());
     if ids.is_empty() {
