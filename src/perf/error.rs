@@ -141,10 +141,10 @@ pub enum PerfError {
         path: PathBuf,
     },
 
-    /// A case is slower than its bound allows, confirmed by a re-measurement.
+    /// A case is slower than its bound allows, confirmed by every re-measurement.
     #[error(
         "case {case} regressed: p50 {p50_us:.0} µs where the baseline expects {expected_p50_us:.0} µs at \
-         this run's calibration ({calibration_us:.1} µs round trip): x{ratio:.2}, re-measured x{confirm_ratio:.2}; \
+         this run's calibration of {calibration_us:.1} µs: x{ratio:.2}, re-measured x{confirm_ratio:.2}; \
          the bound fails above x{fail_ratio} and +{floor_us:.0} µs. If the change is intended, accept it with \
          `PGPERF_BASELINE=update scripts/test` and commit {} with a note in the PR",
         path.display()

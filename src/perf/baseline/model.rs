@@ -17,7 +17,7 @@ pub const ABOUT: &str = "pgperf baseline. Per case: latencies in microseconds, a
 a reference (geometric mean of a SELECT 1 round trip and a fixed piece of server work) measured in bursts right before and after the case on the same \
 server (median of the bursts' p50s). A case fails only when its p50 is more than bound.fail_ratio \
 above the baseline both in plain time and relative to calibration_us (normalized_p50), AND more \
-than bound.floor_us above what the baseline expects, AND a re-measurement agrees; above warn_ratio \
+than bound.floor_us above what the baseline expects, AND two re-measurements agree; above warn_ratio \
 it warns; when both ratios are below 1/fail_ratio it says the baseline is stale. p95_ceiling_us, \
 when set, is an absolute limit. Accept an intended change with PGPERF_BASELINE=update scripts/test \
 (see README, Baselines).";
