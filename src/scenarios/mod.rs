@@ -56,26 +56,10 @@ fn case(name: &str, op: Op, iterations: u64, concurrency: usize, ceiling_ms: Opt
         },
         bound: Bound {
             p95_ceiling_us: ceiling_ms.map(|ms| ms * 1_000.0),
-            ..if concurrency > 1 {
-                SATURATING
-            } else {
-                Bound::default()
-            }
+            ..Bound::default()
         },
     }
 }
-
-/// The bound of a case with several tasks. Such a case keeps both cores of a small machine busy
-/// (client threads and several backends at once), so a process hogging one core takes half
-/// its CPU, which the serial calibration cannot see: unchanged code measured up to x2.4 (x1.9
-/// re-measured) under that load, against x1.5 for serial cases. It fails at 2.5x and warns at
-/// 1.8x: a several-times slowdown is still caught, a 2x one only warns.
-pub const SATURATING: Bound = Bound {
-    fail_ratio: 2.5,
-    floor_us: 25.0,
-    p95_ceiling_us: None,
-    warn_ratio: 1.8,
-};
 
 /// The cases of an area. Every case of a database query has a k6-style p95 ceiling of 1 s:
 /// whatever the ratio says, a query that slow is broken.
