@@ -155,7 +155,7 @@ impl Guard {
         // Confirm before failing: a regression must show in every one of CONFIRMATIONS more
         // measurements, so a noisy moment (one, or two in a row) never fails a PR, while a real
         // slowdown, which shows every time, still does.
-        let mut worst = (first, cmp);
+        let mut latest = (first, cmp);
         for _ in 0..CONFIRMATIONS {
             let again = ok_observation(case, measure().await?)?;
             let confirm = compare(&baseline, &again);
@@ -167,9 +167,9 @@ impl Guard {
                     )),
                 );
             }
-            worst = (again, confirm);
+            latest = (again, confirm);
         }
-        let (last, confirm) = worst;
+        let (last, confirm) = latest;
         Err(match confirm.verdict {
             Verdict::CeilingBreached => PerfError::CeilingBreached {
                 case: case.to_string(),

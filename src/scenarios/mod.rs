@@ -99,7 +99,7 @@ pub fn cases(area: Area) -> Vec<Case> {
                 "pool.acquire_contended_4x",
                 Op::AcquireContended,
                 4_000,
-                16,
+                4,
                 query,
             ),
             case(
@@ -113,8 +113,8 @@ pub fn cases(area: Area) -> Vec<Case> {
     }
 }
 
-/// Pool settings the scenarios run with: 4 connections, so `pool.acquire_contended_4x`'s 16
-/// tasks are 4x the pool.
+/// Pool settings the scenarios run with: 4 connections, one per task of
+/// `lookup.entity_by_id_c4`. (The pool cases run on pools of one connection of their own.)
 pub fn pool_settings() -> crate::db::PoolSettings {
     crate::db::PoolSettings {
         max_connections: 4,

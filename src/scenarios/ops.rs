@@ -52,7 +52,11 @@ pub enum Op {
     /// plus the pool's bookkeeping; with spare connections the next acquire would overlap the
     /// previous return's ping, and a busy core would slow that overlap twice over.
     AcquireIdle,
-    /// Acquire, `SELECT 1`, return, with 4x as many tasks as connections.
+    /// Acquire, `SELECT 1`, return, with 4x as many tasks as connections: the case's tasks
+    /// share a pool of one connection, so each acquire queues behind the others' checkouts.
+    /// One connection keeps the case serial like the reference (one checkout at a time); with
+    /// 16 tasks on 4 connections it kept both cores busy, and a process hogging one core
+    /// slowed it ~2x where the reference could not see it.
     AcquireContended,
     /// Open a new connection through a fresh pool (TCP, authentication), then close it.
     AcquireNewConnection,
@@ -262,17 +266,13 @@ pub(super) async fn run(
             go(case, connections(db, n).await?, op, slowdown).await
         }
         Op::AcquireIdle | Op::AcquireContended => {
-            let states: Vec<_> = if case.op == Op::AcquireIdle {
-                let single = PoolSettings {
-                    min_connections: 1,
-                    max_connections: 1,
-                    ..db.settings().clone()
-                };
-                let pool = Db::connect(db.url(), single).await?;
-                vec![pool; n]
-            } else {
-                (0..n).map(|_| db.clone()).collect()
+            let single = PoolSettings {
+                min_connections: 1,
+                max_connections: 1,
+                ..db.settings().clone()
             };
+            let own = Db::connect(db.url(), single).await?;
+            let states = vec![own.clone(); n];
             let with_query = case.op == Op::AcquireContended;
             let op: DbOp<Db> = Arc::new(move |db| {
                 Box::pin(async move {
@@ -283,7 +283,9 @@ pub(super) async fn run(
                     Ok(())
                 })
             });
-            go(case, states, op, slowdown).await
+            let m = go(case, states, op, slowdown).await;
+            own.close().await;
+            m
         }
         Op::AcquireNewConnection => {
             let settings = PoolSettings {
