@@ -49,12 +49,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             let started = Instant::now();
             eprint!("pgperf: [{:>2}/{}] {:<32}", i + 1, cases.len(), case.name.as_str());
             let slowdown = guard.slowdown_for(&case.name);
-            let outcome = guard.check(&case.name, case.bound, case.config.concurrency as u32, || scenarios::observe(&db, case, slowdown)).await;
+            let checked = guard.check(&case.name, case.bound, case.config.concurrency as u32, || scenarios::observe(&db, case, slowdown)).await;
             eprintln!(" {:>5.1} s", started.elapsed().as_secs_f64());
-            match outcome {
-                Ok(r) => reports.push(r),
-                Err(e) => failures.push(e.to_string()),
-            }
+            reports.extend(checked.report);
+            failures.extend(checked.failure.map(|e| e.to_string()));
         }
         let pool = db.snapshot();
         eprintln!(

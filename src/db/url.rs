@@ -62,6 +62,20 @@ impl DatabaseUrl {
         Self(url)
     }
 
+    /// The same URL aimed at another host and port (a relay in front of the server).
+    pub fn via(&self, host: &str, port: u16) -> Result<Self, UrlError> {
+        let mut url = self.0.clone();
+        let refused = |reason: &str| UrlError::Unsupported {
+            shown: redact(&self.0),
+            reason: reason.to_owned(),
+        };
+        url.set_host(Some(host))
+            .map_err(|e| refused(&format!("host {host:?}: {e}")))?;
+        url.set_port(Some(port))
+            .map_err(|()| refused("this URL cannot have a port"))?;
+        Ok(Self(url))
+    }
+
     /// The database name in the path (`postgres` when the path is empty).
     pub fn database(&self) -> &str {
         match self.0.path().trim_start_matches('/') {

@@ -1,25 +1,82 @@
-//! Calibration: a fixed reference measured on the same server right before and after a case
-//! (a bare round trip and a fixed piece of server work), so that figures can be compared
-//! across machines of different speed.
+//! References: three fixed units measured on the same server and client right before and after
+//! each case, one per thing a case is made of, so that the time a case should take can be
+//! worked out for *this* machine from the case's recorded make-up:
+//!
+//! - **round trip**: the p50 of a prepared `SELECT 1`. Its price depends on the host's wake-up
+//!   cost between cores (about 40 µs on one machine of our kind, 200 µs on another);
+//! - **server CPU**: the server's executor time for a fixed query (the p50 of
+//!   `SELECT count(*) FROM generate_series(1, 5000)` minus the round trip);
+//! - **client CPU**: a fixed piece of work in this process (building and encoding records, as
+//!   the scenarios do), timed without I/O;
+//! - **parallel**: the wall time per operation of `SELECT 1` run by [`PARALLEL_TASKS`] tasks on
+//!   as many connections: what the machine's cores give work that keeps them all busy. Only
+//!   cases with several tasks use it (their latency is tasks x the time per operation at
+//!   their bottleneck, Little's law).
+//!
+//! Each is the median over bursts before and after the case, so one disturbed burst does
+//! not move it.
 
 use std::time::Instant;
 
+use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
 
-use super::stats::{Summary, latency_histogram, record};
-use crate::db::DbError;
+use super::stats::{Summary, latency_histogram, median, record};
+use crate::db::{Db, DbError};
 
 /// Warm-up operations before calibrating.
-const WARMUP: u32 = 50;
-/// Bursts per calibration; round trips and server-work operations per burst.
-const BURSTS: u32 = 4;
-const ROUND_TRIPS: u32 = 200;
-const WORKS: u32 = 40;
+const WARMUP: u32 = 30;
+/// Bursts per calibration (before or after a case).
+pub const BURSTS: usize = 4;
+const ROUND_TRIPS: u32 = 150;
+const WORKS: u32 = 30;
+const CLIENT_WORKS: u32 = 30;
 
-/// The reference's latency-bound part: a round trip doing nothing.
 const ROUND_TRIP: &str = "SELECT 1";
-/// The reference's CPU-bound part: a fixed amount of executor work on the server (~0.2 ms).
-const SERVER_WORK: &str = "SELECT count(*) FROM generate_series(1, 2000)";
+const SERVER_WORK: &str = "SELECT count(*) FROM generate_series(1, 5000)";
+
+/// Tasks (and connections) of the parallel reference.
+pub const PARALLEL_TASKS: usize = 4;
+const PARALLEL_OPS: u32 = 100;
+
+/// The references, in µs.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct References {
+    /// The client's fixed CPU unit.
+    pub client_us: f64,
+    /// Wall time per `SELECT 1` with [`PARALLEL_TASKS`] tasks at once.
+    pub parallel_us: f64,
+    /// A `SELECT 1` round trip.
+    pub round_trip_us: f64,
+    /// The server's fixed CPU unit (executor time, round trip removed).
+    pub server_us: f64,
+}
+
+impl References {
+    /// The element-wise median of several bursts.
+    pub fn median_of(bursts: &[References]) -> Option<References> {
+        let pick = |f: fn(&References) -> f64| median(&bursts.iter().map(f).collect::<Vec<_>>());
+        Some(References {
+            client_us: pick(|r| r.client_us)?,
+            parallel_us: pick(|r| r.parallel_us)?,
+            round_trip_us: pick(|r| r.round_trip_us)?,
+            server_us: pick(|r| r.server_us)?,
+        })
+    }
+
+    /// True when every figure is finite and above zero.
+    pub fn is_valid(&self) -> bool {
+        [
+            self.client_us,
+            self.parallel_us,
+            self.round_trip_us,
+            self.server_us,
+        ]
+        .iter()
+        .all(|x| x.is_finite() && *x > 0.0)
+    }
+}
 
 async fn p50_of(conn: &mut PgConnection, sql: &'static str, n: u32) -> Result<f64, DbError> {
     let mut h = latency_histogram();
@@ -32,29 +89,100 @@ async fn p50_of(conn: &mut PgConnection, sql: &'static str, n: u32) -> Result<f6
     Ok(Summary::of(&h, 0, started.elapsed()).p50_us)
 }
 
-/// One calibration: four bursts, each the geometric mean (µs) of the p50 of a `SELECT 1`
-/// round trip and of a fixed piece of server work. Mixing both makes the unit move with what
-/// cases are made of: round trips, and server CPU (which a busy core slows more than it slows
-/// a bare round trip). Callers take the median over bursts before and after a case, so one
-/// disturbed burst does not move the unit.
-pub async fn round_trip_bursts_us(conn: &mut PgConnection) -> Result<Vec<f64>, DbError> {
+/// The client unit: generate 20 source records and encode them as COPY text and JSON, the
+/// kind of work the scenarios' client side does.
+fn client_unit(round: u64) -> usize {
+    let mut out = String::with_capacity(8 * 1024);
+    for r in crate::dataset::records(round, 20, 1_000) {
+        out.push_str(&r.source);
+        out.push('\t');
+        out.push_str(&r.external_id);
+        out.push('\t');
+        out.push_str(&serde_json::to_string(&r.payload).unwrap_or_default());
+        out.push('\n');
+    }
+    out.len()
+}
+
+fn client_p50(n: u32) -> f64 {
+    let mut h = latency_histogram();
+    let started = Instant::now();
+    let mut sink = 0usize;
+    for i in 0..n {
+        let t = Instant::now();
+        sink = sink.wrapping_add(client_unit(u64::from(i % 4)));
+        record(&mut h, t.elapsed());
+    }
+    std::hint::black_box(sink);
+    Summary::of(&h, 0, started.elapsed()).p50_us
+}
+
+/// One burst of the parallel reference: wall time per operation (µs).
+async fn parallel_burst(db: &Db) -> Result<f64, DbError> {
+    let mut conns = Vec::with_capacity(PARALLEL_TASKS);
+    for _ in 0..PARALLEL_TASKS {
+        conns.push(db.acquire().await?);
+    }
+    for c in &mut conns {
+        for _ in 0..10 {
+            sqlx::query(ROUND_TRIP).execute(&mut **c).await?;
+        }
+    }
+    let started = Instant::now();
+    let tasks: Vec<_> = conns
+        .into_iter()
+        .map(|mut c| {
+            tokio::spawn(async move {
+                for _ in 0..PARALLEL_OPS {
+                    sqlx::query(ROUND_TRIP).execute(&mut *c).await?;
+                }
+                Ok::<_, DbError>(())
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.expect("reference task panicked")?;
+    }
+    let ops = (PARALLEL_TASKS as u32 * PARALLEL_OPS) as f64;
+    Ok(started.elapsed().as_secs_f64() * 1e6 / ops)
+}
+
+/// One calibration: [`BURSTS`] bursts of each reference, on connections of `db` (whose pool
+/// must allow [`PARALLEL_TASKS`] connections).
+pub async fn bursts(db: &Db) -> Result<Vec<References>, DbError> {
+    let mut out = serial_bursts(&mut *db.acquire().await?).await?;
+    for r in &mut out {
+        r.parallel_us = parallel_burst(db).await?;
+    }
+    Ok(out)
+}
+
+/// The serial references ([`References::parallel_us`] left at zero).
+async fn serial_bursts(conn: &mut PgConnection) -> Result<Vec<References>, DbError> {
     for _ in 0..WARMUP {
         sqlx::query(ROUND_TRIP).execute(&mut *conn).await?;
         sqlx::query(SERVER_WORK).execute(&mut *conn).await?;
     }
-    let mut bursts = Vec::with_capacity(BURSTS as usize);
+    let mut out = Vec::with_capacity(BURSTS);
     for _ in 0..BURSTS {
-        let trip = p50_of(conn, ROUND_TRIP, ROUND_TRIPS).await?;
+        let round_trip_us = p50_of(conn, ROUND_TRIP, ROUND_TRIPS).await?;
         let work = p50_of(conn, SERVER_WORK, WORKS).await?;
-        bursts.push((trip * work).sqrt());
+        let client_us = client_p50(CLIENT_WORKS);
+        out.push(References {
+            client_us,
+            parallel_us: 0.0,
+            round_trip_us,
+            // The work query is one round trip plus the executor's work.
+            server_us: (work - round_trip_us).max(1.0),
+        });
     }
-    Ok(bursts)
+    Ok(out)
 }
 
-/// The median burst of one calibration (µs): the unit cases are measured in.
-pub async fn round_trip_p50_us(conn: &mut PgConnection) -> Result<f64, DbError> {
-    let bursts = round_trip_bursts_us(conn).await?;
-    Ok(super::stats::median(&bursts).unwrap_or_default())
+/// The median references of one calibration.
+pub async fn references(db: &Db) -> Result<References, DbError> {
+    let b = bursts(db).await?;
+    Ok(References::median_of(&b).expect("BURSTS > 0"))
 }
 
 /// The server's major version (`server_version_num / 10000`).
@@ -63,4 +191,34 @@ pub async fn postgres_major(conn: &mut PgConnection) -> Result<u32, DbError> {
         .fetch_one(conn)
         .await?;
     Ok(num.parse::<u32>().map(|n| n / 10_000).unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(c: f64, t: f64, s: f64) -> References {
+        References {
+            client_us: c,
+            parallel_us: t / 4.0,
+            round_trip_us: t,
+            server_us: s,
+        }
+    }
+
+    #[test]
+    fn the_median_is_taken_per_reference() {
+        let m = References::median_of(&[
+            r(1.0, 50.0, 900.0),
+            r(3.0, 40.0, 700.0),
+            r(2.0, 45.0, 800.0),
+        ])
+        .unwrap();
+        assert_eq!(m, r(2.0, 45.0, 800.0));
+    }
+
+    #[test]
+    fn the_client_unit_takes_measurable_time() {
+        assert!(client_p50(5) > 0.0);
+    }
 }

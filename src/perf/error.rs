@@ -106,7 +106,10 @@ pub enum PerfError {
     },
 
     /// The slowdown-injection variable is malformed.
-    #[error("{var}={value:?} is invalid: expected CASE=FACTOR, e.g. crud.insert_entity=3")]
+    #[error(
+        "{var}={value:?} is invalid: expected CASE=FACTOR[,CASE=FACTOR...] with factors of 1 or more, \
+         e.g. crud.update_entity=3"
+    )]
     BadSlowdown {
         /// The variable.
         var: &'static str,
@@ -142,33 +145,13 @@ pub enum PerfError {
     },
 
     /// A case is slower than its bound allows, confirmed by every re-measurement.
-    #[error(
-        "case {case} regressed: p50 {p50_us:.0} µs where the baseline expects {expected_p50_us:.0} µs at \
-         this run's calibration of {calibration_us:.1} µs: x{ratio:.2}, re-measured x{confirm_ratio:.2}; \
-         the bound fails above x{fail_ratio} and +{floor_us:.0} µs. If the change is intended, accept it with \
-         `PGPERF_BASELINE=update scripts/test` and commit {} with a note in the PR",
-        path.display()
-    )]
-    Regression {
-        /// The case.
-        case: String,
-        /// Observed p50 (of the confirming run), µs.
-        p50_us: f64,
-        /// The baseline p50 scaled to this run's calibration, µs.
-        expected_p50_us: f64,
-        /// This run's calibration round trip, µs.
-        calibration_us: f64,
-        /// First measurement's ratio.
-        ratio: f64,
-        /// Confirming measurement's ratio.
-        confirm_ratio: f64,
-        /// The bound's fail ratio.
-        fail_ratio: f64,
-        /// The bound's floor, µs.
-        floor_us: f64,
-        /// The baseline file.
-        path: PathBuf,
-    },
+    #[error(transparent)]
+    Regression(Box<Regression>),
+
+    /// A case's counter (round trips, statements, buffers...) is above its bound, in every
+    /// re-measurement. Counters do not depend on the machine.
+    #[error(transparent)]
+    CounterRegression(Box<CounterRegression>),
 
     /// A case's p95 is above its absolute ceiling.
     #[error("case {case}: p95 {p95_us:.0} µs is above its ceiling of {ceiling_us:.0} µs (set in {})", path.display())]
@@ -194,7 +177,84 @@ pub enum PerfError {
         first_error: String,
     },
 
+    /// The counting relay could not start.
+    #[error("the round-trip counting relay in front of {target} could not start: {source}")]
+    Relay {
+        /// The server it relays to.
+        target: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A URL could not be aimed at the relay.
+    #[error(transparent)]
+    Url(#[from] crate::db::UrlError),
+
     /// A database call of the harness (calibration, setup) failed.
     #[error(transparent)]
     Db(#[from] DbError),
+}
+
+/// A case is slower than its bound allows, confirmed by every re-measurement.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "case {case} regressed: p50 {p50_us:.0} µs where this machine should take {expected_p50_us:.0} µs \
+     (the baseline's {recorded_p50_us:.0} µs, its round trips, server and client time each scaled by \
+     this run's references: {references}): x{ratio:.2}, re-measured x{confirm_ratio:.2}; the bound \
+     fails above x{fail_ratio} and +{floor_us:.0} µs. If the change is intended, accept it with \
+     `PGPERF_BASELINE=update {command}` and commit {} with a note in the PR",
+    path.display()
+)]
+pub struct Regression {
+    /// The case.
+    pub case: String,
+    /// Observed p50 (of the confirming run), µs.
+    pub p50_us: f64,
+    /// What the model expects on this machine, µs.
+    pub expected_p50_us: f64,
+    /// The recorded p50, µs.
+    pub recorded_p50_us: f64,
+    /// This run's references, as text.
+    pub references: String,
+    /// First measurement's ratio.
+    pub ratio: f64,
+    /// Confirming measurement's ratio.
+    pub confirm_ratio: f64,
+    /// The bound's fail ratio.
+    pub fail_ratio: f64,
+    /// The bound's floor, µs.
+    pub floor_us: f64,
+    /// The command that records this file.
+    pub command: &'static str,
+    /// The baseline file.
+    pub path: PathBuf,
+}
+
+/// A case's counter (round trips, statements, buffers...) is above its bound, in every
+/// re-measurement. Counters do not depend on the machine.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "case {case}: {counter} went from {recorded} to {measured} (the bound allows {limit}): {hint}. \
+     If the change is intended, accept it with `PGPERF_BASELINE=update {command}` and commit {} \
+     with a note in the PR",
+    path.display()
+)]
+pub struct CounterRegression {
+    /// The case.
+    pub case: String,
+    /// The counter's name.
+    pub counter: &'static str,
+    /// Its recorded value (rounded for reading).
+    pub recorded: String,
+    /// Its measured value.
+    pub measured: String,
+    /// The bound.
+    pub limit: String,
+    /// What such a change usually means.
+    pub hint: &'static str,
+    /// The command that records this file.
+    pub command: &'static str,
+    /// The baseline file.
+    pub path: PathBuf,
 }

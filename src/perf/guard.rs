@@ -6,8 +6,11 @@ use std::path::{Path, PathBuf};
 
 use super::PerfError;
 use super::baseline::{
-    Bound, CaseBaseline, CaseName, Environment, Mode, Observation, Verdict, compare, storage,
+    Bound, CaseBaseline, CaseName, Comparison, Environment, Mode, Observation, Verdict, compare,
+    storage,
 };
+use super::counters::Counter;
+use super::error::{CounterRegression, Regression};
 use super::measure::Slowdown;
 use super::report::CaseReport;
 
@@ -23,34 +26,55 @@ pub struct Guard {
     path: PathBuf,
     environment: Environment,
     mode: Mode,
-    slowdown: Option<(String, f64)>,
+    slowdowns: Vec<(String, f64)>,
 }
 
-fn parse_slowdown(value: Option<&str>) -> Result<Option<(String, f64)>, PerfError> {
+/// Parses `CASE=FACTOR[,CASE=FACTOR...]`.
+fn parse_slowdown(value: Option<&str>) -> Result<Vec<(String, f64)>, PerfError> {
     let Some(value) = value.map(str::trim).filter(|v| !v.is_empty()) else {
-        return Ok(None);
+        return Ok(Vec::new());
     };
     let bad = || PerfError::BadSlowdown {
         var: SLOWDOWN_VAR,
         value: value.to_owned(),
     };
-    let (case, factor) = value.split_once('=').ok_or_else(bad)?;
-    let factor: f64 = factor.trim().parse().map_err(|_| bad())?;
-    if !(factor >= 1.0 && factor.is_finite()) || case.trim().is_empty() {
-        return Err(bad());
+    value
+        .split(',')
+        .map(|one| {
+            let (case, factor) = one.split_once('=').ok_or_else(bad)?;
+            let factor: f64 = factor.trim().parse().map_err(|_| bad())?;
+            if !(factor >= 1.0 && factor.is_finite()) || case.trim().is_empty() {
+                return Err(bad());
+            }
+            Ok((case.trim().to_owned(), factor))
+        })
+        .collect()
+}
+
+/// What a counter's growth usually means, for the failure message.
+fn counter_hint(counter: Counter) -> &'static str {
+    match counter {
+        Counter::RoundTrips | Counter::Statements => {
+            "more queries per operation: a query in a loop (N+1), or a lost batch"
+        }
+        Counter::Blocks => {
+            "more of the table is read per operation: a dropped or unusable index, or a changed plan"
+        }
+        Counter::Rows => "more rows per operation: a lost filter or limit",
+        Counter::WalBytes => "more is written per operation: a new index, trigger or wider rows",
+        Counter::TempBlocks => "a sort or hash now spills to disk: work_mem, or a changed plan",
     }
-    Ok(Some((case.trim().to_owned(), factor)))
 }
 
 impl Guard {
     /// A guard for `path`, reading the mode and any slowdown injection from the environment.
     pub fn from_env(path: impl Into<PathBuf>, environment: Environment) -> Result<Self, PerfError> {
-        let slowdown = parse_slowdown(std::env::var(SLOWDOWN_VAR).ok().as_deref())?;
+        let slowdowns = parse_slowdown(std::env::var(SLOWDOWN_VAR).ok().as_deref())?;
         Ok(Self {
             path: path.into(),
             environment,
             mode: Mode::from_env()?,
-            slowdown,
+            slowdowns,
         })
     }
 
@@ -60,7 +84,7 @@ impl Guard {
             path: path.into(),
             environment,
             mode,
-            slowdown: None,
+            slowdowns: Vec::new(),
         }
     }
 
@@ -76,18 +100,38 @@ impl Guard {
 
     /// The injected slowdown for `case`, if any.
     pub fn slowdown_for(&self, case: &CaseName) -> Option<Slowdown> {
-        self.slowdown
-            .as_ref()
-            .filter(|(c, _)| c == case.as_str())
+        self.slowdowns
+            .iter()
+            .find(|(c, _)| c == case.as_str())
             .map(|(_, f)| Slowdown(*f))
     }
 
+    /// The cases the slowdown variable names, to check that each exists.
+    pub fn slowed_cases(&self) -> impl Iterator<Item = &str> {
+        self.slowdowns.iter().map(|(c, _)| c.as_str())
+    }
+
+    /// The command that records this guard's file: the suite's or the benchmark's.
+    pub fn record_command(&self) -> &'static str {
+        if self.environment.profile == "release" {
+            "scripts/bench"
+        } else {
+            "scripts/test"
+        }
+    }
+
     fn recorded(&self, case: &CaseName) -> Result<Option<CaseBaseline>, PerfError> {
-        let Some(file) = storage::load(&self.path)? else {
-            return Ok(None);
-        };
-        storage::check_comparable(&self.path, &file, &self.environment)?;
-        Ok(file.cases.get(case).copied())
+        let loaded = storage::load(&self.path).and_then(|file| match file {
+            Some(f) => {
+                storage::check_comparable(&self.path, &f, &self.environment).map(|()| Some(f))
+            }
+            None => Ok(None),
+        });
+        match loaded {
+            // Re-recording everything: a file of an older schema or environment starts anew.
+            Err(e) if self.mode == Mode::Force && storage::is_replaceable(&e) => Ok(None),
+            other => Ok(other?.and_then(|f| f.cases.get(case).copied())),
+        }
     }
 
     fn save(
@@ -99,26 +143,57 @@ impl Guard {
     ) -> Result<(), PerfError> {
         let baseline = CaseBaseline {
             bound,
-            calibration_us: o.calibration_us,
             concurrency,
-            normalized_p50: o.normalized_p50(),
+            counters: o.counted.counters,
+            make_up_us: o.make_up(),
             p50_us: o.summary.p50_us,
             p95_us: o.summary.p95_us,
             p99_us: o.summary.p99_us,
+            references_us: o.references,
             throughput_per_s: o.summary.throughput_per_s,
         };
-        storage::save_case(&self.path, &self.environment, case, baseline)
+        storage::save_case(
+            &self.path,
+            &self.environment,
+            case,
+            baseline,
+            self.mode == Mode::Force,
+        )
     }
 
     /// Measures `case` with `measure` and holds it to its baseline. `bound` is used only for a
-    /// case recorded for the first time; the file's bound (reviewed) wins afterwards.
+    /// case recorded for the first time; the file's bound (reviewed) wins afterwards. A failed
+    /// case still has its report (for the table) when it was measured.
     pub async fn check<F, Fut>(
         &self,
         case: &CaseName,
         bound: Bound,
         concurrency: u32,
+        measure: F,
+    ) -> Checked
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<Observation, PerfError>>,
+    {
+        match self.check_case(case, bound, concurrency, measure).await {
+            Ok(report) => Checked {
+                report: Some(report),
+                failure: None,
+            },
+            Err(Failed(e, report)) => Checked {
+                report: report.map(|r| *r),
+                failure: Some(e),
+            },
+        }
+    }
+
+    async fn check_case<F, Fut>(
+        &self,
+        case: &CaseName,
+        bound: Bound,
+        concurrency: u32,
         mut measure: F,
-    ) -> Result<CaseReport, PerfError>
+    ) -> Result<CaseReport, Failed>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<Observation, PerfError>>,
@@ -130,11 +205,21 @@ impl Guard {
                 return Err(PerfError::MissingCase {
                     case: case.to_string(),
                     path: self.path.clone(),
-                });
+                }
+                .into());
             }
             self.save(case, bound, concurrency, &first)?;
             return Ok(CaseReport::new(case, first, None).recorded("new case recorded"));
         };
+        if baseline.concurrency != concurrency && self.mode != Mode::Force {
+            return Err(PerfError::Incomparable {
+                path: self.path.clone(),
+                field: format!("cases.{case}.concurrency"),
+                recorded: baseline.concurrency.to_string(),
+                current: concurrency.to_string(),
+            }
+            .into());
+        }
         let cmp = compare(&baseline, &first);
         match self.mode {
             Mode::Force => {
@@ -170,25 +255,81 @@ impl Guard {
             latest = (again, confirm);
         }
         let (last, confirm) = latest;
-        Err(match confirm.verdict {
-            Verdict::CeilingBreached => PerfError::CeilingBreached {
-                case: case.to_string(),
+        let error = self.failure(case, &baseline, &last, cmp.ratio, &confirm);
+        let report = CaseReport::new(case, last, Some((baseline, confirm)));
+        Err(Failed(error, Some(Box::new(report))))
+    }
+
+    fn failure(
+        &self,
+        case: &CaseName,
+        baseline: &CaseBaseline,
+        last: &Observation,
+        first_ratio: f64,
+        confirm: &Comparison,
+    ) -> PerfError {
+        let (case, path, command) = (case.to_string(), self.path.clone(), self.record_command());
+        let figure = |x: f64| format!("{}", crate::perf::stats::round_sig(x, 3));
+        match (confirm.verdict, confirm.counter_breach) {
+            (Verdict::CeilingBreached, _) => PerfError::CeilingBreached {
+                case,
                 p95_us: last.summary.p95_us,
                 ceiling_us: baseline.bound.p95_ceiling_us.unwrap_or_default(),
-                path: self.path.clone(),
+                path,
             },
-            _ => PerfError::Regression {
-                case: case.to_string(),
+            (Verdict::CounterRegressed, Some(b)) => {
+                PerfError::CounterRegression(Box::new(CounterRegression {
+                    case,
+                    counter: b.counter.label(),
+                    recorded: figure(b.recorded),
+                    measured: figure(b.measured),
+                    limit: figure(b.limit),
+                    hint: counter_hint(b.counter),
+                    command,
+                    path,
+                }))
+            }
+            _ => PerfError::Regression(Box::new(Regression {
+                case,
                 p50_us: last.summary.p50_us,
                 expected_p50_us: confirm.expected_p50_us,
-                calibration_us: last.calibration_us,
-                ratio: cmp.ratio,
+                recorded_p50_us: baseline.p50_us,
+                references: crate::perf::report::references_text(&last.references),
+                ratio: first_ratio,
                 confirm_ratio: confirm.ratio,
                 fail_ratio: baseline.bound.fail_ratio,
-                floor_us: baseline.bound.floor_us,
-                path: self.path.clone(),
-            },
-        })
+                floor_us: confirm.floor_us,
+                command,
+                path,
+            })),
+        }
+    }
+}
+
+/// A case's outcome: its report when it was measured, and its failure, if any.
+#[derive(Debug)]
+pub struct Checked {
+    /// What was measured and how it compared.
+    pub report: Option<CaseReport>,
+    /// Why the case failed.
+    pub failure: Option<PerfError>,
+}
+
+impl Checked {
+    /// The report, or the failure.
+    pub fn into_result(self) -> Result<CaseReport, PerfError> {
+        match self.failure {
+            Some(e) => Err(e),
+            None => Ok(self.report.expect("a passing case has a report")),
+        }
+    }
+}
+
+struct Failed(PerfError, Option<Box<CaseReport>>);
+
+impl From<PerfError> for Failed {
+    fn from(e: PerfError) -> Self {
+        Self(e, None)
     }
 }
 
@@ -222,7 +363,17 @@ mod tests {
         };
         Observation {
             summary,
-            calibration_us: 40.0,
+            references: crate::perf::calibrate::References {
+                client_us: 100.0,
+                parallel_us: 10.0,
+                round_trip_us: 40.0,
+                server_us: 800.0,
+            },
+            counted: crate::perf::counters::Counted {
+                counters: None,
+                round_trips: 1.0,
+                server_us: None,
+            },
         }
     }
 
@@ -245,6 +396,7 @@ mod tests {
             async move { Ok(obs(p50)) }
         })
         .await
+        .into_result()
     }
 
     #[tokio::test]
@@ -334,9 +486,14 @@ mod tests {
     fn slowdown_injection_is_parsed_or_refused_by_name() {
         assert_eq!(
             parse_slowdown(Some("crud.insert=3")).unwrap(),
-            Some(("crud.insert".into(), 3.0))
+            vec![("crud.insert".to_owned(), 3.0)]
         );
-        assert_eq!(parse_slowdown(None).unwrap(), None);
+        assert_eq!(
+            parse_slowdown(Some("a.b=3, c.d=2.5")).unwrap(),
+            vec![("a.b".to_owned(), 3.0), ("c.d".to_owned(), 2.5)]
+        );
+        assert_eq!(parse_slowdown(None).unwrap(), vec![]);
+        assert!(parse_slowdown(Some("a.b=3,c.d=0.5")).is_err());
         assert!(
             parse_slowdown(Some("crud.insert"))
                 .unwrap_err()

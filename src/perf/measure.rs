@@ -106,25 +106,45 @@ where
     S: Send + 'static,
     E: std::fmt::Display + Send + 'static,
 {
+    measure_from(config, states, op, slowdown, async {}).await.0
+}
+
+/// Like [`measure`], and runs `at_start` after every task has warmed up and before any
+/// records: what it returns (a counter snapshot, say) covers exactly the recorded phase.
+pub async fn measure_from<S, E, T>(
+    config: MeasureConfig,
+    states: Vec<S>,
+    op: Operation<S, E>,
+    slowdown: Option<Slowdown>,
+    at_start: impl std::future::Future<Output = T>,
+) -> (Measurement, T)
+where
+    S: Send + 'static,
+    E: std::fmt::Display + Send + 'static,
+{
     assert_eq!(
         states.len(),
         config.concurrency.max(1),
         "one state per task"
     );
     let remaining = Arc::new(AtomicU64::new(config.iterations));
-    let start_line = Arc::new(tokio::sync::Barrier::new(states.len() + 1));
+    // Two lines: every task warmed up; then `at_start` ran and recording may begin.
+    let warmed = Arc::new(tokio::sync::Barrier::new(states.len() + 1));
+    let go = Arc::new(tokio::sync::Barrier::new(states.len() + 1));
     let mut tasks = Vec::with_capacity(states.len());
     for mut state in states {
-        let (op, remaining, start_line) = (
+        let (op, remaining, warmed, go) = (
             Arc::clone(&op),
             Arc::clone(&remaining),
-            Arc::clone(&start_line),
+            Arc::clone(&warmed),
+            Arc::clone(&go),
         );
         tasks.push(tokio::spawn(async move {
             for _ in 0..config.warmup_iterations {
                 let _ = op(&mut state).await;
             }
-            start_line.wait().await;
+            warmed.wait().await;
+            go.wait().await;
             run_task(
                 &mut state,
                 &op,
@@ -135,7 +155,9 @@ where
             .await
         }));
     }
-    start_line.wait().await;
+    warmed.wait().await;
+    let started_with = at_start.await;
+    go.wait().await;
     let started = Instant::now();
     let mut merged = latency_histogram();
     let (mut errors, mut first_error) = (0, None);
@@ -145,10 +167,11 @@ where
         errors += r.errors;
         first_error = first_error.or(r.first_error);
     }
-    Measurement {
+    let m = Measurement {
         summary: Summary::of(&merged, errors, started.elapsed()),
         first_error,
-    }
+    };
+    (m, started_with)
 }
 
 async fn run_task<S, E: std::fmt::Display>(

@@ -1,16 +1,20 @@
-//! The measuring harness: measurement ([`measure`]), statistics ([`stats`]), calibration,
-//! baselines and the bound policy ([`baseline`]), the guard that ties them together
-//! ([`guard`]), and reports ([`report`]). It uses the data layer; the data layer never uses it.
+//! The measuring harness: measurement ([`measure`]), statistics ([`stats`]), the in-run
+//! references ([`calibrate`]), per-operation counters ([`counters`], with round trips counted
+//! by the relay in [`wire`]), baselines and the bound policy ([`baseline`]), the guard that
+//! ties them together ([`guard`]), and reports ([`report`]). It uses the data layer; the data
+//! layer never uses it.
 
 pub mod baseline;
 pub mod calibrate;
-mod error;
+pub mod counters;
+pub mod error;
 pub mod guard;
 pub mod measure;
 pub mod report;
 pub mod stats;
+pub mod wire;
 
 pub use error::PerfError;
-pub use guard::Guard;
-pub use measure::{MeasureConfig, Measurement, Operation, Slowdown, measure};
+pub use guard::{Checked, Guard};
+pub use measure::{MeasureConfig, Measurement, Operation, Slowdown, measure, measure_from};
 pub use stats::Summary;

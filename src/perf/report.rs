@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use super::PerfError;
 use super::baseline::{CaseBaseline, CaseName, Comparison, Observation};
+use super::calibrate::References;
 
 /// One case's outcome.
 #[derive(Debug, Clone, Serialize)]
@@ -34,11 +35,24 @@ impl CaseReport {
         compared: Option<(CaseBaseline, Comparison)>,
     ) -> Self {
         let (baseline, comparison) = compared.map_or((None, None), |(b, c)| (Some(b), Some(c)));
-        let note = comparison
-            .filter(|c| c.verdict == super::baseline::Verdict::Stale)
-            .map(|_| {
-                "much faster than the baseline: update it with PGPERF_BASELINE=update".to_owned()
-            });
+        let note = comparison.and_then(|c| match c.verdict {
+            super::baseline::Verdict::Stale => Some(
+                "much faster than the baseline: update it with PGPERF_BASELINE=update".to_owned(),
+            ),
+            super::baseline::Verdict::OutOfModel => Some(format!(
+                "time not judged: this machine's references moved x{:.1} from the baseline's, \
+                 beyond the x{} the timing model was checked for (counters still judged); \
+                 record a baseline for this machine kind with PGPERF_BASELINE=force",
+                c.stretch,
+                super::baseline::compare::MAX_STRETCH
+            )),
+            _ if baseline.is_some_and(|b| b.counters.is_some()) && !c.counters_checked => Some(
+                "counters not checked: this server has no pg_stat_statements \
+                 (add it to shared_preload_libraries)"
+                    .to_owned(),
+            ),
+            _ => None,
+        });
         Self {
             case: case.to_string(),
             observation,
@@ -84,14 +98,22 @@ fn fmt_us(us: f64) -> String {
     }
 }
 
+/// The references of a run, as one line of text.
+pub fn references_text(r: &References) -> String {
+    format!(
+        "round trip {:.0} µs, server unit {:.0} µs, client unit {:.0} µs",
+        r.round_trip_us, r.server_us, r.client_us
+    )
+}
+
 const HEADERS: [&str; 9] = [
     "case",
     "p50",
     "p95",
     "p99",
     "ops/s",
-    "calib",
-    "baseline p50",
+    "trips/op",
+    "expected p50",
     "ratio",
     "verdict",
 ];
@@ -107,7 +129,7 @@ fn rows(reports: &[CaseReport]) -> Vec<[String; 9]> {
                 fmt_us(s.p95_us),
                 fmt_us(s.p99_us),
                 format!("{:.0}", s.throughput_per_s),
-                format!("{:.0} µs", r.observation.calibration_us),
+                format!("{:.2}", r.observation.counted.round_trips),
                 r.comparison
                     .map_or("-".into(), |c| fmt_us(c.expected_p50_us)),
                 r.ratio_text(),
@@ -117,8 +139,8 @@ fn rows(reports: &[CaseReport]) -> Vec<[String; 9]> {
         .collect()
 }
 
-/// A fixed-width table. "calib" is the reference round trip measured with the case;
-/// "baseline p50" is the baseline scaled to this run's calibration.
+/// A fixed-width table. "trips/op" is the counted round trips per operation; "expected p50"
+/// is what the baseline's make-up gives at this run's references; "ratio" is p50 over it.
 pub fn table(reports: &[CaseReport]) -> String {
     let rows = rows(reports);
     let mut widths = HEADERS.map(|h| h.chars().count());
@@ -187,11 +209,12 @@ pub fn benchmark_json(reports: &[CaseReport]) -> String {
             unit: "us",
             value: super::stats::round_sig(r.observation.summary.p50_us, 3),
             extra: format!(
-                "p95 {:.0} us, p99 {:.0} us, {:.0} ops/s, calibration {:.1} us",
+                "p95 {:.0} us, p99 {:.0} us, {:.0} ops/s, {:.2} round trips/op; {}",
                 r.observation.summary.p95_us,
                 r.observation.summary.p99_us,
                 r.observation.summary.throughput_per_s,
-                r.observation.calibration_us
+                r.observation.counted.round_trips,
+                references_text(&r.observation.references).replace('µ', "u"),
             ),
         })
         .collect();
@@ -223,7 +246,8 @@ pub fn write_all(dir: &Path, title: &str, reports: &[CaseReport]) -> Result<(), 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::perf::baseline::{Bound, compare};
+    use crate::perf::baseline::{Bound, MakeUp, compare};
+    use crate::perf::counters::Counted;
     use crate::perf::stats::Summary;
 
     fn report(case: &str, p50: f64, base: Option<f64>) -> CaseReport {
@@ -238,19 +262,32 @@ mod tests {
             mean_us: p50,
             throughput_per_s: 1e6 / p50,
         };
+        let references = References {
+            client_us: 100.0,
+            parallel_us: 10.0,
+            round_trip_us: 40.0,
+            server_us: 800.0,
+        };
+        let counted = Counted {
+            counters: None,
+            round_trips: 1.0,
+            server_us: None,
+        };
         let o = Observation {
             summary,
-            calibration_us: 40.0,
+            references,
+            counted,
         };
         let compared = base.map(|b| {
             let cb = CaseBaseline {
                 bound: Bound::default(),
-                calibration_us: 40.0,
                 concurrency: 1,
-                normalized_p50: b / 40.0,
+                counters: None,
+                make_up_us: MakeUp::split(b, &references, 1.0, None),
                 p50_us: b,
                 p95_us: b,
                 p99_us: b,
+                references_us: references,
                 throughput_per_s: 1.0,
             };
             (cb, compare(&cb, &o))

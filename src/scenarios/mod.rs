@@ -8,9 +8,12 @@ pub mod seed;
 
 use std::time::Duration;
 
-use crate::db::Db;
+use crate::db::{Db, DbError};
 use crate::perf::baseline::{Bound, CaseName, Observation};
-use crate::perf::{MeasureConfig, PerfError, Slowdown, calibrate};
+use crate::perf::calibrate::References;
+use crate::perf::counters::{self, Availability, Counted};
+use crate::perf::wire::Relay;
+use crate::perf::{MeasureConfig, Measurement, PerfError, Slowdown, calibrate};
 
 pub use ops::Op;
 pub use seed::{SEED, seed};
@@ -133,9 +136,10 @@ pub const AREAS: [Area; 5] = [
     Area::Pool,
 ];
 
-/// Measures `case` on `db` (seeded by [`seed`]) between two calibrations; the calibration
-/// figure is the median of their eight burst p50s, so a machine that changes speed during the
-/// case is accounted for and one disturbed burst is not.
+/// Measures `case` on `db` (seeded by [`seed`]) between two calibrations of the references
+/// (the median of their bursts, so a machine that changes speed during the case is accounted
+/// for and one disturbed burst is not), then counts its per-operation costs in a short
+/// counting pass ([`count`]).
 pub async fn observe(
     db: &Db,
     case: &Case,
@@ -148,19 +152,81 @@ pub async fn observe(
             tasks: case.config.concurrency,
         });
     }
-    let mut bursts = calibrate::round_trip_bursts_us(&mut *db.acquire().await?).await?;
-    let m = ops::run(db, case, slowdown).await?;
-    bursts.extend(calibrate::round_trip_bursts_us(&mut *db.acquire().await?).await?);
-    let calibration_us = crate::perf::stats::median(&bursts).unwrap_or_default();
+    let mut bursts = calibrate::bursts(db).await?;
+    let (m, ()) = ops::run(db, case, slowdown, async {}).await?;
+    bursts.extend(calibrate::bursts(db).await?);
+    let references = References::median_of(&bursts).expect("calibrations give bursts");
     if m.summary.errors > 0 {
-        return Err(PerfError::Operation {
-            case: case.name.to_string(),
-            errors: m.summary.errors,
-            first_error: m.first_error.unwrap_or_default(),
-        });
+        return Err(operation_failed(case, &m));
     }
     Ok(Observation {
         summary: m.summary,
-        calibration_us,
+        references,
+        counted: count(db, case).await?,
     })
+}
+
+fn operation_failed(case: &Case, m: &Measurement) -> PerfError {
+    PerfError::Operation {
+        case: case.name.to_string(),
+        errors: m.summary.errors,
+        first_error: m.first_error.clone().unwrap_or_default(),
+    }
+}
+
+/// Operations in a counting pass: enough for stable averages, a fraction of the timed run.
+fn counting_config(case: &Case) -> MeasureConfig {
+    MeasureConfig {
+        iterations: (case.config.iterations / 5).clamp(5, 200),
+        warmup_iterations: case.config.warmup_iterations.min(20),
+        ..case.config
+    }
+}
+
+/// Counts `case`'s per-operation costs: it runs the operation again, through a
+/// [`Relay`](crate::perf::wire::Relay) that counts round trips, between two snapshots of
+/// `pg_stat_statements` taken on a direct connection. Without `pg_stat_statements` only round
+/// trips are counted.
+pub async fn count(db: &Db, case: &Case) -> Result<Counted, PerfError> {
+    let relay =
+        Relay::start(&db.url().host_port(), Duration::ZERO).map_err(|source| PerfError::Relay {
+            target: db.url().host_port(),
+            source,
+        })?;
+    let relayed = db.url().via("127.0.0.1", relay.port())?;
+    let mut stats =
+        <sqlx::PgConnection as sqlx::Connection>::connect_with(&db.url().connect_options())
+            .await
+            .map_err(|source| DbError::Connect {
+                target: db.url().to_string(),
+                source,
+            })?;
+    let available = counters::enable(&mut stats).await == Availability::Available;
+    let counting = Db::connect(&relayed, db.settings().clone()).await?;
+    let case_here = Case {
+        config: counting_config(case),
+        ..case.clone()
+    };
+    let at_start = async {
+        relay.reset();
+        snapshot_if(available, &mut stats).await
+    };
+    let outcome = ops::run(&counting, &case_here, None, at_start).await;
+    let turns = relay.turns();
+    counting.close().await;
+    let (m, before) = outcome?;
+    if m.summary.errors > 0 {
+        return Err(operation_failed(case, &m));
+    }
+    let after = snapshot_if(available, &mut stats).await;
+    let _ = sqlx::Connection::close(stats).await;
+    Ok(Counted::from_totals(before, after, turns, m.summary.count))
+}
+
+async fn snapshot_if(available: bool, conn: &mut sqlx::PgConnection) -> Option<counters::Totals> {
+    if available {
+        counters::snapshot(conn).await.ok()
+    } else {
+        None
+    }
 }

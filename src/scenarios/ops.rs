@@ -1,6 +1,7 @@
 //! The measured operations. Each builds one state per task (its own connection, counter or
 //! random generator) so tasks share nothing on the hot path but the pool.
 
+use std::future::Future;
 use std::sync::Arc;
 
 use rand::{Rng, SeedableRng};
@@ -17,7 +18,7 @@ use crate::db::{
     Db, DbError, EntityChanges, EntityKind, MeteredConnection, NewEntity, NewSourceRecord,
     PoolSettings,
 };
-use crate::perf::{Measurement, Operation, PerfError, Slowdown, measure};
+use crate::perf::{Measurement, Operation, PerfError, Slowdown, measure_from};
 
 /// What a case does, once per iteration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +37,9 @@ pub enum Op {
     ListPage,
     /// Batch read of 50 random ids.
     GetMany,
+    /// The same 50 random ids read one query each: the N+1 shape of [`Op::GetMany`], kept to
+    /// prove that the counters catch it (it is in no area).
+    GetManyOneByOne,
     /// Entity plus two aliases in one transaction, committed.
     CommitUnit,
     /// A transaction that inserts an entity, then fails and rolls back.
@@ -110,25 +114,27 @@ fn batch(fresh: bool) -> Vec<NewSourceRecord> {
         .collect()
 }
 
-async fn go<S: Send + 'static>(
+async fn go<S: Send + 'static, T>(
     case: &Case,
     states: Vec<S>,
     op: DbOp<S>,
     slowdown: Option<Slowdown>,
-) -> Measurement {
+    at_start: impl Future<Output = T>,
+) -> (Measurement, T) {
     let config = crate::perf::MeasureConfig {
         concurrency: states.len(),
         ..case.config
     };
-    measure(config, states, op, slowdown).await
+    measure_from(config, states, op, slowdown, at_start).await
 }
 
-/// Measures `case` on `db`.
-pub(super) async fn run(
+/// Measures `case` on `db`; `at_start` runs when recording starts (see [`measure_from`]).
+pub(super) async fn run<T>(
     db: &Db,
     case: &Case,
     slowdown: Option<Slowdown>,
-) -> Result<Measurement, PerfError> {
+    at_start: impl Future<Output = T>,
+) -> Result<(Measurement, T), PerfError> {
     let n = case.config.concurrency.max(1);
     let m = match case.op {
         Op::SelectOne => {
@@ -141,14 +147,14 @@ pub(super) async fn run(
                         .map_err(DbError::from)
                 })
             });
-            go(case, connections(db, n).await?, op, slowdown).await
+            go(case, connections(db, n).await?, op, slowdown, at_start).await
         }
         Op::EntityById => {
             let states: Vec<_> = connections(db, n).await?.into_iter().zip(rngs(n)).collect();
             let op: DbOp<(MeteredConnection, ChaCha8Rng)> = Arc::new(|(c, rng)| {
                 Box::pin(async move { entities::get(c, random_id(rng)).await.map(drop) })
             });
-            go(case, states, op, slowdown).await
+            go(case, states, op, slowdown, at_start).await
         }
         Op::TrigramSearch => {
             let states: Vec<_> = connections(db, n).await?.into_iter().zip(rngs(n)).collect();
@@ -162,7 +168,7 @@ pub(super) async fn run(
                     entities::search_similar(c, &query, 10).await.map(drop)
                 })
             });
-            go(case, states, op, slowdown).await
+            go(case, states, op, slowdown, at_start).await
         }
         Op::CreateEntity => {
             let states: Vec<_> = connections(db, n)
@@ -176,7 +182,7 @@ pub(super) async fn run(
                 let new = org(format!("Bench Created {t} {i}"));
                 Box::pin(async move { entities::create(c, &new).await.map(drop) })
             });
-            go(case, states, op, slowdown).await
+            go(case, states, op, slowdown, at_start).await
         }
         Op::UpdateEntity => {
             let mut states = Vec::new();
@@ -194,7 +200,7 @@ pub(super) async fn run(
                     Ok(())
                 })
             });
-            go(case, states, op, slowdown).await
+            go(case, states, op, slowdown, at_start).await
         }
         Op::ListPage => {
             let states: Vec<_> = connections(db, n).await?.into_iter().zip(rngs(n)).collect();
@@ -205,7 +211,7 @@ pub(super) async fn run(
                         .map(drop)
                 })
             });
-            go(case, states, op, slowdown).await
+            go(case, states, op, slowdown, at_start).await
         }
         Op::GetMany => {
             let states: Vec<_> = connections(db, n).await?.into_iter().zip(rngs(n)).collect();
@@ -213,7 +219,20 @@ pub(super) async fn run(
                 let ids: Vec<i64> = (0..50).map(|_| random_id(rng)).collect();
                 Box::pin(async move { entities::get_many(c, &ids).await.map(drop) })
             });
-            go(case, states, op, slowdown).await
+            go(case, states, op, slowdown, at_start).await
+        }
+        Op::GetManyOneByOne => {
+            let states: Vec<_> = connections(db, n).await?.into_iter().zip(rngs(n)).collect();
+            let op: DbOp<(MeteredConnection, ChaCha8Rng)> = Arc::new(|(c, rng)| {
+                let ids: Vec<i64> = (0..50).map(|_| random_id(rng)).collect();
+                Box::pin(async move {
+                    for id in ids {
+                        entities::get(c, id).await?;
+                    }
+                    Ok(())
+                })
+            });
+            go(case, states, op, slowdown, at_start).await
         }
         Op::CommitUnit => {
             let states: Vec<_> = (0..n).map(|t| (db.clone(), t, 0u64)).collect();
@@ -227,7 +246,7 @@ pub(super) async fn run(
                         .map(drop)
                 })
             });
-            go(case, states, op, slowdown).await
+            go(case, states, op, slowdown, at_start).await
         }
         Op::RollbackUnit => {
             let states: Vec<_> = (0..n).map(|t| (db.clone(), t)).collect();
@@ -249,7 +268,7 @@ pub(super) async fn run(
                     }
                 })
             });
-            go(case, states, op, slowdown).await
+            go(case, states, op, slowdown, at_start).await
         }
         Op::Copy1k | Op::Unnest1k | Op::Upsert1k => {
             let kind = case.op;
@@ -263,7 +282,7 @@ pub(super) async fn run(
                     }
                 })
             });
-            go(case, connections(db, n).await?, op, slowdown).await
+            go(case, connections(db, n).await?, op, slowdown, at_start).await
         }
         Op::AcquireIdle | Op::AcquireContended => {
             let single = PoolSettings {
@@ -283,7 +302,7 @@ pub(super) async fn run(
                     Ok(())
                 })
             });
-            let m = go(case, states, op, slowdown).await;
+            let m = go(case, states, op, slowdown, at_start).await;
             own.close().await;
             m
         }
@@ -305,7 +324,7 @@ pub(super) async fn run(
                     Ok(())
                 })
             });
-            go(case, states, op, slowdown).await
+            go(case, states, op, slowdown, at_start).await
         }
     };
     Ok(m)

@@ -19,6 +19,23 @@ pub const OWNER_LABEL: &str = "org.pgperf.owner";
 /// PGDATA in the official image and in ours.
 const PGDATA: &str = "/var/lib/postgresql/data";
 
+/// The server's settings (the module's default is only `fsync=off`):
+/// - `fsync=off`: data durability does not matter in a throw-away test server;
+/// - `pg_stat_statements` preloaded, planning time tracked: the guard's per-operation counters
+///   (statements, rows, buffers, WAL) and server time come from it;
+/// - `full_page_writes=off`: after a checkpoint the first change of each page would otherwise
+///   log the whole page, so WAL bytes per operation would depend on when checkpoints fall.
+const SERVER_ARGS: [&str; 8] = [
+    "-c",
+    "fsync=off",
+    "-c",
+    "full_page_writes=off",
+    "-c",
+    "shared_preload_libraries=pg_stat_statements",
+    "-c",
+    "pg_stat_statements.track_planning=on",
+];
+
 /// What container to start.
 #[derive(Debug, Clone)]
 pub struct ContainerOptions {
@@ -93,6 +110,7 @@ pub(super) async fn start(
         .with_name(&options.name)
         .with_tag(&options.tag)
         .with_label(OWNER_LABEL, std::process::id().to_string())
+        .with_cmd(SERVER_ARGS)
         .with_startup_timeout(options.startup_timeout);
     if options.data_on_tmpfs {
         request = request.with_mount(Mount::tmpfs_mount(PGDATA));

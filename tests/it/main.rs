@@ -3,6 +3,7 @@
 
 mod support;
 
+mod counters;
 mod crud;
 mod faults;
 mod ingest;

@@ -38,11 +38,24 @@ async fn hold_area_to_its_baseline(area: Area) {
         profile: Environment::current_profile().to_owned(),
     };
     let guard = Guard::from_env(baseline_path(), environment).unwrap_or_else(|e| panic!("{e}"));
+    let known: Vec<_> = scenarios::AREAS
+        .iter()
+        .flat_map(|a| scenarios::cases(*a))
+        .map(|c| c.name.to_string())
+        .collect();
+    for slowed in guard.slowed_cases() {
+        assert!(
+            known.iter().any(|k| k == slowed),
+            "{}: no case is named {slowed:?}; the cases are: {}",
+            pgperf::perf::guard::SLOWDOWN_VAR,
+            known.join(", ")
+        );
+    }
 
     let (mut reports, mut failures) = (Vec::new(), Vec::new());
     for case in scenarios::cases(area) {
         let slowdown = guard.slowdown_for(&case.name);
-        let outcome = guard
+        let checked = guard
             .check(
                 &case.name,
                 case.bound,
@@ -50,10 +63,8 @@ async fn hold_area_to_its_baseline(area: Area) {
                 || scenarios::observe(db, &case, slowdown),
             )
             .await;
-        match outcome {
-            Ok(r) => reports.push(r),
-            Err(e) => failures.push(format!("- {e}")),
-        }
+        reports.extend(checked.report);
+        failures.extend(checked.failure.map(|e| format!("- {e}")));
     }
 
     eprintln!("{}", report::table(&reports));

@@ -42,15 +42,12 @@ pub fn parse(path: &Path, text: &str) -> Result<BaselineFile, PerfError> {
     }
     let file: BaselineFile = serde_json::from_str(text).map_err(|e| malformed(path, &e))?;
     for (case, baseline) in &file.cases {
-        baseline
-            .bound
-            .validate(case)
-            .map_err(|e| PerfError::Malformed {
-                path: path.to_owned(),
-                line: 0,
-                column: 0,
-                reason: e.to_string(),
-            })?;
+        baseline.validate(case).map_err(|e| PerfError::Malformed {
+            path: path.to_owned(),
+            line: 0,
+            column: 0,
+            reason: e.to_string(),
+        })?;
     }
     Ok(file)
 }
@@ -93,17 +90,36 @@ pub fn check_comparable(
     Ok(())
 }
 
+/// True for the errors that a re-recording (`force`) resolves by starting the file anew: an
+/// older schema, or figures from another environment.
+pub fn is_replaceable(e: &PerfError) -> bool {
+    matches!(
+        e,
+        PerfError::SchemaVersion { .. } | PerfError::Incomparable { .. }
+    )
+}
+
 /// Sets (or replaces) one case in the file at `path`, creating the file if needed. Safe when
-/// several threads or processes record at once.
+/// several threads or processes record at once. With `replace_incomparable`, a file of an
+/// older schema or another environment is started anew instead of refused.
 pub fn save_case(
     path: &Path,
     environment: &Environment,
     case: &CaseName,
     baseline: CaseBaseline,
+    replace_incomparable: bool,
 ) -> Result<(), PerfError> {
     let _lock = lock(path)?;
-    let mut file = load(path)?.unwrap_or_else(|| BaselineFile::new(environment.clone()));
-    check_comparable(path, &file, environment)?;
+    let loaded = load(path).and_then(|file| {
+        let file = file.unwrap_or_else(|| BaselineFile::new(environment.clone()));
+        check_comparable(path, &file, environment).map(|()| file)
+    });
+    let mut file = match loaded {
+        Err(e) if replace_incomparable && is_replaceable(&e) => {
+            BaselineFile::new(environment.clone())
+        }
+        other => other?,
+    };
     file.about = super::model::ABOUT.to_owned();
     file.cases.insert(case.clone(), baseline.rounded());
     write_atomically(path, &file)
@@ -159,7 +175,8 @@ pub fn write_atomically(path: &Path, file: &BaselineFile) -> Result<(), PerfErro
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::perf::baseline::model::Bound;
+    use crate::perf::baseline::model::{Bound, MakeUp};
+    use crate::perf::calibrate::References;
 
     fn env() -> Environment {
         Environment {
@@ -169,14 +186,21 @@ mod tests {
     }
 
     fn case(p50: f64) -> CaseBaseline {
+        let references_us = References {
+            client_us: 98.765,
+            parallel_us: 12.5,
+            round_trip_us: 41.234,
+            server_us: 812.34,
+        };
         CaseBaseline {
             bound: Bound::default(),
-            calibration_us: 41.234,
             concurrency: 1,
-            normalized_p50: p50 / 41.234,
+            counters: None,
+            make_up_us: MakeUp::split(p50, &references_us, 1.0, Some(10.0)),
             p50_us: p50,
             p95_us: p50 * 1.5,
             p99_us: p50 * 2.0,
+            references_us,
             throughput_per_s: 12_345.6,
         }
     }
@@ -190,6 +214,7 @@ mod tests {
             &env(),
             &CaseName::new("z.last").unwrap(),
             case(123.456),
+            false,
         )
         .unwrap();
         save_case(
@@ -197,13 +222,14 @@ mod tests {
             &env(),
             &CaseName::new("a.first").unwrap(),
             case(99.99),
+            false,
         )
         .unwrap();
 
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.find("\"a.first\"").unwrap() < text.find("\"z.last\"").unwrap());
         assert!(
-            text.contains("\"p50_us\": 123.0") && text.contains("\"calibration_us\": 41.2"),
+            text.contains("\"p50_us\": 123.0") && text.contains("\"round_trip_us\": 41.2"),
             "{text}"
         );
         assert!(text.find("\"about\"").unwrap() < text.find("\"cases\"").unwrap());
@@ -224,6 +250,7 @@ mod tests {
                         &env(),
                         &CaseName::new(format!("case.{i}")).unwrap(),
                         case(100.0),
+                        false,
                     )
                     .unwrap()
                 })
@@ -237,7 +264,7 @@ mod tests {
     fn a_malformed_file_names_the_file_line_and_column() {
         let err = parse(
             Path::new("baselines/x.json"),
-            "{\n  \"schema_version\": 1,\n  \"cases\": {,}\n}",
+            "{\n  \"schema_version\": 2,\n  \"cases\": {,}\n}",
         )
         .unwrap_err();
         let msg = err.to_string();

@@ -5,6 +5,7 @@
 use std::sync::OnceLock;
 
 use pgperf::db::DatabaseUrl;
+use pgperf::perf::wire::Relay;
 use pgperf::server::{Server, Template};
 use sqlx::Connection;
 
@@ -68,15 +69,58 @@ pub fn shared() -> &'static Shared {
     }
 }
 
+/// Test-only: `docker update` arguments applied to the run's container once it is up
+/// (`--cpus 1`, `--cpuset-cpus 1`, ...), to reproduce another machine's make-up on this one.
+const CONTAINER_UPDATE_VAR: &str = "PGPERF_CONTAINER_UPDATE";
+
+/// The relay that delays every client message (`PGPERF_WIRE_DELAY_US`), kept for the run.
+static DELAY_RELAY: OnceLock<Relay> = OnceLock::new();
+
+fn update_container(id: &str) -> anyhow::Result<()> {
+    let Ok(args) = std::env::var(CONTAINER_UPDATE_VAR) else {
+        return Ok(());
+    };
+    let args: Vec<&str> = args.split_whitespace().collect();
+    if args.is_empty() {
+        return Ok(());
+    }
+    let out = std::process::Command::new("docker")
+        .arg("update")
+        .args(&args)
+        .arg(id)
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "{CONTAINER_UPDATE_VAR}: docker update {} failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    Ok(())
+}
+
+/// With `PGPERF_WIRE_DELAY_US` set, every connection goes through a relay that delays each
+/// client message: the admin URL returned is the relay's.
+fn delayed(admin: DatabaseUrl) -> anyhow::Result<DatabaseUrl> {
+    let Some(delay) = pgperf::perf::wire::delay_from_env().map_err(anyhow::Error::msg)? else {
+        return Ok(admin);
+    };
+    let relay = Relay::start(&admin.host_port(), delay)?;
+    let via = admin.via("127.0.0.1", relay.port())?;
+    let _ = DELAY_RELAY.set(relay);
+    eprintln!("pgperf: every client message is delayed by {delay:?} (PGPERF_WIRE_DELAY_US)");
+    Ok(via)
+}
+
 async fn start() -> anyhow::Result<Shared> {
     remove_leftover_containers();
     let server = Server::from_env().await?;
     let is_container = server.container_id().is_some();
     if let Some(id) = server.container_id() {
         let _ = CONTAINER_ID.set(id.to_owned());
+        update_container(id)?;
     }
-    let template = Template::ensure(server.admin_url()).await?;
-    let admin = server.admin_url().clone();
+    let admin = delayed(server.admin_url().clone())?;
+    let template = Template::ensure(&admin).await?;
     if !is_container {
         let _ = EXTERNAL_ADMIN.set(admin.clone());
         drop_stale_databases(&server).await;

@@ -1,0 +1,116 @@
+//! The guard's machine-independent half: per-operation counters (round trips, statements,
+//! buffers, ...) recorded with a case fail it exactly when its shape changes, whatever the
+//! timings say. Each test records a case into a baseline of its own, changes the shape, and
+//! checks the failure names the counter, its recorded and its measured value.
+
+use pgperf::db::Db;
+use pgperf::perf::baseline::{Environment, Mode};
+use pgperf::perf::{Guard, calibrate};
+use pgperf::scenarios::{self, Area, Case, Op};
+
+use crate::support::{TestDb, gate};
+
+async fn environment(db: &Db) -> Environment {
+    let major = calibrate::postgres_major(&mut db.acquire().await.unwrap())
+        .await
+        .unwrap();
+    Environment {
+        postgres_major: major,
+        profile: Environment::current_profile().to_owned(),
+    }
+}
+
+/// The case named `name`, measured briefly (its counters need few operations).
+fn short_case(area: Area, name: &str) -> Case {
+    let mut case = scenarios::cases(area)
+        .into_iter()
+        .find(|c| c.name.as_str() == name)
+        .unwrap_or_else(|| panic!("no case {name}"));
+    case.config.iterations = case.config.iterations.min(300);
+    case
+}
+
+/// Records `case` into a fresh baseline, runs `change` on the database, then checks `changed`
+/// (the same case name, maybe another operation) against it and returns the failure message.
+async fn failure_after<F, Fut>(area: Area, name: &str, changed_op: Option<Op>, change: F) -> String
+where
+    F: FnOnce(Db) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let _alone = gate::exclusive().await;
+    let test_db = TestDb::for_timing(scenarios::pool_settings()).await;
+    let db = &test_db.db;
+    scenarios::seed(db).await.expect("seeding");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("baseline.json");
+    let env = environment(db).await;
+    let case = short_case(area, name);
+    let tasks = case.config.concurrency as u32;
+
+    Guard::new(&path, env.clone(), Mode::RecordNew)
+        .check(&case.name, case.bound, tasks, || {
+            scenarios::observe(db, &case, None)
+        })
+        .await
+        .into_result()
+        .expect("recording the case");
+
+    change(db.clone()).await;
+    let changed = Case {
+        op: changed_op.unwrap_or(case.op),
+        ..case.clone()
+    };
+    let checked = Guard::new(&path, env, Mode::Check)
+        .check(&case.name, case.bound, tasks, || {
+            scenarios::observe(db, &changed, None)
+        })
+        .await;
+    checked
+        .into_result()
+        .expect_err("the changed case passed its recorded counters")
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetching_fifty_entities_one_by_one_fails_on_round_trips() {
+    let err = failure_after(
+        Area::Crud,
+        "crud.get_many_50",
+        Some(Op::GetManyOneByOne),
+        |_| async {},
+    )
+    .await;
+    assert!(
+        err.contains("case crud.get_many_50: round trips per operation went from 1")
+            && err.contains(" to 50 (the bound allows 1."),
+        "{err}"
+    );
+    assert!(
+        err.contains("N+1") && err.contains("PGPERF_BASELINE=update"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_primary_key_index_fails_on_shared_buffers() {
+    let err = failure_after(
+        Area::Lookups,
+        "lookup.entity_by_id",
+        None,
+        |db| async move {
+            let mut c = db.acquire().await.unwrap();
+            sqlx::query("ALTER TABLE entities DROP CONSTRAINT entities_pkey CASCADE")
+                .execute(&mut *c)
+                .await
+                .unwrap();
+        },
+    )
+    .await;
+    assert!(
+        err.contains(
+            "case lookup.entity_by_id: shared buffers (hit + read) per operation went from 3 to"
+        ),
+        "{err}"
+    );
+    assert!(err.contains("index"), "{err}");
+}
