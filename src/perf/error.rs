@@ -15,8 +15,8 @@ pub enum PerfError {
         name: String,
     },
 
-    /// A bound that cannot work (fail ratio under 1, warn above fail...).
-    #[error("case {case}: bound field {field} {reason}")]
+    /// A bound or recorded figure that cannot work (fail ratio under 1, a negative p50...).
+    #[error("case {case}: {field} {reason}")]
     BadBound {
         /// The case.
         case: crate::perf::baseline::CaseName,

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use super::PerfError;
 use super::baseline::{
-    Bound, CaseBaseline, CaseName, Comparison, Environment, Mode, Observation, Verdict, compare,
-    storage,
+    Bound, CaseBaseline, CaseName, Comparison, CpuPerOp, Environment, Mode, Observation, Verdict,
+    compare, storage,
 };
 use super::counters::Counter;
 use super::error::{CounterRegression, Regression};
@@ -145,6 +145,10 @@ impl Guard {
             bound,
             concurrency,
             counters: o.counted.counters,
+            cpu_us: CpuPerOp {
+                client_us: o.client_cpu_us,
+                server_us: o.counted.server_us.unwrap_or(0.0),
+            },
             make_up_us: o.make_up(),
             p50_us: o.summary.p50_us,
             p95_us: o.summary.p95_us,
@@ -208,8 +212,9 @@ impl Guard {
                 }
                 .into());
             }
-            self.save(case, bound, concurrency, &first)?;
-            return Ok(CaseReport::new(case, first, None).recorded("new case recorded"));
+            let kept = recording(case, first, &mut measure).await?;
+            self.save(case, bound, concurrency, &kept)?;
+            return Ok(CaseReport::new(case, kept, None).recorded("new case recorded"));
         };
         if baseline.concurrency != concurrency && self.mode != Mode::Force {
             return Err(PerfError::Incomparable {
@@ -223,13 +228,17 @@ impl Guard {
         let cmp = compare(&baseline, &first);
         match self.mode {
             Mode::Force => {
-                self.save(case, baseline.bound, concurrency, &first)?;
-                return Ok(CaseReport::new(case, first, Some((baseline, cmp)))
+                let kept = recording(case, first, &mut measure).await?;
+                self.save(case, baseline.bound, concurrency, &kept)?;
+                let cmp = compare(&baseline, &kept);
+                return Ok(CaseReport::new(case, kept, Some((baseline, cmp)))
                     .recorded("re-recorded (force)"));
             }
             Mode::Update if cmp.verdict != Verdict::Unchanged => {
-                self.save(case, baseline.bound, concurrency, &first)?;
-                return Ok(CaseReport::new(case, first, Some((baseline, cmp)))
+                let kept = recording(case, first, &mut measure).await?;
+                self.save(case, baseline.bound, concurrency, &kept)?;
+                let cmp = compare(&baseline, &kept);
+                return Ok(CaseReport::new(case, kept, Some((baseline, cmp)))
                     .recorded("updated: moved beyond the noise band"));
             }
             _ => {}
@@ -306,6 +315,26 @@ impl Guard {
     }
 }
 
+/// Observations a recording takes; it keeps their element-wise median.
+pub const RECORDING_SAMPLES: usize = 3;
+
+/// What a recording keeps: the median of `first` and [`RECORDING_SAMPLES`] - 1 more.
+async fn recording<F, Fut>(
+    case: &CaseName,
+    first: Observation,
+    measure: &mut F,
+) -> Result<Observation, PerfError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Observation, PerfError>>,
+{
+    let mut all = vec![first];
+    for _ in 1..RECORDING_SAMPLES {
+        all.push(ok_observation(case, measure().await?)?);
+    }
+    Ok(Observation::median_of(&all).expect("at least one observation"))
+}
+
 /// A case's outcome: its report when it was measured, and its failure, if any.
 #[derive(Debug)]
 pub struct Checked {
@@ -374,6 +403,7 @@ mod tests {
                 round_trips: 1.0,
                 server_us: None,
             },
+            client_cpu_us: 10.0,
         }
     }
 
@@ -419,7 +449,7 @@ mod tests {
     #[tokio::test]
     async fn a_confirmed_regression_fails_naming_the_case_numbers_and_remedy() {
         let dir = tempfile::tempdir().unwrap();
-        check(&guard(dir.path(), Mode::RecordNew), &[100.0])
+        check(&guard(dir.path(), Mode::RecordNew), &[100.0, 100.0, 100.0])
             .await
             .unwrap();
         let err = check(&guard(dir.path(), Mode::Check), &[300.0, 320.0, 310.0])
@@ -436,7 +466,7 @@ mod tests {
     #[tokio::test]
     async fn a_regression_that_the_re_measurement_does_not_confirm_passes() {
         let dir = tempfile::tempdir().unwrap();
-        check(&guard(dir.path(), Mode::RecordNew), &[100.0])
+        check(&guard(dir.path(), Mode::RecordNew), &[100.0, 100.0, 100.0])
             .await
             .unwrap();
         let report = check(&guard(dir.path(), Mode::Check), &[300.0, 105.0])
@@ -448,7 +478,7 @@ mod tests {
     #[tokio::test]
     async fn a_regression_must_show_in_every_re_measurement() {
         let dir = tempfile::tempdir().unwrap();
-        check(&guard(dir.path(), Mode::RecordNew), &[100.0])
+        check(&guard(dir.path(), Mode::RecordNew), &[100.0, 100.0, 100.0])
             .await
             .unwrap();
         // Noisy twice in a row, then the truth: passes, and says so.
@@ -462,7 +492,7 @@ mod tests {
     async fn update_rewrites_only_cases_that_moved() {
         let dir = tempfile::tempdir().unwrap();
         let g = guard(dir.path(), Mode::RecordNew);
-        check(&g, &[100.0]).await.unwrap();
+        check(&g, &[100.0, 100.0, 100.0]).await.unwrap();
         let before = std::fs::read_to_string(g.path()).unwrap();
         check(&guard(dir.path(), Mode::Update), &[110.0])
             .await
@@ -472,7 +502,7 @@ mod tests {
             before,
             "a move within the band rewrote the file"
         );
-        check(&guard(dir.path(), Mode::Update), &[300.0])
+        check(&guard(dir.path(), Mode::Update), &[300.0, 300.0, 300.0])
             .await
             .unwrap();
         assert!(
@@ -480,6 +510,15 @@ mod tests {
                 .unwrap()
                 .contains("\"p50_us\": 300.0")
         );
+    }
+
+    #[tokio::test]
+    async fn a_recording_keeps_the_median_of_three_measurements() {
+        let dir = tempfile::tempdir().unwrap();
+        let g = guard(dir.path(), Mode::RecordNew);
+        check(&g, &[100.0, 500.0, 110.0]).await.unwrap();
+        let text = std::fs::read_to_string(g.path()).unwrap();
+        assert!(text.contains("\"p50_us\": 110.0"), "{text}");
     }
 
     #[test]

@@ -246,7 +246,7 @@ pub fn write_all(dir: &Path, title: &str, reports: &[CaseReport]) -> Result<(), 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::perf::baseline::{Bound, MakeUp, compare};
+    use crate::perf::baseline::{Bound, CpuPerOp, MakeUp, compare};
     use crate::perf::counters::Counted;
     use crate::perf::stats::Summary;
 
@@ -277,12 +277,17 @@ mod tests {
             summary,
             references,
             counted,
+            client_cpu_us: 1.0,
         };
         let compared = base.map(|b| {
             let cb = CaseBaseline {
                 bound: Bound::default(),
                 concurrency: 1,
                 counters: None,
+                cpu_us: CpuPerOp {
+                    client_us: 1.0,
+                    server_us: 0.0,
+                },
                 make_up_us: MakeUp::split(b, &references, 1.0, None),
                 p50_us: b,
                 p95_us: b,

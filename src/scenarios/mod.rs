@@ -12,6 +12,7 @@ use crate::db::{Db, DbError};
 use crate::perf::baseline::{Bound, CaseName, Observation};
 use crate::perf::calibrate::References;
 use crate::perf::counters::{self, Availability, Counted};
+use crate::perf::stats::process_cpu_time;
 use crate::perf::wire::Relay;
 use crate::perf::{MeasureConfig, Measurement, PerfError, Slowdown, calibrate};
 
@@ -153,7 +154,8 @@ pub async fn observe(
         });
     }
     let mut bursts = calibrate::bursts(db).await?;
-    let (m, ()) = ops::run(db, case, slowdown, async {}).await?;
+    let (m, cpu_at_start) = ops::run(db, case, slowdown, async { process_cpu_time() }).await?;
+    let cpu = process_cpu_time().saturating_sub(cpu_at_start);
     bursts.extend(calibrate::bursts(db).await?);
     let references = References::median_of(&bursts).expect("calibrations give bursts");
     if m.summary.errors > 0 {
@@ -163,6 +165,7 @@ pub async fn observe(
         summary: m.summary,
         references,
         counted: count(db, case).await?,
+        client_cpu_us: cpu.as_secs_f64() * 1e6 / m.summary.count.max(1) as f64,
     })
 }
 

@@ -10,6 +10,10 @@
 //!    A case with several tasks waits for the others at its bottleneck: its chain of round
 //!    trips (the make-up above), or the cores (the parallel reference). It is expected to
 //!    take the slower of the two scalings, so neither kind of machine fails it.
+//!    A case with one task cannot take less than its CPU time either (client CPU plus server
+//!    time per operation, each scaled by its reference): on a machine where client and server
+//!    share a core, work that overlapped on two cores (sqlx's ping of a returned connection,
+//!    COPY's encoding beside the server's parsing) queues up, and this floor follows it.
 //!    Nothing fails by less than one round trip at this run's price (or `floor_us`, if
 //!    larger): whether a reply finds its thread awake or must wake it moves a one-trip case
 //!    by that much, run to run. Extra round trips are the counters' business, and exact.
@@ -38,9 +42,64 @@ pub struct Observation {
     pub references: References,
     /// What its counting pass counted.
     pub counted: Counted,
+    /// CPU time of the client process per operation, µs (every thread, user and system).
+    pub client_cpu_us: f64,
+}
+
+fn median_by<T>(items: &[T], f: impl Fn(&T) -> f64) -> f64 {
+    let values: Vec<f64> = items.iter().map(f).collect();
+    crate::perf::stats::median(&values).unwrap_or(f64::NAN)
 }
 
 impl Observation {
+    /// The element-wise median of several observations of one case: what a recording keeps, so
+    /// one disturbed moment (a slow phase of the host during one measurement) does not become
+    /// the baseline.
+    pub fn median_of(all: &[Observation]) -> Option<Observation> {
+        let first = *all.first()?;
+        let m = |f: fn(&Observation) -> f64| median_by(all, f);
+        let summary = Summary {
+            min_us: m(|o| o.summary.min_us),
+            p50_us: m(|o| o.summary.p50_us),
+            p95_us: m(|o| o.summary.p95_us),
+            p99_us: m(|o| o.summary.p99_us),
+            max_us: m(|o| o.summary.max_us),
+            mean_us: m(|o| o.summary.mean_us),
+            throughput_per_s: m(|o| o.summary.throughput_per_s),
+            ..first.summary
+        };
+        let references = References {
+            client_us: m(|o| o.references.client_us),
+            parallel_us: m(|o| o.references.parallel_us),
+            round_trip_us: m(|o| o.references.round_trip_us),
+            server_us: m(|o| o.references.server_us),
+        };
+        let counters: Vec<_> = all.iter().filter_map(|o| o.counted.counters).collect();
+        let counters = (counters.len() == all.len()).then(|| {
+            let c = |f: fn(&crate::perf::counters::Counters) -> f64| median_by(&counters, f);
+            crate::perf::counters::Counters {
+                blocks: c(|x| x.blocks),
+                round_trips: c(|x| x.round_trips),
+                rows: c(|x| x.rows),
+                statements: c(|x| x.statements),
+                temp_blocks: c(|x| x.temp_blocks),
+                wal_bytes: c(|x| x.wal_bytes),
+            }
+        });
+        let server: Vec<f64> = all.iter().filter_map(|o| o.counted.server_us).collect();
+        let counted = Counted {
+            counters,
+            round_trips: m(|o| o.counted.round_trips),
+            server_us: crate::perf::stats::median(&server),
+        };
+        Some(Observation {
+            summary,
+            references,
+            counted,
+            client_cpu_us: m(|o| o.client_cpu_us),
+        })
+    }
+
     /// The make-up of this observation's p50.
     pub fn make_up(&self) -> MakeUp {
         MakeUp::split(
@@ -167,11 +226,12 @@ pub fn compare(baseline: &CaseBaseline, observed: &Observation) -> Comparison {
     let bound = &baseline.bound;
     let p50 = observed.summary.p50_us;
     let (then, now) = (&baseline.references_us, &observed.references);
-    let mut expected_p50_us = baseline.make_up_us.expected_us(then, now);
-    if baseline.concurrency > 1 {
-        let by_cores = baseline.p50_us * now.parallel_us / then.parallel_us;
-        expected_p50_us = expected_p50_us.max(by_cores);
-    }
+    let by_make_up = baseline.make_up_us.expected_us(then, now);
+    let expected_p50_us = if baseline.concurrency > 1 {
+        by_make_up.max(baseline.p50_us * now.parallel_us / then.parallel_us)
+    } else {
+        by_make_up.max(baseline.cpu_us.expected_us(then, now))
+    };
     let ratio = p50 / expected_p50_us;
     let excess_us = p50 - expected_p50_us;
     let floor_us = bound.floor_us.max(now.round_trip_us);
@@ -211,7 +271,7 @@ pub fn compare(baseline: &CaseBaseline, observed: &Observation) -> Comparison {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::perf::baseline::model::Bound;
+    use crate::perf::baseline::model::{Bound, CpuPerOp};
     use crate::perf::counters::Counters;
 
     /// Recorded with round trips of 50 µs, a server unit of 800 µs and a client unit of 100 µs.
@@ -247,6 +307,10 @@ mod tests {
             bound: Bound::default(),
             concurrency: 1,
             counters: Some(counters(2.0, 8.0)),
+            cpu_us: CpuPerOp {
+                client_us: 50.0,
+                server_us: 60.0,
+            },
             make_up_us: MakeUp::split(200.0, &THEN, 2.0, Some(60.0)),
             p50_us: 200.0,
             p95_us: 300.0,
@@ -272,6 +336,7 @@ mod tests {
             summary,
             references: now,
             counted: counted(c.round_trips, 60.0, c),
+            client_cpu_us: 50.0,
         }
     }
 
@@ -335,11 +400,42 @@ mod tests {
         let mut b = baseline();
         b.p50_us = 20.0;
         b.make_up_us = MakeUp::split(20.0, &THEN, 1.0, None);
+        b.cpu_us = CpuPerOp {
+            client_us: 10.0,
+            server_us: 2.0,
+        };
         let c = compare(&b, &seen(65.0, THEN, counters(2.0, 8.0)));
         assert_eq!(c.verdict, Verdict::Warn, "{c:?}");
         assert_eq!(c.floor_us, 50.0);
         let c = compare(&b, &seen(75.0, THEN, counters(2.0, 8.0)));
         assert_eq!(c.verdict, Verdict::Regressed, "{c:?}");
+    }
+
+    #[test]
+    fn on_one_core_a_case_takes_at_least_its_cpu_time() {
+        // Round trips 4x cheaper (client and server on one core, no wake-ups): the make-up
+        // gives 25 + 60 + 40 = 125 µs, but the case's CPU (50 + 60 µs) queues on that core.
+        let mut b = baseline();
+        b.cpu_us.client_us = 150.0;
+        let c = compare(&b, &seen(215.0, refs(0.25, 1.0, 1.0), counters(2.0, 8.0)));
+        assert!((c.expected_p50_us - 210.0).abs() < 1e-9, "{c:?}");
+        assert_eq!(c.verdict, Verdict::Unchanged);
+    }
+
+    #[test]
+    fn a_recording_keeps_the_median_of_its_observations() {
+        let mut slow = seen(300.0, refs(1.5, 1.0, 1.0), counters(2.0, 8.0));
+        slow.client_cpu_us = 90.0;
+        let all = [
+            seen(200.0, THEN, counters(2.0, 8.0)),
+            slow,
+            seen(210.0, THEN, counters(2.0, 9.0)),
+        ];
+        let m = Observation::median_of(&all).unwrap();
+        assert_eq!(m.summary.p50_us, 210.0);
+        assert_eq!(m.references.round_trip_us, THEN.round_trip_us);
+        assert_eq!(m.counted.counters.unwrap().blocks, 8.0);
+        assert_eq!(m.client_cpu_us, 50.0);
     }
 
     #[test]

@@ -12,4 +12,6 @@ pub mod storage;
 
 pub use compare::{Comparison, Observation, Verdict, compare};
 pub use mode::Mode;
-pub use model::{BaselineFile, Bound, CaseBaseline, CaseName, Environment, MakeUp, SCHEMA_VERSION};
+pub use model::{
+    BaselineFile, Bound, CaseBaseline, CaseName, CpuPerOp, Environment, MakeUp, SCHEMA_VERSION,
+};

@@ -195,6 +195,24 @@ impl MakeUp {
     }
 }
 
+/// CPU time per operation: the least a case takes where client and server share one core.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CpuPerOp {
+    /// The client process's CPU time (every thread), scaled by the client reference.
+    pub client_us: f64,
+    /// Server execution and planning time (pg_stat_statements), scaled by the server reference.
+    pub server_us: f64,
+}
+
+impl CpuPerOp {
+    /// The CPU time these figures make on a machine whose references are `now`.
+    pub fn expected_us(&self, then: &References, now: &References) -> f64 {
+        self.client_us * now.client_us / then.client_us
+            + self.server_us * now.server_us / then.server_us
+    }
+}
+
 /// The recorded figures of one case.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -206,6 +224,8 @@ pub struct CaseBaseline {
     /// Per-operation counters, when the server had pg_stat_statements.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub counters: Option<Counters>,
+    /// CPU time per operation, client and server.
+    pub cpu_us: CpuPerOp,
     /// How the p50 splits into round trips, server and client time.
     pub make_up_us: MakeUp,
     /// Median latency, µs.
@@ -244,6 +264,10 @@ impl CaseBaseline {
                 temp_blocks: r3(c.temp_blocks),
                 wal_bytes: r3(c.wal_bytes),
             }),
+            cpu_us: CpuPerOp {
+                client_us: r3(self.cpu_us.client_us),
+                server_us: r3(self.cpu_us.server_us),
+            },
             make_up_us: MakeUp {
                 client_us: r3(m.client_us),
                 round_trips_us: r3(m.round_trips_us),
@@ -292,6 +316,8 @@ impl CaseBaseline {
         }
         let m = self.make_up_us;
         for (field, x) in [
+            ("cpu_us.client_us", self.cpu_us.client_us),
+            ("cpu_us.server_us", self.cpu_us.server_us),
             ("make_up_us.client_us", m.client_us),
             ("make_up_us.round_trips_us", m.round_trips_us),
             ("make_up_us.server_us", m.server_us),
@@ -328,7 +354,8 @@ pub struct BaselineFile {
     /// How to read the file (constant text).
     #[serde(default)]
     pub about: String,
-    /// The cases, by name.
+    /// The cases, by name (a name twice is refused).
+    #[serde(deserialize_with = "unique_cases")]
     pub cases: BTreeMap<CaseName, CaseBaseline>,
     /// What the figures were measured on.
     pub environment: Environment,
@@ -346,4 +373,33 @@ impl BaselineFile {
             schema_version: SCHEMA_VERSION,
         }
     }
+}
+
+/// Reads the `cases` map, refusing a case that appears twice (serde would keep the last one
+/// silently, and a merge conflict resolved by hand can leave exactly that).
+fn unique_cases<'de, D>(d: D) -> Result<BTreeMap<CaseName, CaseBaseline>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    struct Cases;
+    impl<'de> serde::de::Visitor<'de> for Cases {
+        type Value = BTreeMap<CaseName, CaseBaseline>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a map of case names to their figures")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut cases = BTreeMap::new();
+            while let Some((name, figures)) = map.next_entry::<CaseName, CaseBaseline>()? {
+                if cases.contains_key(&name) {
+                    return Err(serde::de::Error::custom(format!("duplicate case {name}")));
+                }
+                cases.insert(name, figures);
+            }
+            Ok(cases)
+        }
+    }
+    d.deserialize_map(Cases)
 }

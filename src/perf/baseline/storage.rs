@@ -175,7 +175,7 @@ pub fn write_atomically(path: &Path, file: &BaselineFile) -> Result<(), PerfErro
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::perf::baseline::model::{Bound, MakeUp};
+    use crate::perf::baseline::model::{Bound, CpuPerOp, MakeUp};
     use crate::perf::calibrate::References;
 
     fn env() -> Environment {
@@ -196,6 +196,10 @@ mod tests {
             bound: Bound::default(),
             concurrency: 1,
             counters: None,
+            cpu_us: CpuPerOp {
+                client_us: 20.0,
+                server_us: 10.0,
+            },
             make_up_us: MakeUp::split(p50, &references_us, 1.0, Some(10.0)),
             p50_us: p50,
             p95_us: p50 * 1.5,
@@ -311,5 +315,90 @@ mod tests {
     fn an_invalid_case_name_is_refused() {
         assert!(CaseName::new("Has Spaces").is_err());
         assert!(CaseName::new("crud.insert_entity").is_ok());
+    }
+
+    /// A file with one case whose JSON is `case_json`, as text.
+    fn file_with(case_json: &str) -> String {
+        format!(
+            r#"{{"schema_version": 2, "environment": {{"postgres_major": 15, "profile": "debug"}},
+                "cases": {{"c.case": {case_json}}}}}"#
+        )
+    }
+
+    fn valid_case_json() -> serde_json::Value {
+        serde_json::to_value(case(100.0).rounded()).unwrap()
+    }
+
+    fn refused(field: &str, value: serde_json::Value) -> String {
+        let mut v = valid_case_json();
+        let mut target = &mut v;
+        let parts: Vec<&str> = field.split('.').collect();
+        for p in &parts[..parts.len() - 1] {
+            target = target.get_mut(*p).unwrap();
+        }
+        target[parts[parts.len() - 1]] = value;
+        parse(Path::new("baselines/x.json"), &file_with(&v.to_string()))
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn figures_that_cannot_be_compared_are_refused_naming_the_file_case_and_field() {
+        for (field, value) in [
+            ("p50_us", serde_json::json!(-1.0)),
+            ("p50_us", serde_json::json!(0.0)),
+            ("references_us.round_trip_us", serde_json::json!(0.0)),
+            ("make_up_us.server_us", serde_json::json!(-5.0)),
+            ("bound.fail_ratio", serde_json::json!(1e9)),
+            ("bound.counter_ratio", serde_json::json!(0.5)),
+            ("concurrency", serde_json::json!(0)),
+        ] {
+            let err = refused(field, value.clone());
+            let last = field.rsplit('.').next().unwrap();
+            assert!(
+                err.contains("baselines/x.json") && err.contains("c.case") && err.contains(last),
+                "{field} = {value}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_make_up_that_does_not_add_up_to_the_p50_is_refused() {
+        let err = refused("p50_us", serde_json::json!(5000.0));
+        assert!(err.contains("make_up_us"), "{err}");
+    }
+
+    #[test]
+    fn nan_and_huge_numbers_are_refused() {
+        // JSON has no NaN; a huge number overflows to infinity and is refused as not finite.
+        let text = file_with(
+            &valid_case_json()
+                .to_string()
+                .replace("\"p95_us\":150.0", "\"p95_us\":1e999"),
+        );
+        let err = parse(Path::new("b.json"), &text).unwrap_err().to_string();
+        assert!(err.contains("b.json"), "{err}");
+        let text = file_with(
+            &valid_case_json()
+                .to_string()
+                .replace("\"p95_us\":150.0", "\"p95_us\":NaN"),
+        );
+        assert!(parse(Path::new("b.json"), &text).is_err());
+    }
+
+    #[test]
+    fn a_duplicate_case_or_a_truncated_file_is_refused() {
+        let one = valid_case_json().to_string();
+        let text = format!(
+            r#"{{"schema_version": 2, "environment": {{"postgres_major": 15, "profile": "debug"}},
+                "cases": {{"c.case": {one}, "c.case": {one}}}}}"#
+        );
+        let err = parse(Path::new("b.json"), &text).unwrap_err().to_string();
+        assert!(err.contains("duplicate") && err.contains("c.case"), "{err}");
+        let whole = file_with(&one);
+        let err = parse(Path::new("b.json"), &whole[..whole.len() / 2])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("b.json") && err.contains("line"), "{err}");
     }
 }
