@@ -73,6 +73,23 @@ pub async fn snapshot(conn: &mut PgConnection) -> Result<Totals, DbError> {
     })
 }
 
+/// CPU time (µs) the current database's other backends have used so far, read from
+/// `/proc/PID/schedstat` on the server through `pg_read_file`. `None` where that is not
+/// allowed (not a superuser, not Linux) or a backend went away while being read: callers fall
+/// back to `pg_stat_statements`' execution time, which for a `COPY FROM STDIN` also counts the
+/// time the client takes to stream.
+pub async fn backends_cpu_us(conn: &mut PgConnection) -> Option<f64> {
+    sqlx::query_scalar::<_, Option<f64>>(
+        "SELECT sum(split_part(pg_read_file('/proc/' || pid || '/schedstat'), ' ', 1)::float8) / 1000
+         FROM pg_stat_activity
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .fetch_one(conn)
+    .await
+    .ok()
+    .flatten()
+}
+
 /// Per-operation counters of a case. `round_trips` comes from the relay
 /// ([`crate::perf::wire`]); the rest from `pg_stat_statements`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

@@ -147,7 +147,7 @@ impl Guard {
             counters: o.counted.counters,
             cpu_us: CpuPerOp {
                 client_us: o.client_cpu_us,
-                server_us: o.counted.server_us.unwrap_or(0.0),
+                server_us: o.server_cpu_us.or(o.counted.server_us).unwrap_or(0.0),
             },
             make_up_us: o.make_up(),
             p50_us: o.summary.p50_us,
@@ -404,6 +404,7 @@ mod tests {
                 server_us: None,
             },
             client_cpu_us: 10.0,
+            server_cpu_us: None,
         }
     }
 

@@ -189,6 +189,19 @@ pub fn markdown(title: &str, reports: &[CaseReport]) -> String {
     for row in rows(reports) {
         writeln!(out, "| {} |", row.join(" | ")).ok();
     }
+    let notes: Vec<_> = reports.iter().filter(|r| r.note.is_some()).collect();
+    if !notes.is_empty() {
+        out.push('\n');
+        for r in notes {
+            writeln!(
+                out,
+                "- `{}`: {}",
+                r.case,
+                r.note.as_deref().unwrap_or_default()
+            )
+            .ok();
+        }
+    }
     out
 }
 
@@ -278,6 +291,7 @@ mod tests {
             references,
             counted,
             client_cpu_us: 1.0,
+            server_cpu_us: None,
         };
         let compared = base.map(|b| {
             let cb = CaseBaseline {

@@ -153,19 +153,30 @@ pub async fn observe(
             tasks: case.config.concurrency,
         });
     }
+    let mut probe = connect_direct(db).await?;
     let mut bursts = calibrate::bursts(db).await?;
-    let (m, cpu_at_start) = ops::run(db, case, slowdown, async { process_cpu_time() }).await?;
-    let cpu = process_cpu_time().saturating_sub(cpu_at_start);
+    let at_start = async {
+        let server = counters::backends_cpu_us(&mut probe).await;
+        (process_cpu_time(), server)
+    };
+    let (m, (client_at_start, server_at_start)) = ops::run(db, case, slowdown, at_start).await?;
+    let client_cpu = process_cpu_time().saturating_sub(client_at_start);
+    let server_cpu = server_at_start
+        .zip(counters::backends_cpu_us(&mut probe).await)
+        .map(|(before, after)| (after - before).max(0.0));
+    let _ = sqlx::Connection::close(probe).await;
     bursts.extend(calibrate::bursts(db).await?);
     let references = References::median_of(&bursts).expect("calibrations give bursts");
     if m.summary.errors > 0 {
         return Err(operation_failed(case, &m));
     }
+    let ops = m.summary.count.max(1) as f64;
     Ok(Observation {
         summary: m.summary,
         references,
         counted: count(db, case).await?,
-        client_cpu_us: cpu.as_secs_f64() * 1e6 / m.summary.count.max(1) as f64,
+        client_cpu_us: client_cpu.as_secs_f64() * 1e6 / ops,
+        server_cpu_us: server_cpu.map(|us| us / ops),
     })
 }
 
@@ -197,13 +208,7 @@ pub async fn count(db: &Db, case: &Case) -> Result<Counted, PerfError> {
             source,
         })?;
     let relayed = db.url().via("127.0.0.1", relay.port())?;
-    let mut stats =
-        <sqlx::PgConnection as sqlx::Connection>::connect_with(&db.url().connect_options())
-            .await
-            .map_err(|source| DbError::Connect {
-                target: db.url().to_string(),
-                source,
-            })?;
+    let mut stats = connect_direct(db).await?;
     let available = counters::enable(&mut stats).await == Availability::Available;
     let counting = Db::connect(&relayed, db.settings().clone()).await?;
     let case_here = Case {
@@ -224,6 +229,16 @@ pub async fn count(db: &Db, case: &Case) -> Result<Counted, PerfError> {
     let after = snapshot_if(available, &mut stats).await;
     let _ = sqlx::Connection::close(stats).await;
     Ok(Counted::from_totals(before, after, turns, m.summary.count))
+}
+
+/// A connection of its own to the case's database, outside the pool (and any relay).
+async fn connect_direct(db: &Db) -> Result<sqlx::PgConnection, DbError> {
+    <sqlx::PgConnection as sqlx::Connection>::connect_with(&db.url().connect_options())
+        .await
+        .map_err(|source| DbError::Connect {
+            target: db.url().to_string(),
+            source,
+        })
 }
 
 async fn snapshot_if(available: bool, conn: &mut sqlx::PgConnection) -> Option<counters::Totals> {

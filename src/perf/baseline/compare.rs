@@ -44,6 +44,8 @@ pub struct Observation {
     pub counted: Counted,
     /// CPU time of the client process per operation, µs (every thread, user and system).
     pub client_cpu_us: f64,
+    /// CPU time of the database's backends per operation, µs, where the server lets it be read.
+    pub server_cpu_us: Option<f64>,
 }
 
 fn median_by<T>(items: &[T], f: impl Fn(&T) -> f64) -> f64 {
@@ -92,11 +94,13 @@ impl Observation {
             round_trips: m(|o| o.counted.round_trips),
             server_us: crate::perf::stats::median(&server),
         };
+        let server_cpu: Vec<f64> = all.iter().filter_map(|o| o.server_cpu_us).collect();
         Some(Observation {
             summary,
             references,
             counted,
             client_cpu_us: m(|o| o.client_cpu_us),
+            server_cpu_us: crate::perf::stats::median(&server_cpu),
         })
     }
 
@@ -337,6 +341,7 @@ mod tests {
             references: now,
             counted: counted(c.round_trips, 60.0, c),
             client_cpu_us: 50.0,
+            server_cpu_us: Some(60.0),
         }
     }
 

@@ -201,7 +201,9 @@ impl MakeUp {
 pub struct CpuPerOp {
     /// The client process's CPU time (every thread), scaled by the client reference.
     pub client_us: f64,
-    /// Server execution and planning time (pg_stat_statements), scaled by the server reference.
+    /// The database backends' CPU time (`/proc/PID/schedstat` read through `pg_read_file`),
+    /// or where that is not allowed their execution and planning time (pg_stat_statements);
+    /// scaled by the server reference.
     pub server_us: f64,
 }
 
