@@ -21,7 +21,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
 
-use super::stats::{Summary, latency_histogram, median, record};
+use super::stats::{Summary, latency_histogram, median, process_cpu_time, record};
 use crate::db::{Db, DbError};
 
 /// Warm-up operations before calibrating.
@@ -47,6 +47,9 @@ pub struct References {
     pub client_us: f64,
     /// Wall time per `SELECT 1` with [`PARALLEL_TASKS`] tasks at once.
     pub parallel_us: f64,
+    /// CPU time (client process + server backend) one `SELECT 1` round trip costs. On two cores
+    /// it includes what waking the other side costs; on one core most of that goes away.
+    pub round_trip_cpu_us: f64,
     /// A `SELECT 1` round trip.
     pub round_trip_us: f64,
     /// The server's fixed CPU unit (executor time, round trip removed).
@@ -60,6 +63,7 @@ impl References {
         Some(References {
             client_us: pick(|r| r.client_us)?,
             parallel_us: pick(|r| r.parallel_us)?,
+            round_trip_cpu_us: pick(|r| r.round_trip_cpu_us)?,
             round_trip_us: pick(|r| r.round_trip_us)?,
             server_us: pick(|r| r.server_us)?,
         })
@@ -87,6 +91,17 @@ async fn p50_of(conn: &mut PgConnection, sql: &'static str, n: u32) -> Result<f6
         record(&mut h, t.elapsed());
     }
     Ok(Summary::of(&h, 0, started.elapsed()).p50_us)
+}
+
+/// CPU time (µs) this connection's backend has used, from `/proc/PID/schedstat` read through
+/// `pg_read_file`; `None` where that is not allowed.
+async fn backend_cpu_us(conn: &mut PgConnection) -> Option<f64> {
+    sqlx::query_scalar::<_, f64>(
+        "SELECT split_part(pg_read_file('/proc/' || pg_backend_pid() || '/schedstat'), ' ', 1)::float8 / 1000",
+    )
+    .fetch_one(conn)
+    .await
+    .ok()
 }
 
 /// The client unit: generate 20 source records and encode them as COPY text and JSON, the
@@ -165,12 +180,20 @@ async fn serial_bursts(conn: &mut PgConnection) -> Result<Vec<References>, DbErr
     }
     let mut out = Vec::with_capacity(BURSTS);
     for _ in 0..BURSTS {
+        let (cpu0, server0) = (process_cpu_time(), backend_cpu_us(conn).await);
         let round_trip_us = p50_of(conn, ROUND_TRIP, ROUND_TRIPS).await?;
+        let client_cpu = process_cpu_time().saturating_sub(cpu0).as_secs_f64() * 1e6;
+        let server_cpu = match (server0, backend_cpu_us(conn).await) {
+            (Some(a), Some(b)) => (b - a).max(0.0),
+            _ => 0.0,
+        };
+        let round_trip_cpu_us = (client_cpu + server_cpu) / f64::from(ROUND_TRIPS);
         let work = p50_of(conn, SERVER_WORK, WORKS).await?;
         let client_us = client_p50(CLIENT_WORKS);
         out.push(References {
             client_us,
             parallel_us: 0.0,
+            round_trip_cpu_us,
             round_trip_us,
             // The work query is one round trip plus the executor's work.
             server_us: (work - round_trip_us).max(1.0),
@@ -201,6 +224,7 @@ mod tests {
         References {
             client_us: c,
             parallel_us: t / 4.0,
+            round_trip_cpu_us: t,
             round_trip_us: t,
             server_us: s,
         }

@@ -226,45 +226,56 @@ impl Guard {
             .into());
         }
         let cmp = compare(&baseline, &first);
-        match self.mode {
-            Mode::Force => {
-                let kept = recording(case, first, &mut measure).await?;
-                self.save(case, baseline.bound, concurrency, &kept)?;
-                let cmp = compare(&baseline, &kept);
-                return Ok(CaseReport::new(case, kept, Some((baseline, cmp)))
-                    .recorded("re-recorded (force)"));
-            }
+        let rerecord = match self.mode {
+            Mode::Force => Some("re-recorded (force)"),
             Mode::Update if cmp.verdict != Verdict::Unchanged => {
-                let kept = recording(case, first, &mut measure).await?;
-                self.save(case, baseline.bound, concurrency, &kept)?;
-                let cmp = compare(&baseline, &kept);
-                return Ok(CaseReport::new(case, kept, Some((baseline, cmp)))
-                    .recorded("updated: moved beyond the noise band"));
+                Some("updated: moved beyond the noise band")
             }
-            _ => {}
+            _ => None,
+        };
+        if let Some(note) = rerecord {
+            let kept = recording(case, first, &mut measure).await?;
+            self.save(case, baseline.bound, concurrency, &kept)?;
+            let cmp = compare(&baseline, &kept);
+            return Ok(CaseReport::new(case, kept, Some((baseline, cmp))).recorded(note));
         }
         if !cmp.verdict.fails() {
             return Ok(CaseReport::new(case, first, Some((baseline, cmp))));
         }
-        // Confirm before failing: a regression must show in every one of CONFIRMATIONS more
-        // measurements, so a noisy moment (one, or two in a row) never fails a PR, while a real
-        // slowdown, which shows every time, still does.
-        let mut latest = (first, cmp);
+        self.confirm(case, baseline, (first, cmp), &mut measure)
+            .await
+    }
+
+    /// Confirms a failure before reporting it: a regression must show in every one of
+    /// [`CONFIRMATIONS`] more measurements, so a noisy moment (one, or two in a row) never
+    /// fails a PR, while a real slowdown, which shows every time, still does.
+    async fn confirm<F, Fut>(
+        &self,
+        case: &CaseName,
+        baseline: CaseBaseline,
+        first: (Observation, Comparison),
+        measure: &mut F,
+    ) -> Result<CaseReport, Failed>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<Observation, PerfError>>,
+    {
+        let first_ratio = first.1.ratio;
+        let mut latest = first;
         for _ in 0..CONFIRMATIONS {
             let again = ok_observation(case, measure().await?)?;
             let confirm = compare(&baseline, &again);
             if !confirm.verdict.fails() {
-                return Ok(
-                    CaseReport::new(case, again, Some((baseline, confirm))).noted(format!(
-                        "first measurement x{:.2} was noise: re-measured x{:.2}",
-                        cmp.ratio, confirm.ratio
-                    )),
+                let note = format!(
+                    "first measurement x{first_ratio:.2} was noise: re-measured x{:.2}",
+                    confirm.ratio
                 );
+                return Ok(CaseReport::new(case, again, Some((baseline, confirm))).noted(note));
             }
             latest = (again, confirm);
         }
         let (last, confirm) = latest;
-        let error = self.failure(case, &baseline, &last, cmp.ratio, &confirm);
+        let error = self.failure(case, &baseline, &last, first_ratio, &confirm);
         let report = CaseReport::new(case, last, Some((baseline, confirm)));
         Err(Failed(error, Some(Box::new(report))))
     }
@@ -395,6 +406,7 @@ mod tests {
             references: crate::perf::calibrate::References {
                 client_us: 100.0,
                 parallel_us: 10.0,
+                round_trip_cpu_us: 40.0,
                 round_trip_us: 40.0,
                 server_us: 800.0,
             },

@@ -73,6 +73,7 @@ impl Observation {
         let references = References {
             client_us: m(|o| o.references.client_us),
             parallel_us: m(|o| o.references.parallel_us),
+            round_trip_cpu_us: m(|o| o.references.round_trip_cpu_us),
             round_trip_us: m(|o| o.references.round_trip_us),
             server_us: m(|o| o.references.server_us),
         };
@@ -179,11 +180,12 @@ fn counter_label<S: serde::Serializer>(c: &Counter, s: S) -> Result<S::Ok, S::Er
 /// The numbers behind a verdict.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Comparison {
-    /// The judged slowdown: p50 over the expectation.
+    /// The judged slowdown: p50 (for several tasks, mean latency) over the expectation.
     pub ratio: f64,
     /// p50 over the recorded p50, in plain microseconds (for the reader; not judged).
     pub raw_ratio: f64,
-    /// What the model expects this machine to take (µs).
+    /// What the model expects this machine to take (µs): a p50, or for several tasks their
+    /// mean latency (tasks / throughput).
     pub expected_p50_us: f64,
     /// Observed p50 minus the expectation (µs).
     pub excess_us: f64,
@@ -228,13 +230,24 @@ fn counter_breach(baseline: &CaseBaseline, observed: &Observation) -> Option<Cou
 /// Compares an observation with a case's baseline.
 pub fn compare(baseline: &CaseBaseline, observed: &Observation) -> Comparison {
     let bound = &baseline.bound;
-    let p50 = observed.summary.p50_us;
     let (then, now) = (&baseline.references_us, &observed.references);
     let by_make_up = baseline.make_up_us.expected_us(then, now);
-    let expected_p50_us = if baseline.concurrency > 1 {
-        by_make_up.max(baseline.p50_us * now.parallel_us / then.parallel_us)
+    let tasks = f64::from(baseline.concurrency.max(1));
+    let (p50, expected_p50_us) = if tasks > 1.0 {
+        // Several tasks: judge the mean latency, tasks / throughput (Little's law), which does
+        // not flip between modes as a p50 can when the tasks fall into step or out of it.
+        let mean = |throughput: f64| tasks * 1e6 / throughput;
+        let recorded = mean(baseline.throughput_per_s);
+        let by_chain = recorded * by_make_up / baseline.p50_us;
+        let by_cores = recorded * now.parallel_us / then.parallel_us;
+        (
+            mean(observed.summary.throughput_per_s),
+            by_chain.max(by_cores),
+        )
     } else {
-        by_make_up.max(baseline.cpu_us.expected_us(then, now))
+        let trips = baseline.make_up_us.round_trips_us / then.round_trip_us;
+        let floor = baseline.cpu_us.floor_us(trips, then, now);
+        (observed.summary.p50_us, by_make_up.max(floor))
     };
     let ratio = p50 / expected_p50_us;
     let excess_us = p50 - expected_p50_us;
@@ -261,7 +274,7 @@ pub fn compare(baseline: &CaseBaseline, observed: &Observation) -> Comparison {
     };
     Comparison {
         ratio,
-        raw_ratio: p50 / baseline.p50_us,
+        raw_ratio: observed.summary.p50_us / baseline.p50_us,
         expected_p50_us,
         excess_us,
         floor_us,
@@ -282,6 +295,7 @@ mod tests {
     const THEN: References = References {
         client_us: 100.0,
         parallel_us: 20.0,
+        round_trip_cpu_us: 50.0,
         round_trip_us: 50.0,
         server_us: 800.0,
     };
@@ -349,6 +363,7 @@ mod tests {
         References {
             client_us: THEN.client_us * client,
             parallel_us: THEN.parallel_us,
+            round_trip_cpu_us: THEN.round_trip_cpu_us,
             round_trip_us: THEN.round_trip_us * rt,
             server_us: THEN.server_us * server,
         }
@@ -417,14 +432,17 @@ mod tests {
     }
 
     #[test]
-    fn on_one_core_a_case_takes_at_least_its_cpu_time() {
-        // Round trips 4x cheaper (client and server on one core, no wake-ups): the make-up
-        // gives 25 + 60 + 40 = 125 µs, but the case's CPU (50 + 60 µs) queues on that core.
+    fn on_one_core_a_case_takes_at_least_its_cpu_time_less_its_round_trips() {
+        // Recorded: 210 µs of CPU per operation, 100 of them the CPU of its 2 round trips
+        // (50 each on two cores). On one core round trips cost 12.5 µs: the make-up gives
+        // 25 + 60 + 40 = 125 µs, the floor 110 + 25 = 135 µs, the larger is expected.
         let mut b = baseline();
         b.cpu_us.client_us = 150.0;
-        let c = compare(&b, &seen(215.0, refs(0.25, 1.0, 1.0), counters(2.0, 8.0)));
-        assert!((c.expected_p50_us - 210.0).abs() < 1e-9, "{c:?}");
+        let c = compare(&b, &seen(140.0, refs(0.25, 1.0, 1.0), counters(2.0, 8.0)));
+        assert!((c.expected_p50_us - 135.0).abs() < 1e-9, "{c:?}");
         assert_eq!(c.verdict, Verdict::Unchanged);
+        let c = compare(&b, &seen(405.0, refs(0.25, 1.0, 1.0), counters(2.0, 8.0)));
+        assert_eq!(c.verdict, Verdict::Regressed, "{c:?}");
     }
 
     #[test]
@@ -444,18 +462,27 @@ mod tests {
     }
 
     #[test]
-    fn a_case_with_several_tasks_expects_the_slower_of_its_bottlenecks() {
+    fn a_case_with_several_tasks_is_judged_by_its_mean_latency_at_its_bottleneck() {
+        // 4 tasks at 5 000 operations/s: a mean latency of 800 µs (Little's law).
         let mut b = baseline();
         b.concurrency = 4;
-        // The cores give half as much (one taken), round trips unchanged: twice the time.
+        let with_throughput = |per_s: f64, now: References| {
+            let mut o = seen(999.0, now, counters(2.0, 8.0));
+            o.summary.throughput_per_s = per_s;
+            o
+        };
+        // The cores give half as much (one taken), round trips unchanged: 1 600 µs.
         let mut now = THEN;
         now.parallel_us *= 2.0;
-        let c = compare(&b, &seen(400.0, now, counters(2.0, 8.0)));
-        assert!((c.expected_p50_us - 400.0).abs() < 1e-9, "{c:?}");
+        let c = compare(&b, &with_throughput(2_500.0, now));
+        assert!((c.expected_p50_us - 1_600.0).abs() < 1e-9, "{c:?}");
         assert_eq!(c.verdict, Verdict::Unchanged);
         // Round trips 4x dearer, cores unchanged: the chain of round trips sets the pace.
-        let c = compare(&b, &seen(500.0, refs(4.0, 1.0, 1.0), counters(2.0, 8.0)));
-        assert!((c.expected_p50_us - 500.0).abs() < 1e-9, "{c:?}");
+        let c = compare(&b, &with_throughput(2_000.0, refs(4.0, 1.0, 1.0)));
+        assert!((c.expected_p50_us - 2_000.0).abs() < 1e-9, "{c:?}");
+        // A third of the throughput on an unchanged machine: 3x.
+        let c = compare(&b, &with_throughput(5_000.0 / 3.0, THEN));
+        assert_eq!(c.verdict, Verdict::Regressed, "{c:?}");
     }
 
     #[test]

@@ -208,10 +208,20 @@ pub struct CpuPerOp {
 }
 
 impl CpuPerOp {
-    /// The CPU time these figures make on a machine whose references are `now`.
-    pub fn expected_us(&self, then: &References, now: &References) -> f64 {
-        self.client_us * now.client_us / then.client_us
-            + self.server_us * now.server_us / then.server_us
+    /// The least the operation can take on a machine whose references are `now`, when its
+    /// client and server work queue on one core: its CPU time without what its `round_trips`
+    /// cost in CPU when it was recorded (waking the other side, on two cores), each side scaled
+    /// by its reference, plus the round trips at this run's price.
+    pub fn floor_us(&self, round_trips: f64, then: &References, now: &References) -> f64 {
+        let total = self.client_us + self.server_us;
+        if total <= 0.0 {
+            return 0.0;
+        }
+        let trips_cpu = (round_trips * then.round_trip_cpu_us).min(total);
+        let keep = (total - trips_cpu) / total;
+        keep * (self.client_us * now.client_us / then.client_us
+            + self.server_us * now.server_us / then.server_us)
+            + round_trips * now.round_trip_us
     }
 }
 
@@ -281,6 +291,7 @@ impl CaseBaseline {
             references_us: References {
                 client_us: r3(refs.client_us),
                 parallel_us: r3(refs.parallel_us),
+                round_trip_cpu_us: r3(refs.round_trip_cpu_us),
                 round_trip_us: r3(refs.round_trip_us),
                 server_us: r3(refs.server_us),
             },
@@ -306,6 +317,10 @@ impl CaseBaseline {
             ("throughput_per_s", self.throughput_per_s),
             ("references_us.client_us", self.references_us.client_us),
             ("references_us.parallel_us", self.references_us.parallel_us),
+            (
+                "references_us.round_trip_cpu_us",
+                self.references_us.round_trip_cpu_us,
+            ),
             (
                 "references_us.round_trip_us",
                 self.references_us.round_trip_us,

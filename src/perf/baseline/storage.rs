@@ -189,6 +189,7 @@ mod tests {
         let references_us = References {
             client_us: 98.765,
             parallel_us: 12.5,
+            round_trip_cpu_us: 40.0,
             round_trip_us: 41.234,
             server_us: 812.34,
         };
