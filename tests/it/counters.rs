@@ -65,10 +65,12 @@ where
             scenarios::observe(db, &changed, None)
         })
         .await;
-    checked
+    let err = checked
         .into_result()
         .expect_err("the changed case passed its recorded counters")
-        .to_string()
+        .to_string();
+    eprintln!("the guard said: {err}");
+    err
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
