@@ -35,23 +35,30 @@ impl CaseReport {
         compared: Option<(CaseBaseline, Comparison)>,
     ) -> Self {
         let (baseline, comparison) = compared.map_or((None, None), |(b, c)| (Some(b), Some(c)));
-        let note = comparison.and_then(|c| match c.verdict {
-            super::baseline::Verdict::Stale => Some(
-                "much faster than the baseline: update it with PGPERF_BASELINE=update".to_owned(),
-            ),
-            super::baseline::Verdict::OutOfModel => Some(format!(
-                "time not judged: this machine's references moved x{:.1} from the baseline's, \
-                 beyond the x{} the timing model was checked for (counters still judged); \
-                 record a baseline for this machine kind with PGPERF_BASELINE=force",
-                c.stretch,
-                super::baseline::compare::MAX_STRETCH
-            )),
-            _ if baseline.is_some_and(|b| b.counters.is_some()) && !c.counters_checked => Some(
-                "counters not checked: this server has no pg_stat_statements \
-                 (add it to shared_preload_libraries)"
-                    .to_owned(),
-            ),
-            _ => None,
+        let note = comparison.and_then(|c| {
+            let mut notes = Vec::new();
+            match c.verdict {
+                super::baseline::Verdict::Stale => notes.push(
+                    "much faster than the baseline: update it with PGPERF_BASELINE=update"
+                        .to_owned(),
+                ),
+                super::baseline::Verdict::OutOfModel => notes.push(format!(
+                    "time not judged: this machine's references moved x{:.1} from the baseline's, \
+                     beyond the x{} the timing model was checked for (counters still judged); \
+                     record a baseline for this machine kind with PGPERF_BASELINE=force",
+                    c.stretch,
+                    super::baseline::compare::MAX_STRETCH
+                )),
+                _ => {}
+            }
+            if baseline.is_some_and(|b| b.counters.is_some()) && !c.counters_checked {
+                notes.push(
+                    "counters not checked: this server has no pg_stat_statements \
+                     (add it to shared_preload_libraries)"
+                        .to_owned(),
+                );
+            }
+            (!notes.is_empty()).then(|| notes.join("; "))
         });
         Self {
             case: case.to_string(),

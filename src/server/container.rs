@@ -51,6 +51,9 @@ pub struct ContainerOptions {
     /// machine's disk. Data does not survive a container restart, so fault tests that restart
     /// the server turn it off.
     pub data_on_tmpfs: bool,
+    /// Preload `pg_stat_statements` (the guard's counters come from it); off only to test a
+    /// server without it.
+    pub stat_statements: bool,
 }
 
 /// The `name:tag` in `PGPERF_PG_IMAGE`, or the default.
@@ -85,6 +88,7 @@ impl ContainerOptions {
             host_port: None,
             startup_timeout: Duration::from_secs(60),
             data_on_tmpfs: true,
+            stat_statements: true,
         })
     }
 
@@ -110,7 +114,16 @@ pub(super) async fn start(
         .with_name(&options.name)
         .with_tag(&options.tag)
         .with_label(OWNER_LABEL, std::process::id().to_string())
-        .with_cmd(SERVER_ARGS)
+        .with_cmd(
+            SERVER_ARGS
+                .iter()
+                .take(if options.stat_statements {
+                    SERVER_ARGS.len()
+                } else {
+                    4
+                })
+                .copied(),
+        )
         .with_startup_timeout(options.startup_timeout);
     if options.data_on_tmpfs {
         request = request.with_mount(Mount::tmpfs_mount(PGDATA));

@@ -7,7 +7,9 @@ use pgperf::db::Db;
 use pgperf::perf::baseline::{Environment, Mode};
 use pgperf::perf::{Guard, calibrate};
 use pgperf::scenarios::{self, Area, Case, Op};
+use pgperf::server::ContainerOptions;
 
+use crate::support::dedicated::Dedicated;
 use crate::support::{TestDb, gate};
 
 async fn environment(db: &Db) -> Environment {
@@ -115,4 +117,55 @@ async fn a_dropped_primary_key_index_fails_on_shared_buffers() {
         "{err}"
     );
     assert!(err.contains("index"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_without_pg_stat_statements_skips_the_counters_and_says_so() {
+    let _alone = gate::exclusive().await;
+    let Some(plain) = Dedicated::start_with(|o| ContainerOptions {
+        stat_statements: false,
+        data_on_tmpfs: true,
+        ..o
+    })
+    .await
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("baseline.json");
+    let case = short_case(Area::Crud, "crud.get_many_50");
+    let tasks = case.config.concurrency as u32;
+
+    // Recorded where pg_stat_statements is loaded: the baseline has counters.
+    let recorded_on = TestDb::for_timing(scenarios::pool_settings()).await;
+    scenarios::seed(&recorded_on.db).await.expect("seeding");
+    let env = environment(&recorded_on.db).await;
+    Guard::new(&path, env.clone(), Mode::RecordNew)
+        .check(&case.name, case.bound, tasks, || {
+            scenarios::observe(&recorded_on.db, &case, None)
+        })
+        .await
+        .into_result()
+        .expect("recording the case");
+    recorded_on.db.close().await;
+
+    // Checked against a server without it: no failure, and the report says why.
+    let db = plain.pool(scenarios::pool_settings()).await;
+    scenarios::seed(&db).await.expect("seeding");
+    let checked = Guard::new(&path, env, Mode::Check)
+        .check(&case.name, case.bound, tasks, || {
+            scenarios::observe(&db, &case, None)
+        })
+        .await;
+    db.close().await;
+    plain.shutdown().await;
+    let report = checked
+        .into_result()
+        .expect("a server without counters failed the case");
+    let note = report.note.unwrap_or_default();
+    assert!(
+        note.contains("counters not checked") && note.contains("pg_stat_statements"),
+        "{note}"
+    );
+    assert!(!report.comparison.unwrap().counters_checked);
 }

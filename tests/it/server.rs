@@ -93,6 +93,7 @@ async fn a_missing_image_says_how_to_build_one() {
         host_port: None,
         startup_timeout: Duration::from_secs(30),
         data_on_tmpfs: true,
+        stat_statements: true,
     };
 
     let err = Server::start_container(options).await.unwrap_err();

@@ -26,17 +26,24 @@ impl Dedicated {
     /// Starts the container and migrates a database on it. `None` when the suite runs against
     /// PGPERF_DATABASE_URL (no engine to break).
     pub async fn start() -> Option<Self> {
+        Self::start_with(|o| o).await
+    }
+
+    /// Like [`Dedicated::start`], with the container options changed by `change`.
+    pub async fn start_with(
+        change: impl FnOnce(ContainerOptions) -> ContainerOptions,
+    ) -> Option<Self> {
         if !shared().is_container {
             eprintln!(
                 "skipped: fault tests need a container of their own (PGPERF_DATABASE_URL is set)"
             );
             return None;
         }
-        let options = ContainerOptions {
+        let options = change(ContainerOptions {
             data_on_tmpfs: false,
             host_port: Some(free_port()),
             ..ContainerOptions::from_env().unwrap()
-        };
+        });
         let server = Server::start_container(options)
             .await
             .unwrap_or_else(|e| panic!("starting a dedicated container: {e}"));
