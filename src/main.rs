@@ -12,7 +12,8 @@ use pgperf::server::{Server, Template};
 #[command(
     name = "pgperf",
     version,
-    about = "PostgreSQL data layer benchmarks and guards"
+    about = "PostgreSQL data layer benchmarks and guards",
+    after_help = "Exit codes: 0 success, 1 a case regressed, 2 usage error, 3 any other error."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -45,7 +46,7 @@ fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("pgperf: error: {e:#}");
-            std::process::ExitCode::FAILURE
+            std::process::ExitCode::from(cli::exit_code(&e))
         }
     }
 }

@@ -23,14 +23,15 @@ use super::with_workspace;
 /// Options of `pgperf ingest-bench`.
 #[derive(Debug, clap::Args)]
 pub struct IngestArgs {
-    /// Rows per COPY / UNNEST / psql run.
-    #[arg(long, default_value_t = 1_000_000)]
+    /// Rows per COPY / UNNEST / psql run (1 to 100 000 000).
+    #[arg(long, default_value_t = 1_000_000,
+          value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
     pub rows: u64,
-    /// Rows per round of each (slow) row-by-row variant; their rates are compared.
-    #[arg(long, default_value_t = 10_000)]
+    /// Rows per round of each (slow) row-by-row variant; their rates are compared (1 or more).
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub row_by_row_rows: u64,
-    /// Rounds of each path, interleaved; every figure is the median over its rounds.
-    #[arg(long, default_value_t = 3)]
+    /// Rounds of each path, interleaved; every figure is the median over its rounds (1 to 100).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub rounds: u32,
 }
 

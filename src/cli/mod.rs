@@ -12,6 +12,33 @@ use anyhow::Context;
 use pgperf::db::{DatabaseUrl, Db, PoolSettings};
 use pgperf::server::{Server, Template};
 
+/// Exit code: a measured case regressed (the guard failed it).
+pub const EXIT_REGRESSION: u8 = 1;
+/// Exit code: the command line is wrong (clap's own errors exit 2 too).
+pub const EXIT_USAGE: u8 = 2;
+/// Exit code: anything else went wrong (no server, a failed query, a file that cannot be read).
+pub const EXIT_ERROR: u8 = 3;
+
+/// A failure with an exit code of its own; any other error exits with [`EXIT_ERROR`].
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    /// The command line asks for something that cannot be done.
+    #[error("{0}")]
+    Usage(String),
+    /// One or more cases regressed.
+    #[error("{0}")]
+    Regressed(String),
+}
+
+/// The exit code for an error.
+pub fn exit_code(e: &anyhow::Error) -> u8 {
+    match e.downcast_ref::<Failure>() {
+        Some(Failure::Usage(_)) => EXIT_USAGE,
+        Some(Failure::Regressed(_)) => EXIT_REGRESSION,
+        None => EXIT_ERROR,
+    }
+}
+
 /// A server and a fresh database on it, for one command.
 pub struct Workspace {
     /// The server (its container is removed by [`Workspace::close`]).

@@ -17,14 +17,15 @@ use super::with_workspace;
 /// Options of `pgperf compare-pgbench`.
 #[derive(Debug, clap::Args)]
 pub struct PgbenchArgs {
-    /// Client counts to compare at.
-    #[arg(long, value_delimiter = ',', default_value = "1,8")]
-    pub clients: Vec<usize>,
-    /// Seconds per run.
-    #[arg(long, default_value_t = 10)]
+    /// Client counts to compare at (1 to 64 each).
+    #[arg(long, value_delimiter = ',', default_value = "1,8",
+          value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub clients: Vec<u16>,
+    /// Seconds per run (1 to 3600).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub seconds: u64,
-    /// pgbench scale (100 000 accounts per unit).
-    #[arg(long, default_value_t = 10)]
+    /// pgbench scale, 100 000 accounts per unit (1 to 1000).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub scale: u32,
 }
 
@@ -132,7 +133,7 @@ pub async fn run(args: PgbenchArgs) -> anyhow::Result<()> {
         println!(
             "clients  pgbench -S -M prepared (tps)  pgperf (ops/s)  ratio  pgperf p50  pgperf p99"
         );
-        for &clients in &args.clients {
+        for clients in args.clients.iter().map(|&c| usize::from(c)) {
             eprintln!(
                 "pgperf: {clients} client(s): pgbench, pgperf, pgbench ({} s each) ...",
                 args.seconds

@@ -6,10 +6,10 @@ use std::time::Instant;
 
 use pgperf::perf::baseline::Environment;
 use pgperf::perf::report::{self, CaseReport};
-use pgperf::perf::{Guard, calibrate};
+use pgperf::perf::{Guard, PerfError, calibrate};
 use pgperf::scenarios::{self, AREAS};
 
-use super::with_workspace;
+use super::{Failure, with_workspace};
 
 /// Options of `pgperf run`.
 #[derive(Debug, clap::Args)]
@@ -31,6 +31,23 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let baseline = args
         .baseline
         .unwrap_or_else(|| PathBuf::from(format!("baselines/bench-{profile}.json")));
+    let cases: Vec<_> = AREAS
+        .iter()
+        .flat_map(|a| scenarios::cases(*a))
+        .filter(|c| {
+            args.filter
+                .as_deref()
+                .is_none_or(|f| c.name.as_str().contains(f))
+        })
+        .collect();
+    if cases.is_empty() {
+        return Err(Failure::Usage(format!(
+            "--filter {:?} matches no case; the cases are: {}",
+            args.filter.unwrap_or_default(),
+            case_names().join(", ")
+        ))
+        .into());
+    }
     let (reports, failures) = with_workspace("bench", async |ws| {
         let db = ws.pool(scenarios::pool_settings()).await?;
         eprintln!("pgperf: seeding {} entities ...", scenarios::seed::ENTITIES);
@@ -39,12 +56,15 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         let major = calibrate::postgres_major(&mut conn).await?;
         drop(conn);
         let guard = Guard::from_env(&baseline, Environment { postgres_major: major, profile: profile.to_owned() })?;
-        let cases: Vec<_> = AREAS
-            .iter()
-            .flat_map(|a| scenarios::cases(*a))
-            .filter(|c| args.filter.as_deref().is_none_or(|f| c.name.as_str().contains(f)))
-            .collect();
-        let (mut reports, mut failures): (Vec<CaseReport>, Vec<String>) = (Vec::new(), Vec::new());
+        if let Some(unknown) = guard.slowed_cases().find(|n| !case_names().iter().any(|c| c == n)) {
+            return Err(Failure::Usage(format!(
+                "{}: no case is named {unknown:?}; the cases are: {}",
+                pgperf::perf::guard::SLOWDOWN_VAR,
+                case_names().join(", ")
+            ))
+            .into());
+        }
+        let (mut reports, mut failures): (Vec<CaseReport>, Vec<PerfError>) = (Vec::new(), Vec::new());
         for (i, case) in cases.iter().enumerate() {
             let started = Instant::now();
             eprint!("pgperf: [{:>2}/{}] {:<32}", i + 1, cases.len(), case.name.as_str());
@@ -52,7 +72,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             let checked = guard.check(&case.name, case.bound, case.config.concurrency as u32, || scenarios::observe(&db, case, slowdown)).await;
             eprintln!(" {:>5.1} s", started.elapsed().as_secs_f64());
             reports.extend(checked.report);
-            failures.extend(checked.failure.map(|e| e.to_string()));
+            failures.extend(checked.failure);
         }
         let pool = db.snapshot();
         eprintln!(
@@ -72,12 +92,36 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         baseline.display()
     );
     if failures.is_empty() {
-        Ok(())
-    } else {
-        anyhow::bail!(
-            "{} case(s) failed:\n- {}",
-            failures.len(),
-            failures.join("\n- ")
-        )
+        return Ok(());
     }
+    let text = format!(
+        "{} case(s) failed:\n- {}",
+        failures.len(),
+        failures
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n- ")
+    );
+    let regressions_only = failures.iter().all(|e| {
+        matches!(
+            e,
+            PerfError::Regression(_)
+                | PerfError::CounterRegression(_)
+                | PerfError::CeilingBreached { .. }
+        )
+    });
+    if regressions_only {
+        Err(Failure::Regressed(text).into())
+    } else {
+        Err(anyhow::anyhow!(text))
+    }
+}
+
+fn case_names() -> Vec<String> {
+    AREAS
+        .iter()
+        .flat_map(|a| scenarios::cases(*a))
+        .map(|c| c.name.to_string())
+        .collect()
 }

@@ -174,31 +174,124 @@ fn redact(url: &url::Url) -> String {
     shown.to_string()
 }
 
-/// Redacts a text that may not parse as a URL: anything between `://user:` and `@` goes.
+/// Redacts a text that may not parse as a URL (a typo'd URL, a libpq key/value string): the
+/// password of a `user:password@` part, and the value of every key ending in `password`
+/// (`password=`, `?password=`, `&sslpassword=`, quoted or not), whatever else is broken.
 pub fn redact_text(text: &str) -> String {
     if let Ok(url) = url::Url::parse(text) {
         return redact(&url);
     }
-    match (text.find("://"), text.rfind('@')) {
-        (Some(start), Some(at)) if at > start => {
-            let userinfo = &text[start + 3..at];
-            match userinfo.find(':') {
-                Some(colon) => format!(
-                    "{}{}:***{}",
-                    &text[..start + 3],
-                    &userinfo[..colon],
-                    &text[at..]
-                ),
-                None => text.to_owned(),
-            }
-        }
-        _ => text.to_owned(),
+    mask_password_values(&mask_userinfo(text))
+}
+
+/// Where the text starts with `scheme://`, the index after it.
+fn after_scheme(text: &str) -> Option<usize> {
+    let (scheme, _) = text.split_once("://")?;
+    let is_scheme = !scheme.is_empty()
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c));
+    is_scheme.then_some(scheme.len() + 3)
+}
+
+/// `scheme://user:secret@host` becomes `scheme://user:***@host`.
+fn mask_userinfo(text: &str) -> String {
+    let Some(start) = after_scheme(text) else {
+        return text.to_owned();
+    };
+    let rest = &text[start..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return text.to_owned();
+    };
+    match rest[..at].find(':') {
+        Some(colon) => format!("{}{}:***{}", &text[..start], &rest[..colon], &rest[at..]),
+        None => text.to_owned(),
     }
+}
+
+/// Every `...password=value` (case-insensitive key) gets `***` for its value. A value ends at
+/// its closing quote when quoted, else at white space, and in a URL-like text also at `&` or
+/// `#` (in a libpq key/value string those belong to the value).
+fn mask_password_values(text: &str) -> String {
+    let url_like = after_scheme(text).is_some();
+    let ends = |c: char| c.is_whitespace() || (url_like && (c == '&' || c == '#'));
+    let lower = text.to_ascii_lowercase();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while let Some(found) = lower[i..].find("password") {
+        let key_end = i + found + "password".len();
+        let after = text[key_end..].trim_start();
+        let eq = key_end + (text[key_end..].len() - after.len());
+        if !after.starts_with('=') {
+            out.push_str(&text[i..key_end]);
+            i = key_end;
+            continue;
+        }
+        let value_start = eq + 1 + (after[1..].len() - after[1..].trim_start().len());
+        let value = &text[value_start..];
+        let value_len = match value.chars().next() {
+            Some(q @ ('\'' | '"')) => value[1..].find(q).map_or(value.len(), |end| end + 2),
+            _ => value.find(ends).unwrap_or(value.len()),
+        };
+        out.push_str(&text[i..value_start]);
+        out.push_str("***");
+        i = value_start + value_len;
+    }
+    out.push_str(&text[i..]);
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// A connection string in one of the forms users write (or mistype), with `secret` as its
+    /// password (percent-encoded where the form is a URL).
+    fn connection_string(form: usize, user: &str, secret: &str, host: &str, db: &str) -> String {
+        let enc = percent_encoding::utf8_percent_encode(secret, percent_encoding::NON_ALPHANUMERIC);
+        match form {
+            0 => format!("postgres://{user}:{enc}@{host}:5432/{db}"),
+            1 => format!("postgres://{user}@{host}/{db}?sslmode=disable&password={enc}"),
+            2 => format!("postgres://{user}:{enc}@{host}:notaport/{db}"),
+            3 => format!("postgres://{host}:bad/{db}?password={enc}&x=1"),
+            4 => format!("host={host} user={user} password={secret} dbname={db}"),
+            5 => format!("postgresql://{user}:{enc}@{host}/{db}?sslmode=bogus"),
+            _ => format!("mysql://{user}:{enc}@{host}/{db}"),
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn no_password_appears_in_anything_shown(
+            form in 0usize..7,
+            user in "[a-z][a-z0-9_]{0,10}",
+            secret in "Zq[A-Za-z0-9!$%^*()+,=&#:@/-]{6,16}",
+            host in "[a-z]{1,8}(\\.[a-z]{1,5})?",
+            db in "[a-z_]{1,10}",
+        ) {
+            let text = connection_string(form, &user, &secret, &host, &db);
+            let enc = percent_encoding::utf8_percent_encode(&secret, percent_encoding::NON_ALPHANUMERIC)
+                .to_string();
+            let mut shown = vec![redact_text(&text)];
+            match DatabaseUrl::parse(&text) {
+                Ok(url) => {
+                    shown.push(url.to_string());
+                    shown.push(format!("{url:?}"));
+                    shown.push(url.with_database("other db/../x").to_string());
+                    shown.push(url.host_port());
+                }
+                Err(e) => {
+                    shown.push(e.to_string());
+                    shown.push(format!("{e:?}"));
+                }
+            }
+            for s in shown {
+                prop_assert!(!s.contains(&secret) && !s.contains(&enc), "{text} showed {s}");
+            }
+        }
+    }
 
     #[test]
     fn display_and_debug_never_show_the_password() {
@@ -224,6 +317,30 @@ mod tests {
             "{msg}"
         );
         assert!(!msg.contains("s3cret"), "{msg}");
+    }
+
+    #[test]
+    fn text_that_does_not_parse_never_shows_a_password() {
+        for (text, secret) in [
+            ("postgres://app:s3cret@host:notaport/db", "s3cret"),
+            (
+                "postgres://host:notaport/db?password=s3cret&sslmode=x",
+                "s3cret",
+            ),
+            ("postgres://host:bad/db?sslmode=x&PASSWORD=s3cret", "s3cret"),
+            ("host=db user=app password=s3cret dbname=main", "s3cret"),
+            ("host=db password = 's3 cret' dbname=main", "s3 cret"),
+            ("host=db sslpassword=s3cret", "s3cret"),
+            ("postgres://app:s3cr@t@host:x/db", "s3cr@t"),
+        ] {
+            let shown = redact_text(text);
+            assert!(!shown.contains(secret), "{text} -> {shown}");
+            assert!(shown.contains("***"), "{text} -> {shown}");
+        }
+        assert_eq!(
+            redact_text("host=db passwordless=yes"),
+            "host=db passwordless=yes"
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod cli;
 mod counters;
 mod crud;
 mod faults;

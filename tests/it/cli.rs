@@ -1,0 +1,84 @@
+//! The command line as a user runs it: exit codes (0 success, 1 a case regressed, 2 usage,
+//! 3 any other error) and usage errors that name what is wrong, before any work is done.
+
+use std::process::{Command, Output};
+
+use crate::support::gate;
+
+fn pgperf(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pgperf"));
+    cmd.args(args)
+        .env("CI", "true")
+        .env_remove("PGPERF_INJECT_SLOWDOWN");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("running pgperf")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn a_filter_that_matches_no_case_is_a_usage_error_naming_the_cases() {
+    let out = pgperf(&["run", "--filter", "no-such-case"], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("matches no case") && err.contains("lookup.select_1"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("starting PostgreSQL"),
+        "no server before the check: {err}"
+    );
+}
+
+#[test]
+fn zero_rounds_and_an_out_of_range_scale_are_usage_errors() {
+    for args in [
+        &["ingest-bench", "--rounds", "0"][..],
+        &["compare-pgbench", "--scale", "0"],
+        &["compare-pgbench", "--scale", "5000"],
+        &["compare-pgbench", "--clients", "1,0"],
+    ] {
+        let out = pgperf(args, &[]);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(args[1]), "{args:?}: {}", stderr(&out));
+    }
+}
+
+#[tokio::test]
+async fn a_regression_exits_1_naming_the_case_and_a_slowdown_of_no_case_exits_2() {
+    let _alone = gate::exclusive().await;
+    let dir = tempfile::tempdir().unwrap();
+    let baseline = dir.path().join("bench.json");
+    let baseline = baseline.to_str().unwrap();
+    let run = ["run", "--filter", "lookup.select_1", "--baseline", baseline];
+
+    let out = Command::new(env!("CARGO_BIN_EXE_pgperf"))
+        .args(run)
+        .env_remove("CI")
+        .env_remove("PGPERF_INJECT_SLOWDOWN")
+        .env("PGPERF_BASELINE", "new")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "recording: {}", stderr(&out));
+
+    let out = pgperf(&run, &[("PGPERF_INJECT_SLOWDOWN", "lookup.select_1=4")]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("case lookup.select_1 regressed"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = pgperf(&run, &[("PGPERF_INJECT_SLOWDOWN", "lookup.no_such=3")]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no case is named \"lookup.no_such\""),
+        "{}",
+        stderr(&out)
+    );
+}
