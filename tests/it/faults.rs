@@ -11,6 +11,7 @@ use pgperf::db::{Db, DbError, EntityKind, NewEntity, PoolSettings};
 
 use crate::support::bounded::{eventually, within};
 use crate::support::dedicated::Dedicated;
+use crate::support::gate;
 
 static APP: AtomicU32 = AtomicU32::new(0);
 
@@ -43,6 +44,19 @@ async fn until_healthy(db: &Db, limit: Duration, what: &str) {
         select_1(db).await.map_err(|e| e.to_string())
     })
     .await;
+}
+
+#[tokio::test]
+async fn a_container_of_a_tests_own_keeps_timed_measurements_out() {
+    let Some(server) = Dedicated::start().await else {
+        return;
+    };
+    let timed = gate::try_exclusive();
+    server.shutdown().await;
+    assert!(
+        timed.is_none(),
+        "a timed area could take the gate while a test's own container was running"
+    );
 }
 
 #[tokio::test]

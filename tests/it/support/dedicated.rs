@@ -5,14 +5,17 @@
 use pgperf::db::{DatabaseUrl, Db, PoolSettings};
 use pgperf::server::{ContainerOptions, Server, Template};
 
+use super::gate::{self, Gate};
 use super::shared::{register_for_cleanup, shared};
 
-/// A test's own server and a migrated database on it.
+/// A test's own server and a migrated database on it. It holds the timing gate shared while it
+/// lives, like every other test: starting and breaking a server loads the cores.
 pub struct Dedicated {
     /// The server; call [`Dedicated::shutdown`] at the end.
     pub server: Server,
     /// The migrated database.
     pub url: DatabaseUrl,
+    _gate: Option<Gate>,
 }
 
 fn free_port() -> u16 {
@@ -26,10 +29,15 @@ impl Dedicated {
     /// Starts the container and migrates a database on it. `None` when the suite runs against
     /// PGPERF_DATABASE_URL (no engine to break).
     pub async fn start() -> Option<Self> {
-        Self::start_with(|o| o).await
+        let gate = gate::shared().await;
+        let mut this = Self::start_with(|o| o).await?;
+        this._gate = Some(gate);
+        Some(this)
     }
 
-    /// Like [`Dedicated::start`], with the container options changed by `change`.
+    /// Like [`Dedicated::start`], with the container options changed by `change`, for a test
+    /// that already holds the timing gate exclusively (taking it shared too would wait for
+    /// itself).
     pub async fn start_with(
         change: impl FnOnce(ContainerOptions) -> ContainerOptions,
     ) -> Option<Self> {
@@ -50,7 +58,11 @@ impl Dedicated {
         register_for_cleanup(server.container_id().expect("a container"));
         let template = Template::ensure(server.admin_url()).await.unwrap();
         let url = server.clone_database(&template, "fault").await.unwrap();
-        Some(Self { server, url })
+        Some(Self {
+            server,
+            url,
+            _gate: None,
+        })
     }
 
     /// A pool on the database.

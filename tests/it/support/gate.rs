@@ -43,3 +43,9 @@ pub async fn exclusive() -> Gate {
     .await
     .expect("gate task")
 }
+
+/// Holds the gate exclusively if no other test holds it at all, without waiting.
+pub fn try_exclusive() -> Option<Gate> {
+    let f = open();
+    f.try_lock().ok().map(|()| Gate(f))
+}
