@@ -44,7 +44,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         return Err(Failure::Usage(format!(
             "--filter {:?} matches no case; the cases are: {}",
             args.filter.unwrap_or_default(),
-            case_names().join(", ")
+            scenarios::case_names()
+                .iter()
+                .map(|c| c.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         ))
         .into());
     }
@@ -56,14 +60,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         let major = calibrate::postgres_major(&mut conn).await?;
         drop(conn);
         let guard = Guard::from_env(&baseline, Environment { postgres_major: major, profile: profile.to_owned() })?;
-        if let Some(unknown) = guard.slowed_cases().find(|n| !case_names().iter().any(|c| c == n)) {
-            return Err(Failure::Usage(format!(
-                "{}: no case is named {unknown:?}; the cases are: {}",
-                pgperf::perf::guard::SLOWDOWN_VAR,
-                case_names().join(", ")
-            ))
-            .into());
-        }
+        guard
+            .check_slowed_cases(&scenarios::case_names())
+            .map_err(|e| Failure::Usage(e.to_string()))?;
         let (mut reports, mut failures): (Vec<CaseReport>, Vec<PerfError>) = (Vec::new(), Vec::new());
         for (i, case) in cases.iter().enumerate() {
             let started = Instant::now();
@@ -103,25 +102,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             .collect::<Vec<_>>()
             .join("\n- ")
     );
-    let regressions_only = failures.iter().all(|e| {
-        matches!(
-            e,
-            PerfError::Regression(_)
-                | PerfError::CounterRegression(_)
-                | PerfError::CeilingBreached { .. }
-        )
-    });
-    if regressions_only {
+    if failures.iter().all(PerfError::is_regression) {
         Err(Failure::Regressed(text).into())
     } else {
         Err(anyhow::anyhow!(text))
     }
-}
-
-fn case_names() -> Vec<String> {
-    AREAS
-        .iter()
-        .flat_map(|a| scenarios::cases(*a))
-        .map(|c| c.name.to_string())
-        .collect()
 }

@@ -1,6 +1,6 @@
-//! References: three fixed units measured on the same server and client right before and after
-//! each case, one per thing a case is made of, so that the time a case should take can be
-//! worked out for *this* machine from the case's recorded make-up:
+//! References: fixed units measured on the same server and client right before and after each
+//! case, one per thing a case is made of, so that the time a case should take can be worked
+//! out for *this* machine from the case's recorded make-up:
 //!
 //! - **round trip**: the p50 of a prepared `SELECT 1`. Its price depends on the host's wake-up
 //!   cost between cores (about 40 µs on one machine of our kind, 200 µs on another);
@@ -11,7 +11,9 @@
 //! - **parallel**: the wall time per operation of `SELECT 1` run by [`PARALLEL_TASKS`] tasks on
 //!   as many connections: what the machine's cores give work that keeps them all busy. Only
 //!   cases with several tasks use it (their latency is tasks x the time per operation at
-//!   their bottleneck, Little's law).
+//!   their bottleneck, Little's law);
+//! - **round-trip CPU**: the CPU time (client process + server backend) one `SELECT 1` round
+//!   trip costs, for the CPU floor of one-task cases.
 //!
 //! Each is the median over bursts before and after the case, so one disturbed burst does
 //! not move it.
@@ -27,7 +29,7 @@ use crate::db::{Db, DbError};
 /// Warm-up operations before calibrating.
 const WARMUP: u32 = 30;
 /// Bursts per calibration (before or after a case).
-pub const BURSTS: usize = 4;
+const BURSTS: usize = 4;
 const ROUND_TRIPS: u32 = 150;
 const WORKS: u32 = 30;
 const CLIENT_WORKS: u32 = 30;
@@ -200,12 +202,6 @@ async fn serial_bursts(conn: &mut PgConnection) -> Result<Vec<References>, DbErr
         });
     }
     Ok(out)
-}
-
-/// The median references of one calibration.
-pub async fn references(db: &Db) -> Result<References, DbError> {
-    let b = bursts(db).await?;
-    Ok(References::median_of(&b).expect("BURSTS > 0"))
 }
 
 /// The server's major version (`server_version_num / 10000`).

@@ -117,6 +117,17 @@ pub enum PerfError {
         value: String,
     },
 
+    /// The slowdown-injection variable names a case that does not exist.
+    #[error("{var}: no case is named {case:?}; the cases are: {known}")]
+    UnknownSlowdownCase {
+        /// The variable.
+        var: &'static str,
+        /// The name given.
+        case: String,
+        /// Every case, comma-separated.
+        known: String,
+    },
+
     /// A slowdown was asked for a case with several tasks: its busy-wait would hold a runtime
     /// thread that the other tasks need, and the slowdown would feed on itself.
     #[error(
@@ -194,6 +205,17 @@ pub enum PerfError {
     /// A database call of the harness (calibration, setup) failed.
     #[error(transparent)]
     Db(#[from] DbError),
+}
+
+impl PerfError {
+    /// True for a case the guard failed (slower, a counter, a ceiling), as opposed to a run
+    /// that could not measure.
+    pub fn is_regression(&self) -> bool {
+        matches!(
+            self,
+            Self::Regression(_) | Self::CounterRegression(_) | Self::CeilingBreached { .. }
+        )
+    }
 }
 
 /// A case is slower than its bound allows, confirmed by every re-measurement.

@@ -106,9 +106,25 @@ impl Guard {
             .map(|(_, f)| Slowdown(*f))
     }
 
-    /// The cases the slowdown variable names, to check that each exists.
-    pub fn slowed_cases(&self) -> impl Iterator<Item = &str> {
-        self.slowdowns.iter().map(|(c, _)| c.as_str())
+    /// Refuses a slowdown that names no case in `known`: it would slow nothing and prove
+    /// nothing.
+    pub fn check_slowed_cases(&self, known: &[CaseName]) -> Result<(), PerfError> {
+        let unknown = self
+            .slowdowns
+            .iter()
+            .find(|(c, _)| !known.iter().any(|k| k.as_str() == c));
+        match unknown {
+            Some((case, _)) => Err(PerfError::UnknownSlowdownCase {
+                var: SLOWDOWN_VAR,
+                case: case.clone(),
+                known: known
+                    .iter()
+                    .map(CaseName::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            }),
+            None => Ok(()),
+        }
     }
 
     /// The command that records this guard's file: the suite's or the benchmark's.
@@ -532,6 +548,17 @@ mod tests {
         check(&g, &[100.0, 500.0, 110.0]).await.unwrap();
         let text = std::fs::read_to_string(g.path()).unwrap();
         assert!(text.contains("\"p50_us\": 110.0"), "{text}");
+    }
+
+    #[test]
+    fn a_slowdown_naming_no_case_is_refused_with_the_cases() {
+        let mut g = guard(Path::new("."), Mode::Check);
+        g.slowdowns = parse_slowdown(Some("a.b=3,x.y=2")).unwrap();
+        let known = [CaseName::new("a.b").unwrap(), CaseName::new("c.d").unwrap()];
+        let err = g.check_slowed_cases(&known).unwrap_err().to_string();
+        assert!(err.contains("\"x.y\"") && err.contains("a.b, c.d"), "{err}");
+        g.slowdowns.truncate(1);
+        assert!(g.check_slowed_cases(&known).is_ok());
     }
 
     #[test]

@@ -128,6 +128,15 @@ pub fn pool_settings() -> crate::db::PoolSettings {
     }
 }
 
+/// The name of every case of every area.
+pub fn case_names() -> Vec<CaseName> {
+    AREAS
+        .iter()
+        .flat_map(|a| cases(*a))
+        .map(|c| c.name)
+        .collect()
+}
+
 /// Every area, in the order the CLI runs them.
 pub const AREAS: [Area; 5] = [
     Area::Lookups,

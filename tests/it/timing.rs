@@ -38,19 +38,9 @@ async fn hold_area_to_its_baseline(area: Area) {
         profile: Environment::current_profile().to_owned(),
     };
     let guard = Guard::from_env(baseline_path(), environment).unwrap_or_else(|e| panic!("{e}"));
-    let known: Vec<_> = scenarios::AREAS
-        .iter()
-        .flat_map(|a| scenarios::cases(*a))
-        .map(|c| c.name.to_string())
-        .collect();
-    for slowed in guard.slowed_cases() {
-        assert!(
-            known.iter().any(|k| k == slowed),
-            "{}: no case is named {slowed:?}; the cases are: {}",
-            pgperf::perf::guard::SLOWDOWN_VAR,
-            known.join(", ")
-        );
-    }
+    guard
+        .check_slowed_cases(&scenarios::case_names())
+        .unwrap_or_else(|e| panic!("{e}"));
 
     let (mut reports, mut failures) = (Vec::new(), Vec::new());
     for case in scenarios::cases(area) {

@@ -70,13 +70,8 @@ impl Observation {
             throughput_per_s: m(|o| o.summary.throughput_per_s),
             ..first.summary
         };
-        let references = References {
-            client_us: m(|o| o.references.client_us),
-            parallel_us: m(|o| o.references.parallel_us),
-            round_trip_cpu_us: m(|o| o.references.round_trip_cpu_us),
-            round_trip_us: m(|o| o.references.round_trip_us),
-            server_us: m(|o| o.references.server_us),
-        };
+        let references =
+            References::median_of(&all.iter().map(|o| o.references).collect::<Vec<_>>())?;
         let counters: Vec<_> = all.iter().filter_map(|o| o.counted.counters).collect();
         let counters = (counters.len() == all.len()).then(|| {
             let c = |f: fn(&crate::perf::counters::Counters) -> f64| median_by(&counters, f);
