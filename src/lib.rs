@@ -7,12 +7,12 @@
 //! - [`dataset`]: deterministic generated entities and source records (1k / 100k / 1M).
 //! - [`perf`]: the measuring harness (runner, statistics, calibration, baselines, reports).
 //! - [`scenarios`]: the timed operations, shared by the test suite and the CLI benchmark.
-//! - [`server`]: a PostgreSQL server to run against: a container started with
+//! - [`postgres`]: the PostgreSQL server to run against: a container started with
 //!   testcontainers, or an external server given by URL; per-test databases cloned from a
 //!   migrated template.
 
 pub mod dataset;
 pub mod db;
 pub mod perf;
+pub mod postgres;
 pub mod scenarios;
-pub mod server;

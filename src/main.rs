@@ -3,10 +3,7 @@
 
 mod cli;
 
-use anyhow::Context;
 use clap::{Parser, Subcommand};
-
-use pgperf::server::{Server, Template};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -41,8 +38,12 @@ fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    // Ctrl-C or a CI job's SIGTERM removes the run's container, databases and files first.
+    pgperf::postgres::cleanup::on_signals();
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
-    match runtime.block_on(run(cli)) {
+    let result = runtime.block_on(run(cli));
+    pgperf::postgres::cleanup::wait_if_interrupted();
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("pgperf: error: {e:#}");
@@ -56,43 +57,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Run(args) => cli::run::run(args).await,
         Command::ComparePgbench(args) => cli::pgbench::run(args).await,
         Command::IngestBench(args) => cli::ingest_bench::run(args).await,
-        Command::CheckServer => check_server().await,
+        Command::CheckServer => cli::check_server::run().await,
     }
-}
-
-async fn check_server() -> anyhow::Result<()> {
-    let started = std::time::Instant::now();
-    let server = Server::from_env().await?;
-    let ready = started.elapsed();
-    let result = async {
-        let t = std::time::Instant::now();
-        let template = Template::ensure(server.admin_url()).await?;
-        let migrated = t.elapsed();
-        let mut clones = Vec::new();
-        for i in 0..10 {
-            let t = std::time::Instant::now();
-            let name = format!("pgperf_check_{}_{i}", std::process::id());
-            server.clone_database(&template, &name).await?;
-            clones.push(t.elapsed());
-            server.drop_database(&name).await?;
-        }
-        clones.sort();
-        println!("server     {}", server.admin_url());
-        println!("ready in   {:.2} s", ready.as_secs_f64());
-        println!(
-            "template   {} ({:.0} ms)",
-            template.name(),
-            migrated.as_secs_f64() * 1e3
-        );
-        println!(
-            "clone      median {:.1} ms, max {:.1} ms (10 clones)",
-            clones[5].as_secs_f64() * 1e3,
-            clones[9].as_secs_f64() * 1e3
-        );
-        anyhow::Ok(())
-    }
-    .await
-    .context("preparing databases on the server");
-    server.shutdown().await;
-    result
 }

@@ -6,18 +6,20 @@
 //! noisy moment moves one round, not the comparison.
 
 use std::io::{BufWriter, Write};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 
 use pgperf::dataset;
 use pgperf::db::ingest::{
     copy_records, encode_copy_line, insert_records_one_by_one, insert_records_unnest,
 };
 use pgperf::db::repo::records;
+use pgperf::db::repo::records::INSERT_TARGET;
 use pgperf::db::{DatabaseUrl, Db, PoolSettings};
+use pgperf::postgres::{cleanup, owner};
 
+use super::child::Child;
 use super::with_workspace;
 
 /// Options of `pgperf ingest-bench`.
@@ -35,7 +37,12 @@ pub struct IngestArgs {
     pub rounds: u32,
 }
 
-const COLUMNS: &str = "source_records (source, external_id, payload, entity_id, match_score)";
+/// How long one `psql \copy` of `--rows` rows may take (1 M rows take ~5 s here).
+const PSQL_LIMIT: Duration = Duration::from_secs(600);
+
+/// Temporary files of this command start with this; ones older than a day are a killed
+/// run's and are removed.
+const TEMP_PREFIX: &str = "pgperf-ingest-";
 
 /// Reads a field of /proc/self/status in KiB.
 fn status_kib(field: &str) -> Option<u64> {
@@ -62,22 +69,63 @@ async fn truncate(db: &Db) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn psql_copy(url: &DatabaseUrl, file: &std::path::Path) -> anyhow::Result<Duration> {
-    let command = format!("\\copy {COLUMNS} FROM '{}' (FORMAT text)", file.display());
-    let started = Instant::now();
-    let out = Command::new("psql")
-        .args(["-X", "-v", "ON_ERROR_STOP=1", "-q", "-c", &command])
-        .envs(url.libpq_env())
-        .output()
-        .context("running psql")?;
-    let took = started.elapsed();
-    if !out.status.success() {
-        bail!(
-            "psql \\copy failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+async fn psql_copy(url: &DatabaseUrl, file: &std::path::Path) -> anyhow::Result<Duration> {
+    let command = format!(
+        "\\copy {INSERT_TARGET} FROM '{}' (FORMAT text)",
+        file.display()
+    );
+    let args = ["-X", "-v", "ON_ERROR_STOP=1", "-q", "-c", &command];
+    let child = Child {
+        program: "psql",
+        args: args.iter().map(|a| a.to_string()).collect(),
+        url,
+        limit: PSQL_LIMIT,
+    };
+    Ok(child.run().await?.took)
+}
+
+/// The rows for psql, in a temporary file that is removed when it drops, and also if the run
+/// is interrupted (it is ~170 MB for a million rows). Leftovers of killed runs older than a
+/// day are removed first.
+fn write_rows_file(rows: u64) -> anyhow::Result<tempfile::TempPath> {
+    remove_stale_temp_files();
+    let file = tempfile::Builder::new()
+        .prefix(TEMP_PREFIX)
+        .suffix(".copy")
+        .tempfile()
+        .context("creating the temporary file for psql")?;
+    cleanup::track_file(file.path());
+    eprintln!(
+        "pgperf: writing {rows} generated rows for psql to {} ...",
+        file.path().display()
+    );
+    let mut w = BufWriter::new(file.as_file());
+    let mut line = Vec::with_capacity(512);
+    for r in dataset::records(1, rows, 1_000) {
+        line.clear();
+        encode_copy_line(&mut line, &r);
+        w.write_all(&line)?;
     }
-    Ok(took)
+    w.flush()?;
+    drop(w);
+    Ok(file.into_temp_path())
+}
+
+fn remove_stale_temp_files() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > owner::STALE_AFTER);
+        if old && entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// Every round's duration, per path.
@@ -151,28 +199,13 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
                 ..PoolSettings::default()
             })
             .await?;
-        let file = tempfile::NamedTempFile::new()?;
-        eprintln!(
-            "pgperf: writing {} generated rows for psql to {} ...",
-            args.rows,
-            file.path().display()
-        );
-        {
-            let mut w = BufWriter::new(file.as_file());
-            let mut line = Vec::with_capacity(512);
-            for r in dataset::records(1, args.rows, 1_000) {
-                line.clear();
-                encode_copy_line(&mut line, &r);
-                w.write_all(&line)?;
-            }
-            w.flush()?;
-        }
+        let file = write_rows_file(args.rows)?;
         let mut t = Times::default();
         let mut peak_kib = 0u64;
         for round in 1..=args.rounds {
             truncate(&db).await?;
             eprintln!("pgperf: round {round}/{}: psql \\copy ...", args.rounds);
-            t.psql.push(psql_copy(&ws.url, file.path())?);
+            t.psql.push(psql_copy(&ws.url, &file).await?);
             truncate(&db).await?;
             eprintln!("pgperf: round {round}/{}: pgperf COPY ...", args.rounds);
             let mut conn = db.acquire().await?;
@@ -213,6 +246,8 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
         }
         truncate(&db).await?;
         db.close().await;
+        cleanup::forget_file(&file);
+        drop(file);
         print_report(&args, &t, peak_kib);
         Ok(())
     })

@@ -1,6 +1,8 @@
 //! The CLI's commands. Each gets a server (a container, or PGPERF_DATABASE_URL), its own
 //! database cloned from the migrated template, and cleans both up at the end.
 
+pub mod check_server;
+mod child;
 pub mod ingest_bench;
 pub mod pgbench;
 pub mod run;
@@ -10,7 +12,7 @@ use std::time::Instant;
 use anyhow::Context;
 
 use pgperf::db::{DatabaseUrl, Db, PoolSettings};
-use pgperf::server::{Server, Template};
+use pgperf::postgres::{Server, Template};
 
 /// Exit code: a measured case regressed (the guard failed it).
 pub const EXIT_REGRESSION: u8 = 1;
@@ -54,12 +56,19 @@ impl Workspace {
         let started = Instant::now();
         eprintln!("pgperf: starting PostgreSQL (or reaching PGPERF_DATABASE_URL) ...");
         let server = Server::from_env().await?;
+        if server.container_id().is_none() {
+            for name in server.drop_stale_databases().await {
+                eprintln!(
+                    "pgperf: dropped {name}, left on the server by a run killed a day ago or more"
+                );
+            }
+        }
         eprintln!(
             "pgperf: server {} ready in {:.1} s",
             server.admin_url(),
             started.elapsed().as_secs_f64()
         );
-        let name = format!("pgperf_{purpose}_{}", std::process::id());
+        let name = pgperf::postgres::database_name(purpose);
         let url = async {
             let template = Template::ensure(server.admin_url()).await?;
             server.clone_database(&template, &name).await

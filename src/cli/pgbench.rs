@@ -1,7 +1,6 @@
 //! `pgperf compare-pgbench`: primary-key lookups through the harness versus
 //! `pgbench -S -M prepared` against the same server over TCP, in one run, as ratios.
 
-use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,6 +11,7 @@ use rand_chacha::ChaCha8Rng;
 use pgperf::db::{DatabaseUrl, DbError, MeteredConnection, PoolSettings};
 use pgperf::perf::{MeasureConfig, Operation, Summary, measure};
 
+use super::child::Child;
 use super::with_workspace;
 
 /// Options of `pgperf compare-pgbench`.
@@ -21,32 +21,30 @@ pub struct PgbenchArgs {
     #[arg(long, value_delimiter = ',', default_value = "1,8",
           value_parser = clap::value_parser!(u16).range(1..=64))]
     pub clients: Vec<u16>,
-    /// Seconds per run (1 to 3600).
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    /// Seconds per run of either side (1 to 3600).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub seconds: u64,
+    /// Rounds per client count, pgbench and pgperf alternating; the ratio is of the medians
+    /// (1 to 100).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub rounds: u32,
     /// pgbench scale, 100 000 accounts per unit (1 to 1000).
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub scale: u32,
 }
 
-fn pgbench(url: &DatabaseUrl, args: &[String]) -> anyhow::Result<String> {
-    let out = Command::new("pgbench")
-        .args(args)
-        .envs(url.libpq_env())
-        .output()
-        .context("running pgbench (install the PostgreSQL client tools: apt-get install postgresql-client)")?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    if !out.status.success() {
-        bail!("pgbench {} failed: {text}", args.join(" "));
-    }
-    Ok(text)
+/// Runs pgbench with `args` against `url`; killed if it outlives its work by a minute.
+async fn pgbench(url: &DatabaseUrl, args: Vec<String>, seconds: u64) -> anyhow::Result<String> {
+    let child = Child {
+        program: "pgbench",
+        args,
+        url,
+        limit: Duration::from_secs(seconds + 60),
+    };
+    Ok(child.run().await?.text)
 }
 
-fn pgbench_tps(url: &DatabaseUrl, clients: usize, seconds: u64) -> anyhow::Result<f64> {
+async fn pgbench_tps(url: &DatabaseUrl, clients: usize, seconds: u64) -> anyhow::Result<f64> {
     let threads = clients.min(std::thread::available_parallelism().map_or(2, |n| n.get()));
     let args: Vec<String> = [
         "-S",
@@ -63,7 +61,7 @@ fn pgbench_tps(url: &DatabaseUrl, clients: usize, seconds: u64) -> anyhow::Resul
     .iter()
     .map(|s| s.to_string())
     .collect();
-    let text = pgbench(url, &args)?;
+    let text = pgbench(url, args, seconds).await?;
     let tps = text
         .lines()
         .find(|l| l.starts_with("tps = "))
@@ -103,6 +101,7 @@ async fn harness(
         iterations: u64::MAX,
         max_duration: Duration::from_secs(seconds),
         concurrency: clients,
+        ..MeasureConfig::default()
     };
     let m = measure(config, states, op, None).await;
     db.close().await;
@@ -116,39 +115,90 @@ async fn harness(
     Ok(m.summary)
 }
 
+/// Both sides' rates over the rounds at one client count.
+#[derive(Debug, Default)]
+struct Rounds {
+    pgbench: Vec<f64>,
+    pgperf: Vec<f64>,
+    p50_us: Vec<f64>,
+    p99_us: Vec<f64>,
+}
+
+impl Rounds {
+    /// The ratio of the medians, and the lowest and highest ratio of one round's pair.
+    fn ratio(&self) -> (f64, f64, f64) {
+        let median = |v: &[f64]| pgperf::perf::stats::median(v).unwrap_or(f64::NAN);
+        let pairs: Vec<f64> = self
+            .pgperf
+            .iter()
+            .zip(&self.pgbench)
+            .map(|(ours, theirs)| ours / theirs)
+            .collect();
+        let low = pairs.iter().copied().fold(f64::INFINITY, f64::min);
+        let high = pairs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        (median(&self.pgperf) / median(&self.pgbench), low, high)
+    }
+}
+
+async fn compare_at(
+    url: &DatabaseUrl,
+    args: &PgbenchArgs,
+    clients: usize,
+    accounts: i64,
+) -> anyhow::Result<Rounds> {
+    let mut r = Rounds::default();
+    for round in 1..=args.rounds {
+        eprintln!(
+            "pgperf: {clients} client(s), round {round}/{}: pgbench and pgperf, {} s each ...",
+            args.rounds, args.seconds
+        );
+        // Alternate which side goes first, so a drift of the machine favours neither.
+        let ours_first = round % 2 == 0;
+        if !ours_first {
+            r.pgbench
+                .push(pgbench_tps(url, clients, args.seconds).await?);
+        }
+        let ours = harness(url, clients, args.seconds, accounts).await?;
+        if ours_first {
+            r.pgbench
+                .push(pgbench_tps(url, clients, args.seconds).await?);
+        }
+        r.pgperf.push(ours.throughput_per_s);
+        r.p50_us.push(ours.p50_us);
+        r.p99_us.push(ours.p99_us);
+    }
+    Ok(r)
+}
+
 /// Runs the comparison and prints a table of ratios.
 pub async fn run(args: PgbenchArgs) -> anyhow::Result<()> {
     with_workspace("pgbench", async |ws| {
         eprintln!("pgperf: pgbench -i -s {} ...", args.scale);
-        pgbench(
-            &ws.url,
-            &[
-                "-i".into(),
-                "-q".into(),
-                "-s".into(),
-                args.scale.to_string(),
-            ],
-        )?;
+        let init = ["-i", "-q", "-s", &args.scale.to_string()].map(String::from);
+        pgbench(&ws.url, init.to_vec(), 600).await?;
         let accounts = i64::from(args.scale) * 100_000;
-        println!(
-            "clients  pgbench -S -M prepared (tps)  pgperf (ops/s)  ratio  pgperf p50  pgperf p99"
-        );
+        let mut lines = Vec::new();
         for clients in args.clients.iter().map(|&c| usize::from(c)) {
-            eprintln!(
-                "pgperf: {clients} client(s): pgbench, pgperf, pgbench ({} s each) ...",
-                args.seconds
-            );
-            let before = pgbench_tps(&ws.url, clients, args.seconds)?;
-            let ours = harness(&ws.url, clients, args.seconds, accounts).await?;
-            let after = pgbench_tps(&ws.url, clients, args.seconds)?;
-            let reference = (before + after) / 2.0;
-            println!(
-                "{clients:>7}  {reference:>28.0}  {:>14.0}  {:>5.2}  {:>7.0} µs  {:>7.0} µs",
-                ours.throughput_per_s,
-                ours.throughput_per_s / reference,
-                ours.p50_us,
-                ours.p99_us
-            );
+            let r = compare_at(&ws.url, &args, clients, accounts).await?;
+            let (ratio, low, high) = r.ratio();
+            let median = |v: &[f64]| pgperf::perf::stats::median(v).unwrap_or(f64::NAN);
+            lines.push(format!(
+                "{clients:>7}  {:>16.0}  {:>14.0}  {ratio:>5.2}  {low:>4.2}-{high:<4.2}  {:>7.0} µs  {:>7.0} µs",
+                median(&r.pgbench),
+                median(&r.pgperf),
+                median(&r.p50_us),
+                median(&r.p99_us),
+            ));
+        }
+        println!(
+            "{} rounds of {} s per side, interleaved; figures are medians over the rounds",
+            args.rounds, args.seconds
+        );
+        println!(
+            "clients  pgbench -S (tps)  pgperf (ops/s)  ratio  per round  pgperf p50  pgperf p99"
+        );
+        for line in lines {
+            println!("{line}");
         }
         Ok(())
     })

@@ -2,12 +2,10 @@
 //! baseline, prints the report and writes the result files.
 
 use std::path::PathBuf;
-use std::time::Instant;
 
 use pgperf::perf::baseline::Environment;
-use pgperf::perf::report::{self, CaseReport};
-use pgperf::perf::{Guard, PerfError, calibrate};
-use pgperf::scenarios::{self, AREAS};
+use pgperf::perf::{PerfError, report};
+use pgperf::scenarios::{self, AREAS, suite};
 
 use super::{Failure, with_workspace};
 
@@ -52,59 +50,67 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         ))
         .into());
     }
-    let (reports, failures) = with_workspace("bench", async |ws| {
+    let outcome = with_workspace("bench", async |ws| {
         let db = ws.pool(scenarios::pool_settings()).await?;
         eprintln!("pgperf: seeding {} entities ...", scenarios::seed::ENTITIES);
-        scenarios::seed(&db).await?;
-        let mut conn = db.acquire().await?;
-        let major = calibrate::postgres_major(&mut conn).await?;
-        drop(conn);
-        let guard = Guard::from_env(&baseline, Environment { postgres_major: major, profile: profile.to_owned() })?;
-        guard
-            .check_slowed_cases(&scenarios::case_names())
-            .map_err(|e| Failure::Usage(e.to_string()))?;
-        let (mut reports, mut failures): (Vec<CaseReport>, Vec<PerfError>) = (Vec::new(), Vec::new());
-        for (i, case) in cases.iter().enumerate() {
-            let started = Instant::now();
-            eprint!("pgperf: [{:>2}/{}] {:<32}", i + 1, cases.len(), case.name.as_str());
-            let slowdown = guard.slowdown_for(&case.name);
-            let checked = guard.check(&case.name, case.bound, case.config.concurrency as u32, || scenarios::observe(&db, case, slowdown)).await;
-            eprintln!(" {:>5.1} s", started.elapsed().as_secs_f64());
-            reports.extend(checked.report);
-            failures.extend(checked.failure);
+        let prepared = suite::prepare(&db, &baseline).await.map_err(|e| match e {
+            e @ PerfError::UnknownSlowdownCase { .. } => Failure::Usage(e.to_string()).into(),
+            e => anyhow::Error::new(e),
+        })?;
+        for note in &prepared.notes {
+            eprintln!("pgperf: note: {note}");
         }
-        let pool = db.snapshot();
-        eprintln!(
-            "pgperf: pool: {} max, {} opened, {} closed, {} acquires, acquire p50 {} µs p99 {} µs, peak waiters {}, timeouts {}",
-            pool.max_connections, pool.created, pool.closed, pool.acquired, pool.acquire_time.p50_us, pool.acquire_time.p99_us, pool.peak_waiting, pool.acquire_timeouts
-        );
+        let outcome =
+            suite::check_cases(&db, &prepared.guard, &cases, |i, case, took| match took {
+                None => eprint!(
+                    "pgperf: [{:>2}/{}] {:<32}",
+                    i + 1,
+                    cases.len(),
+                    case.name.as_str()
+                ),
+                Some(t) => eprintln!(" {:>5.1} s", t.as_secs_f64()),
+            })
+            .await;
+        print_pool(&db);
         db.close().await;
-        Ok((reports, failures))
+        Ok((outcome, prepared.notes))
     })
-    .await?;
+    .await;
+    let (outcome, notes) = outcome?;
 
-    println!("{}", report::table(&reports));
-    report::write_all(&args.results, "pgperf benchmark", &reports)?;
+    println!("{}", report::table(&outcome.reports));
+    report::write_all(&args.results, "pgperf benchmark", &outcome.reports)?;
     println!(
         "results: {}/{{results.json,summary.md,benchmark.json}}; baseline: {}",
         args.results.display(),
         baseline.display()
     );
-    if failures.is_empty() {
+    if outcome.failures.is_empty() {
         return Ok(());
     }
-    let text = format!(
-        "{} case(s) failed:\n- {}",
-        failures.len(),
-        failures
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join("\n- ")
-    );
-    if failures.iter().all(PerfError::is_regression) {
+    let mut text = outcome.failure_text();
+    for note in notes {
+        text.push_str(&format!("\n{note}"));
+    }
+    if outcome.only_regressions() {
         Err(Failure::Regressed(text).into())
     } else {
         Err(anyhow::anyhow!(text))
     }
+}
+
+fn print_pool(db: &pgperf::db::Db) {
+    let pool = db.snapshot();
+    eprintln!(
+        "pgperf: pool: {} max, {} opened, {} closed, {} acquires, acquire p50 {} µs p99 {} µs, \
+         peak waiters {}, timeouts {}",
+        pool.max_connections,
+        pool.created,
+        pool.closed,
+        pool.acquired,
+        pool.acquire_time.p50_us,
+        pool.acquire_time.p99_us,
+        pool.peak_waiting,
+        pool.acquire_timeouts
+    );
 }

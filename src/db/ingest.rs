@@ -23,6 +23,8 @@ use sqlx::{Connection, PgConnection};
 
 use super::DbError;
 use super::model::NewSourceRecord;
+use super::repo::records::{INSERT_COLUMNS, INSERT_TARGET};
+use const_format::concatcp;
 
 const CHUNK_BYTES: usize = 256 * 1024;
 
@@ -183,7 +185,7 @@ where
     let mut tx = begin_bulk(conn).await?;
     let n = copy_into(
         &mut tx,
-        "COPY source_records (source, external_id, payload, entity_id, match_score) FROM STDIN (FORMAT text)",
+        concatcp!("COPY ", INSERT_TARGET, " FROM STDIN (FORMAT text)"),
         rows,
     )
     .await?;
@@ -206,21 +208,27 @@ where
     .await?;
     copy_into(
         &mut tx,
-        "COPY pgperf_staging (source, external_id, payload, entity_id, match_score) FROM STDIN (FORMAT text)",
+        concatcp!(
+            "COPY pgperf_staging (",
+            INSERT_COLUMNS,
+            ") FROM STDIN (FORMAT text)"
+        ),
         rows,
     )
     .await?;
-    let inserted: Vec<bool> = sqlx::query_scalar(
-        "INSERT INTO source_records (source, external_id, payload, entity_id, match_score)
-         SELECT DISTINCT ON (source, external_id) source, external_id, payload, entity_id, match_score
-         FROM pgperf_staging ORDER BY source, external_id, line DESC
-         ON CONFLICT (source, external_id) DO UPDATE SET
-             payload = EXCLUDED.payload,
-             entity_id = COALESCE(EXCLUDED.entity_id, source_records.entity_id),
-             match_score = COALESCE(EXCLUDED.match_score, source_records.match_score),
-             ingested_at = now()
-         RETURNING (xmax = 0)",
-    )
+    let inserted: Vec<bool> = sqlx::query_scalar(concatcp!(
+        "INSERT INTO ",
+        INSERT_TARGET,
+        " SELECT DISTINCT ON (source, external_id) ",
+        INSERT_COLUMNS,
+        " FROM pgperf_staging ORDER BY source, external_id, line DESC
+             ON CONFLICT (source, external_id) DO UPDATE SET
+                 payload = EXCLUDED.payload,
+                 entity_id = COALESCE(EXCLUDED.entity_id, source_records.entity_id),
+                 match_score = COALESCE(EXCLUDED.match_score, source_records.match_score),
+                 ingested_at = now()
+             RETURNING (xmax = 0)"
+    ))
     .fetch_all(&mut *tx)
     .await
     .map_err(copy_error)?;
@@ -250,10 +258,11 @@ where
             row.validate().map_err(|e| bad_row(line, e))?;
             chunk.push(row);
         }
-        total += sqlx::query(
-            "INSERT INTO source_records (source, external_id, payload, entity_id, match_score)
-             SELECT * FROM UNNEST($1::text[], $2::text[], $3::jsonb[], $4::int8[], $5::real[])",
-        )
+        total += sqlx::query(concatcp!(
+            "INSERT INTO ",
+            INSERT_TARGET,
+            " SELECT * FROM UNNEST($1::text[], $2::text[], $3::jsonb[], $4::int8[], $5::real[])"
+        ))
         .bind(chunk.iter().map(|r| r.source.as_str()).collect::<Vec<_>>())
         .bind(
             chunk
@@ -282,14 +291,18 @@ where
     for row in rows {
         n += 1;
         row.validate().map_err(|e| bad_row(n, e))?;
-        sqlx::query("INSERT INTO source_records (source, external_id, payload, entity_id, match_score) VALUES ($1, $2, $3, $4, $5)")
-            .bind(&row.source)
-            .bind(&row.external_id)
-            .bind(&row.payload)
-            .bind(row.entity_id)
-            .bind(row.match_score)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(concatcp!(
+            "INSERT INTO ",
+            INSERT_TARGET,
+            " VALUES ($1, $2, $3, $4, $5)"
+        ))
+        .bind(&row.source)
+        .bind(&row.external_id)
+        .bind(&row.payload)
+        .bind(row.entity_id)
+        .bind(row.match_score)
+        .execute(&mut *tx)
+        .await?;
     }
     tx.commit().await?;
     Ok(n)

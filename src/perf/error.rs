@@ -85,6 +85,19 @@ pub enum PerfError {
         source: std::io::Error,
     },
 
+    /// Another process held the baseline file's lock for too long.
+    #[error(
+        "waited {after:?} for the lock {}: another pgperf process is writing this baseline, \
+         or one is stuck holding it (it is released when that process ends)",
+        path.display()
+    )]
+    LockTimeout {
+        /// The lock file.
+        path: PathBuf,
+        /// How long we waited.
+        after: std::time::Duration,
+    },
+
     /// The mode variable holds an unknown value.
     #[error(
         "{var}={value:?} is not a mode; use one of: check, new, update, force (or leave it unset)"
@@ -186,6 +199,21 @@ pub enum PerfError {
         errors: u64,
         /// The first error's message.
         first_error: String,
+    },
+
+    /// A step around the measurement (calibration, a counter snapshot, connecting) got no
+    /// answer in time.
+    #[error(
+        "case {case}: {step} got no answer within {after:?}; is the server paused, overloaded \
+         or gone?"
+    )]
+    Stalled {
+        /// The case.
+        case: String,
+        /// What was waited for.
+        step: &'static str,
+        /// How long.
+        after: std::time::Duration,
     },
 
     /// The counting relay could not start.

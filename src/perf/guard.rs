@@ -20,6 +20,20 @@ pub const SLOWDOWN_VAR: &str = "PGPERF_INJECT_SLOWDOWN";
 /// Re-measurements that must all agree before a case fails.
 pub const CONFIRMATIONS: usize = 2;
 
+/// A set-up step before the cases (seeding, ...) and how long it took.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SetupStep {
+    /// Its name, e.g. `seed.entities`.
+    pub name: &'static str,
+    /// How long it took.
+    pub took: std::time::Duration,
+}
+
+/// A set-up step is named as slow when it takes this many times its recorded time...
+pub const SETUP_SLOW_RATIO: f64 = 5.0;
+/// ... and at least this much longer (short steps vary by more than 5x on a busy machine).
+pub const SETUP_SLOW_EXCESS_MS: f64 = 1_000.0;
+
 /// Holds cases to one baseline file.
 #[derive(Debug, Clone)]
 pub struct Guard {
@@ -134,6 +148,45 @@ impl Guard {
         } else {
             "scripts/test"
         }
+    }
+
+    /// Notes for set-up steps far slower than recorded: which step, how long it took and what
+    /// it usually takes. The cases are measured and judged anyway; a note only points at the
+    /// cause (a trigger, a dropped index) when they fail. In writing modes the times are
+    /// recorded (`force` replaces recorded ones; `new` and `update` add missing ones).
+    pub fn judge_setup(&self, steps: &[SetupStep]) -> Result<Vec<String>, PerfError> {
+        let recorded = match storage::load(&self.path) {
+            Ok(file) => file.map(|f| f.setup_ms).unwrap_or_default(),
+            Err(e) if self.mode == Mode::Force && storage::is_replaceable(&e) => Default::default(),
+            Err(e) => return Err(e),
+        };
+        let notes = steps
+            .iter()
+            .filter_map(|step| {
+                let usual = *recorded.get(step.name)?;
+                let ms = step.took.as_secs_f64() * 1e3;
+                (ms > usual * SETUP_SLOW_RATIO && ms - usual > SETUP_SLOW_EXCESS_MS).then(|| {
+                    format!(
+                        "set-up step {} took {:.1} s, usually {:.1} s (x{:.0}): something made \
+                         it slower (a trigger, a dropped index, a slower server); the cases \
+                         below are measured anyway",
+                        step.name,
+                        ms / 1e3,
+                        usual / 1e3,
+                        ms / usual
+                    )
+                })
+            })
+            .collect();
+        if self.mode.writes() {
+            let times: Vec<(String, f64)> = steps
+                .iter()
+                .map(|s| (s.name.to_owned(), s.took.as_secs_f64() * 1e3))
+                .collect();
+            let replace = self.mode == Mode::Force;
+            storage::save_setup(&self.path, &self.environment, &times, replace)?;
+        }
+        Ok(notes)
     }
 
     fn recorded(&self, case: &CaseName) -> Result<Option<CaseBaseline>, PerfError> {

@@ -23,6 +23,14 @@ pub struct MeasureConfig {
     pub max_duration: Duration,
     /// Concurrent tasks (each with its own state, e.g. its own connection).
     pub concurrency: usize,
+    /// How long one operation may take before it counts as failed and its task stops: a
+    /// server that silently stopped answering fails the measurement instead of hanging it.
+    #[serde(default = "default_op_timeout")]
+    pub op_timeout: Duration,
+}
+
+fn default_op_timeout() -> Duration {
+    Duration::from_secs(10)
 }
 
 impl Default for MeasureConfig {
@@ -32,6 +40,7 @@ impl Default for MeasureConfig {
             iterations: 2_000,
             max_duration: Duration::from_secs(10),
             concurrency: 1,
+            op_timeout: default_op_timeout(),
         }
     }
 }
@@ -140,19 +149,16 @@ where
             Arc::clone(&go),
         );
         tasks.push(tokio::spawn(async move {
-            for _ in 0..config.warmup_iterations {
-                let _ = op(&mut state).await;
-            }
+            let failed = warm_up(&mut state, &op, &config).await;
             warmed.wait().await;
             go.wait().await;
-            run_task(
-                &mut state,
-                &op,
-                &remaining,
-                Instant::now() + config.max_duration,
-                slowdown,
-            )
-            .await
+            match failed {
+                Some(first_error) => TaskResult::failed(first_error),
+                None => {
+                    let deadline = Instant::now() + config.max_duration;
+                    run_task(&mut state, &op, &remaining, deadline, &config, slowdown).await
+                }
+            }
         }));
     }
     warmed.wait().await;
@@ -174,11 +180,53 @@ where
     (m, started_with)
 }
 
+impl TaskResult {
+    fn failed(first_error: String) -> Self {
+        Self {
+            histogram: latency_histogram(),
+            errors: 1,
+            first_error: Some(first_error),
+        }
+    }
+}
+
+/// Runs one operation under the config's `op_timeout`; a timeout is an error that says so.
+async fn timed<S, E: std::fmt::Display>(
+    state: &mut S,
+    op: &Operation<S, E>,
+    config: &MeasureConfig,
+) -> Result<(), String> {
+    match tokio::time::timeout(config.op_timeout, op(state)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!(
+            "an operation got no answer within {:?} (is the server paused or overloaded?)",
+            config.op_timeout
+        )),
+    }
+}
+
+/// The warm-up: at most `warmup_iterations` operations, stopping at the first failure (which
+/// it returns): measuring an operation that fails would only repeat the failure.
+async fn warm_up<S, E: std::fmt::Display>(
+    state: &mut S,
+    op: &Operation<S, E>,
+    config: &MeasureConfig,
+) -> Option<String> {
+    for _ in 0..config.warmup_iterations {
+        if let Err(e) = timed(state, op, config).await {
+            return Some(format!("during warm-up: {e}"));
+        }
+    }
+    None
+}
+
 async fn run_task<S, E: std::fmt::Display>(
     state: &mut S,
     op: &Operation<S, E>,
     remaining: &AtomicU64,
     deadline: Instant,
+    config: &MeasureConfig,
     slowdown: Option<Slowdown>,
 ) -> TaskResult {
     let mut result = TaskResult {
@@ -191,19 +239,21 @@ async fn run_task<S, E: std::fmt::Display>(
         .is_ok()
     {
         let started = Instant::now();
-        let outcome = op(state).await;
+        let outcome = timed(state, op, config).await;
         if let Some(s) = slowdown {
             s.apply(started.elapsed());
         }
         let took = started.elapsed();
+        let timed_out = took >= config.op_timeout;
         match outcome {
             Ok(()) => record(&mut result.histogram, took),
             Err(e) => {
                 result.errors += 1;
-                result.first_error.get_or_insert_with(|| e.to_string());
+                result.first_error.get_or_insert(e);
             }
         }
-        if took.is_zero() || Instant::now() >= deadline {
+        // After a timeout the state (a connection mid-query) is unusable: stop this task.
+        if took.is_zero() || timed_out || Instant::now() >= deadline {
             break;
         }
     }
@@ -235,6 +285,7 @@ mod tests {
             iterations: 40,
             max_duration: Duration::from_secs(5),
             concurrency: 2,
+            ..MeasureConfig::default()
         };
         let m = measure(config, vec![0, 0], sleeper(), None).await;
         assert_eq!(m.summary.count + m.summary.errors, 40);
@@ -250,6 +301,7 @@ mod tests {
             iterations: 9,
             max_duration: Duration::from_secs(5),
             concurrency: 1,
+            ..MeasureConfig::default()
         };
         let plain = measure(config, vec![0], sleeper(), None)
             .await
@@ -262,6 +314,57 @@ mod tests {
         assert!(slowed / plain > 2.5, "plain {plain} µs, slowed {slowed} µs");
     }
 
+    fn hanger() -> Operation<u32, String> {
+        Arc::new(|n: &mut u32| {
+            Box::pin(async move {
+                *n += 1;
+                if *n >= 3 {
+                    std::future::pending::<()>().await;
+                }
+                Ok(())
+            })
+        })
+    }
+
+    #[tokio::test]
+    async fn an_operation_that_never_answers_fails_the_task_within_its_timeout() {
+        let config = MeasureConfig {
+            warmup_iterations: 1,
+            iterations: 100,
+            op_timeout: Duration::from_millis(100),
+            ..MeasureConfig::default()
+        };
+        let started = Instant::now();
+        let m = measure(config, vec![0], hanger(), None).await;
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!((m.summary.count, m.summary.errors), (1, 1));
+        assert!(m.first_error.unwrap().contains("no answer within 100ms"));
+    }
+
+    #[tokio::test]
+    async fn a_warm_up_that_fails_stops_and_nothing_is_measured() {
+        let config = MeasureConfig {
+            warmup_iterations: 50,
+            iterations: 100,
+            op_timeout: Duration::from_millis(100),
+            concurrency: 2,
+            ..MeasureConfig::default()
+        };
+        let started = Instant::now();
+        let m = measure(config, vec![0, 0], hanger(), None).await;
+        assert!(started.elapsed() < Duration::from_secs(2));
+        assert_eq!((m.summary.count, m.summary.errors), (0, 2));
+        assert!(
+            m.first_error
+                .unwrap()
+                .starts_with("during warm-up: an operation got no answer")
+        );
+    }
+
     #[tokio::test]
     async fn stops_at_the_time_limit() {
         let config = MeasureConfig {
@@ -269,6 +372,7 @@ mod tests {
             iterations: 1_000_000,
             max_duration: Duration::from_millis(50),
             concurrency: 1,
+            ..MeasureConfig::default()
         };
         let started = Instant::now();
         let m = measure(config, vec![0], sleeper(), None).await;

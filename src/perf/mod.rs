@@ -15,6 +15,6 @@ pub mod stats;
 pub mod wire;
 
 pub use error::PerfError;
-pub use guard::{Checked, Guard};
+pub use guard::{Checked, Guard, SetupStep};
 pub use measure::{MeasureConfig, Measurement, Operation, Slowdown, measure, measure_from};
 pub use stats::Summary;

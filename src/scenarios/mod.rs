@@ -5,6 +5,7 @@
 
 mod ops;
 pub mod seed;
+pub mod suite;
 
 use std::time::Duration;
 
@@ -57,6 +58,7 @@ fn case(name: &str, op: Op, iterations: u64, concurrency: usize, ceiling_ms: Opt
             iterations,
             max_duration: Duration::from_secs(20),
             concurrency,
+            ..MeasureConfig::default()
         },
         bound: Bound {
             p95_ceiling_us: ceiling_ms.map(|ms| ms * 1_000.0),
@@ -146,10 +148,55 @@ pub const AREAS: [Area; 5] = [
     Area::Pool,
 ];
 
+/// How long a step around the measurement (a calibration, a counter snapshot, connecting)
+/// may take: each is a few queries, so this only passes when the server stopped answering.
+const STEP_LIMIT: Duration = Duration::from_secs(15);
+
+/// Runs a step of [`observe`] or [`count`] under [`STEP_LIMIT`].
+async fn step<T, E>(
+    case: &Case,
+    step: &'static str,
+    work: impl Future<Output = Result<T, E>>,
+) -> Result<T, PerfError>
+where
+    PerfError: From<E>,
+{
+    within(case, step, STEP_LIMIT, work).await
+}
+
+async fn within<T, E>(
+    case: &Case,
+    step: &'static str,
+    limit: Duration,
+    work: impl Future<Output = Result<T, E>>,
+) -> Result<T, PerfError>
+where
+    PerfError: From<E>,
+{
+    tokio::time::timeout(limit, work)
+        .await
+        .map(|r| r.map_err(PerfError::from))
+        .unwrap_or_else(|_| {
+            Err(PerfError::Stalled {
+                case: case.name.to_string(),
+                step,
+                after: limit,
+            })
+        })
+}
+
+/// The most a measurement of `config` can take when every operation answers: its recorded
+/// phase, twice (warm-up), plus the set-up steps. Operations that do not answer fail sooner,
+/// by `op_timeout`.
+fn measuring_limit(config: &MeasureConfig) -> Duration {
+    config.max_duration * 2 + STEP_LIMIT
+}
+
 /// Measures `case` on `db` (seeded by [`seed`]) between two calibrations of the references
 /// (the median of their bursts, so a machine that changes speed during the case is accounted
 /// for and one disturbed burst is not), then counts its per-operation costs in a short
-/// counting pass ([`count`]).
+/// counting pass ([`count`]). Every step is bounded: operations by the case's `op_timeout`,
+/// the rest by [`STEP_LIMIT`].
 pub async fn observe(
     db: &Db,
     case: &Case,
@@ -162,23 +209,38 @@ pub async fn observe(
             tasks: case.config.concurrency,
         });
     }
-    let mut probe = connect_direct(db).await?;
-    let mut bursts = calibrate::bursts(db).await?;
+    let mut probe = step(case, "connecting", connect_direct(db)).await?;
+    let mut bursts = step(case, "calibrating", calibrate::bursts(db)).await?;
     let at_start = async {
         let server = counters::backends_cpu_us(&mut probe).await;
         (process_cpu_time(), server)
     };
-    let (m, (client_at_start, server_at_start)) = ops::run(db, case, slowdown, at_start).await?;
-    let client_cpu = process_cpu_time().saturating_sub(client_at_start);
-    let server_cpu = server_at_start
-        .zip(counters::backends_cpu_us(&mut probe).await)
-        .map(|(before, after)| (after - before).max(0.0));
-    let _ = sqlx::Connection::close(probe).await;
-    bursts.extend(calibrate::bursts(db).await?);
-    let references = References::median_of(&bursts).expect("calibrations give bursts");
+    let measured = ops::run(
+        db,
+        case,
+        slowdown,
+        tokio::time::timeout(STEP_LIMIT, at_start),
+    );
+    let limit = measuring_limit(&case.config);
+    let (m, started_with) = within(case, "measuring", limit, measured).await?;
     if m.summary.errors > 0 {
         return Err(operation_failed(case, &m));
     }
+    let (client_at_start, server_at_start) = started_with.map_err(|_| PerfError::Stalled {
+        case: case.name.to_string(),
+        step: "reading the server's CPU time",
+        after: STEP_LIMIT,
+    })?;
+    let client_cpu = process_cpu_time().saturating_sub(client_at_start);
+    let server_after = step(case, "reading the server's CPU time", async {
+        Ok::<_, PerfError>(counters::backends_cpu_us(&mut probe).await)
+    });
+    let server_cpu = server_at_start
+        .zip(server_after.await?)
+        .map(|(before, after)| (after - before).max(0.0));
+    let _ = tokio::time::timeout(STEP_LIMIT, sqlx::Connection::close(probe)).await;
+    bursts.extend(step(case, "calibrating", calibrate::bursts(db)).await?);
+    let references = References::median_of(&bursts).expect("calibrations give bursts");
     let ops = m.summary.count.max(1) as f64;
     Ok(Observation {
         summary: m.summary,
@@ -217,9 +279,17 @@ pub async fn count(db: &Db, case: &Case) -> Result<Counted, PerfError> {
             source,
         })?;
     let relayed = db.url().via("127.0.0.1", relay.port())?;
-    let mut stats = connect_direct(db).await?;
-    let available = counters::enable(&mut stats).await == Availability::Available;
-    let counting = Db::connect(&relayed, db.settings().clone()).await?;
+    let mut stats = step(case, "connecting", connect_direct(db)).await?;
+    let enabled = step(case, "enabling pg_stat_statements", async {
+        Ok::<_, PerfError>(counters::enable(&mut stats).await)
+    });
+    let available = enabled.await? == Availability::Available;
+    let counting = step(
+        case,
+        "connecting",
+        Db::connect(&relayed, db.settings().clone()),
+    )
+    .await?;
     let case_here = Case {
         config: counting_config(case),
         ..case.clone()
@@ -228,15 +298,25 @@ pub async fn count(db: &Db, case: &Case) -> Result<Counted, PerfError> {
         relay.reset();
         snapshot_if(available, &mut stats).await
     };
-    let outcome = ops::run(&counting, &case_here, None, at_start).await;
+    let measured = ops::run(&counting, &case_here, None, at_start);
+    let outcome = within(
+        case,
+        "counting",
+        measuring_limit(&case_here.config),
+        measured,
+    )
+    .await;
     let turns = relay.turns();
     counting.close().await;
     let (m, before) = outcome?;
     if m.summary.errors > 0 {
         return Err(operation_failed(case, &m));
     }
-    let after = snapshot_if(available, &mut stats).await;
-    let _ = sqlx::Connection::close(stats).await;
+    let after = step(case, "reading pg_stat_statements", async {
+        Ok::<_, PerfError>(snapshot_if(available, &mut stats).await)
+    });
+    let after = after.await?;
+    let _ = tokio::time::timeout(STEP_LIMIT, sqlx::Connection::close(stats)).await;
     Ok(Counted::from_totals(before, after, turns, m.summary.count))
 }
 

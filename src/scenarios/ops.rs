@@ -114,19 +114,16 @@ fn batch(fresh: bool) -> Vec<NewSourceRecord> {
         .collect()
 }
 
-async fn go<S: Send + 'static, T>(
-    case: &Case,
-    states: Vec<S>,
-    op: DbOp<S>,
+/// One measurement of a case: what every operation's builder needs.
+struct Run<'a> {
+    db: &'a Db,
+    case: &'a Case,
     slowdown: Option<Slowdown>,
-    at_start: impl Future<Output = T>,
-) -> (Measurement, T) {
-    let config = crate::perf::MeasureConfig {
-        concurrency: states.len(),
-        ..case.config
-    };
-    measure_from(config, states, op, slowdown, at_start).await
+    /// Tasks (one state each).
+    n: usize,
 }
+
+type Outcome<T> = Result<(Measurement, T), PerfError>;
 
 /// Measures `case` on `db`; `at_start` runs when recording starts (see [`measure_from`]).
 pub(super) async fn run<T>(
@@ -134,206 +131,245 @@ pub(super) async fn run<T>(
     case: &Case,
     slowdown: Option<Slowdown>,
     at_start: impl Future<Output = T>,
-) -> Result<(Measurement, T), PerfError> {
-    let n = case.config.concurrency.max(1);
-    let m = match case.op {
-        Op::SelectOne => {
-            let op: DbOp<MeteredConnection> = Arc::new(|c| {
-                Box::pin(async move {
-                    sqlx::query("SELECT 1")
-                        .execute(&mut **c)
-                        .await
-                        .map(drop)
-                        .map_err(DbError::from)
-                })
-            });
-            go(case, connections(db, n).await?, op, slowdown, at_start).await
-        }
-        Op::EntityById => {
-            let states: Vec<_> = connections(db, n).await?.into_iter().zip(rngs(n)).collect();
-            let op: DbOp<(MeteredConnection, ChaCha8Rng)> = Arc::new(|(c, rng)| {
-                Box::pin(async move { entities::get(c, random_id(rng)).await.map(drop) })
-            });
-            go(case, states, op, slowdown, at_start).await
-        }
-        Op::TrigramSearch => {
-            let states: Vec<_> = connections(db, n).await?.into_iter().zip(rngs(n)).collect();
-            let op: DbOp<(MeteredConnection, ChaCha8Rng)> = Arc::new(|(c, rng)| {
-                Box::pin(async move {
-                    let name = dataset::entity_name(SEED, rng.random_range(0..ENTITIES));
-                    let query = name
-                        .rsplit_once(' ')
-                        .map_or(name.as_str(), |(head, _)| head)
-                        .to_uppercase();
-                    entities::search_similar(c, &query, 10).await.map(drop)
-                })
-            });
-            go(case, states, op, slowdown, at_start).await
-        }
-        Op::CreateEntity => {
-            let states: Vec<_> = connections(db, n)
-                .await?
-                .into_iter()
-                .enumerate()
-                .map(|(t, c)| (c, t, 0u64))
-                .collect();
-            let op: DbOp<(MeteredConnection, usize, u64)> = Arc::new(|(c, t, i)| {
-                *i += 1;
-                let new = org(format!("Bench Created {t} {i}"));
-                Box::pin(async move { entities::create(c, &new).await.map(drop) })
-            });
-            go(case, states, op, slowdown, at_start).await
-        }
-        Op::UpdateEntity => {
-            let mut states = Vec::new();
-            for (t, mut c) in connections(db, n).await?.into_iter().enumerate() {
-                let e = entities::create(&mut c, &org(format!("Bench Updated {t}"))).await?;
-                states.push((c, e.id, e.version));
-            }
-            let op: DbOp<(MeteredConnection, i64, i32)> = Arc::new(|(c, id, version)| {
-                Box::pin(async move {
-                    let changes = EntityChanges {
-                        attributes: Some(json!({"version_seen": *version})),
-                        name: None,
-                    };
-                    *version = entities::update(c, *id, *version, &changes).await?.version;
-                    Ok(())
-                })
-            });
-            go(case, states, op, slowdown, at_start).await
-        }
-        Op::ListPage => {
-            let states: Vec<_> = connections(db, n).await?.into_iter().zip(rngs(n)).collect();
-            let op: DbOp<(MeteredConnection, ChaCha8Rng)> = Arc::new(|(c, rng)| {
-                Box::pin(async move {
-                    entities::list(c, Some(EntityKind::Organization), Some(random_id(rng)), 50)
-                        .await
-                        .map(drop)
-                })
-            });
-            go(case, states, op, slowdown, at_start).await
-        }
-        Op::GetMany => {
-            let states: Vec<_> = connections(db, n).await?.into_iter().zip(rngs(n)).collect();
-            let op: DbOp<(MeteredConnection, ChaCha8Rng)> = Arc::new(|(c, rng)| {
-                let ids: Vec<i64> = (0..50).map(|_| random_id(rng)).collect();
-                Box::pin(async move { entities::get_many(c, &ids).await.map(drop) })
-            });
-            go(case, states, op, slowdown, at_start).await
-        }
-        Op::GetManyOneByOne => {
-            let states: Vec<_> = connections(db, n).await?.into_iter().zip(rngs(n)).collect();
-            let op: DbOp<(MeteredConnection, ChaCha8Rng)> = Arc::new(|(c, rng)| {
-                let ids: Vec<i64> = (0..50).map(|_| random_id(rng)).collect();
-                Box::pin(async move {
-                    for id in ids {
-                        entities::get(c, id).await?;
-                    }
-                    Ok(())
-                })
-            });
-            go(case, states, op, slowdown, at_start).await
-        }
-        Op::CommitUnit => {
-            let states: Vec<_> = (0..n).map(|t| (db.clone(), t, 0u64)).collect();
-            let op: DbOp<(Db, usize, u64)> = Arc::new(|(db, t, i)| {
-                *i += 1;
-                let new = org(format!("Bench Unit {t} {i}"));
-                let aliases = vec![format!("Unit {t} {i} A"), format!("Unit {t} {i} B")];
-                Box::pin(async move {
-                    create_entity_with_aliases(db, &new, &aliases)
-                        .await
-                        .map(drop)
-                })
-            });
-            go(case, states, op, slowdown, at_start).await
-        }
-        Op::RollbackUnit => {
-            let states: Vec<_> = (0..n).map(|t| (db.clone(), t)).collect();
-            let op: DbOp<(Db, usize)> = Arc::new(|(db, t)| {
-                let new = org(format!("Bench Rollback {t}"));
-                Box::pin(async move {
-                    let outcome = db
-                        .transaction(move |tx| {
-                            Box::pin(async move {
-                                entities::create(tx, &new).await?;
-                                Err::<(), _>(DbError::invalid("forced", "rollback"))
-                            })
-                        })
-                        .await;
-                    match outcome {
-                        Err(DbError::InvalidInput { field, .. }) if field == "forced" => Ok(()),
-                        Err(other) => Err(other),
-                        Ok(()) => Err(DbError::invalid("forced", "the unit committed")),
-                    }
-                })
-            });
-            go(case, states, op, slowdown, at_start).await
-        }
-        Op::Copy1k | Op::Unnest1k | Op::Upsert1k => {
-            let kind = case.op;
-            let mut states = connections(db, n).await?;
-            // Every measurement starts from the same table: upserts leave 1 000 dead tuples
-            // each (autovacuum is off on measured tables), and without this each observation
-            // would pay for the ones before it, in time and in buffers.
-            sqlx::query("VACUUM source_records")
-                .execute(&mut *states[0])
-                .await
-                .map_err(DbError::from)?;
-            let op: DbOp<MeteredConnection> = Arc::new(move |c| {
-                let rows = batch(kind != Op::Upsert1k);
-                Box::pin(async move {
-                    match kind {
-                        Op::Copy1k => copy_records(c, rows).await.map(drop),
-                        Op::Unnest1k => insert_records_unnest(c, rows).await.map(drop),
-                        _ => upsert_records(c, rows).await.map(drop),
-                    }
-                })
-            });
-            go(case, states, op, slowdown, at_start).await
-        }
-        Op::AcquireIdle | Op::AcquireContended => {
-            let single = PoolSettings {
-                min_connections: 1,
-                max_connections: 1,
-                ..db.settings().clone()
-            };
-            let own = Db::connect(db.url(), single).await?;
-            let states = vec![own.clone(); n];
-            let with_query = case.op == Op::AcquireContended;
-            let op: DbOp<Db> = Arc::new(move |db| {
-                Box::pin(async move {
-                    let mut c = db.acquire().await?;
-                    if with_query {
-                        sqlx::query("SELECT 1").execute(&mut *c).await?;
-                    }
-                    Ok(())
-                })
-            });
-            let m = go(case, states, op, slowdown, at_start).await;
-            own.close().await;
-            m
-        }
-        Op::AcquireNewConnection => {
-            let settings = PoolSettings {
-                min_connections: 0,
-                max_connections: 1,
-                ..db.settings().clone()
-            };
-            let states: Vec<_> = (0..n)
-                .map(|_| (db.url().clone(), settings.clone()))
-                .collect();
-            let op: DbOp<(crate::db::DatabaseUrl, PoolSettings)> = Arc::new(|(url, settings)| {
-                Box::pin(async move {
-                    let fresh = Db::connect_lazy(url, settings.clone());
-                    let conn = fresh.acquire().await;
-                    drop(conn);
-                    fresh.close().await;
-                    Ok(())
-                })
-            });
-            go(case, states, op, slowdown, at_start).await
-        }
+) -> Outcome<T> {
+    let r = Run {
+        db,
+        case,
+        slowdown,
+        n: case.config.concurrency.max(1),
     };
-    Ok(m)
+    match case.op {
+        Op::SelectOne => r.select_one(at_start).await,
+        Op::EntityById => r.with_rng(at_start, entity_by_id()).await,
+        Op::TrigramSearch => r.with_rng(at_start, trigram_search()).await,
+        Op::ListPage => r.with_rng(at_start, list_page()).await,
+        Op::GetMany => r.with_rng(at_start, get_many()).await,
+        Op::GetManyOneByOne => r.with_rng(at_start, get_many_one_by_one()).await,
+        Op::CreateEntity => r.create_entity(at_start).await,
+        Op::UpdateEntity => r.update_entity(at_start).await,
+        Op::CommitUnit => r.commit_unit(at_start).await,
+        Op::RollbackUnit => r.rollback_unit(at_start).await,
+        Op::Copy1k | Op::Unnest1k | Op::Upsert1k => r.ingest(at_start).await,
+        Op::AcquireIdle | Op::AcquireContended => r.acquire(at_start).await,
+        Op::AcquireNewConnection => r.acquire_new_connection(at_start).await,
+    }
+}
+
+type WithRng = DbOp<(MeteredConnection, ChaCha8Rng)>;
+
+fn entity_by_id() -> WithRng {
+    Arc::new(|(c, rng)| Box::pin(async move { entities::get(c, random_id(rng)).await.map(drop) }))
+}
+
+fn trigram_search() -> WithRng {
+    Arc::new(|(c, rng)| {
+        // A known name, its last word dropped and upper-cased: a noisy query.
+        let name = dataset::entity_name(SEED, rng.random_range(0..ENTITIES));
+        let query = name
+            .rsplit_once(' ')
+            .map_or(name.as_str(), |(head, _)| head)
+            .to_uppercase();
+        Box::pin(async move { entities::search_similar(c, &query, 10).await.map(drop) })
+    })
+}
+
+fn list_page() -> WithRng {
+    Arc::new(|(c, rng)| {
+        let after = Some(random_id(rng));
+        Box::pin(async move {
+            entities::list(c, Some(EntityKind::Organization), after, 50)
+                .await
+                .map(drop)
+        })
+    })
+}
+
+fn get_many() -> WithRng {
+    Arc::new(|(c, rng)| {
+        let ids: Vec<i64> = (0..50).map(|_| random_id(rng)).collect();
+        Box::pin(async move { entities::get_many(c, &ids).await.map(drop) })
+    })
+}
+
+fn get_many_one_by_one() -> WithRng {
+    Arc::new(|(c, rng)| {
+        let ids: Vec<i64> = (0..50).map(|_| random_id(rng)).collect();
+        Box::pin(async move {
+            for id in ids {
+                entities::get(c, id).await?;
+            }
+            Ok(())
+        })
+    })
+}
+
+impl Run<'_> {
+    async fn go<S: Send + 'static, T>(
+        &self,
+        states: Vec<S>,
+        op: DbOp<S>,
+        at_start: impl Future<Output = T>,
+    ) -> (Measurement, T) {
+        let config = crate::perf::MeasureConfig {
+            concurrency: states.len(),
+            ..self.case.config
+        };
+        measure_from(config, states, op, self.slowdown, at_start).await
+    }
+
+    async fn select_one<T>(&self, at_start: impl Future<Output = T>) -> Outcome<T> {
+        let op: DbOp<MeteredConnection> = Arc::new(|c| {
+            Box::pin(async move {
+                sqlx::query("SELECT 1")
+                    .execute(&mut **c)
+                    .await
+                    .map(drop)
+                    .map_err(DbError::from)
+            })
+        });
+        let states = connections(self.db, self.n).await?;
+        Ok(self.go(states, op, at_start).await)
+    }
+
+    /// Operations on a held connection with a random generator per task.
+    async fn with_rng<T>(&self, at_start: impl Future<Output = T>, op: WithRng) -> Outcome<T> {
+        let conns = connections(self.db, self.n).await?;
+        let states: Vec<_> = conns.into_iter().zip(rngs(self.n)).collect();
+        Ok(self.go(states, op, at_start).await)
+    }
+
+    async fn create_entity<T>(&self, at_start: impl Future<Output = T>) -> Outcome<T> {
+        let conns = connections(self.db, self.n).await?;
+        let states: Vec<_> = conns
+            .into_iter()
+            .enumerate()
+            .map(|(t, c)| (c, t, 0u64))
+            .collect();
+        let op: DbOp<(MeteredConnection, usize, u64)> = Arc::new(|(c, t, i)| {
+            *i += 1;
+            let new = org(format!("Bench Created {t} {i}"));
+            Box::pin(async move { entities::create(c, &new).await.map(drop) })
+        });
+        Ok(self.go(states, op, at_start).await)
+    }
+
+    /// Each task updates an entity of its own, carrying its version (optimistic lock).
+    async fn update_entity<T>(&self, at_start: impl Future<Output = T>) -> Outcome<T> {
+        let mut states = Vec::new();
+        for (t, mut c) in connections(self.db, self.n).await?.into_iter().enumerate() {
+            let e = entities::create(&mut c, &org(format!("Bench Updated {t}"))).await?;
+            states.push((c, e.id, e.version));
+        }
+        let op: DbOp<(MeteredConnection, i64, i32)> = Arc::new(|(c, id, version)| {
+            Box::pin(async move {
+                let changes = EntityChanges {
+                    attributes: Some(json!({"version_seen": *version})),
+                    name: None,
+                };
+                *version = entities::update(c, *id, *version, &changes).await?.version;
+                Ok(())
+            })
+        });
+        Ok(self.go(states, op, at_start).await)
+    }
+
+    async fn commit_unit<T>(&self, at_start: impl Future<Output = T>) -> Outcome<T> {
+        let states: Vec<_> = (0..self.n).map(|t| (self.db.clone(), t, 0u64)).collect();
+        let op: DbOp<(Db, usize, u64)> = Arc::new(|(db, t, i)| {
+            *i += 1;
+            let new = org(format!("Bench Unit {t} {i}"));
+            let aliases = vec![format!("Unit {t} {i} A"), format!("Unit {t} {i} B")];
+            Box::pin(async move {
+                create_entity_with_aliases(db, &new, &aliases)
+                    .await
+                    .map(drop)
+            })
+        });
+        Ok(self.go(states, op, at_start).await)
+    }
+
+    /// A unit of work that inserts an entity and is rolled back: checkout, BEGIN, INSERT,
+    /// ROLLBACK, return.
+    async fn rollback_unit<T>(&self, at_start: impl Future<Output = T>) -> Outcome<T> {
+        let states: Vec<_> = (0..self.n).map(|t| (self.db.clone(), t)).collect();
+        let op: DbOp<(Db, usize)> = Arc::new(|(db, t)| {
+            let new = org(format!("Bench Rollback {t}"));
+            Box::pin(async move {
+                let mut conn = db.acquire().await?;
+                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+                entities::create(&mut tx, &new).await?;
+                tx.rollback().await?;
+                Ok(())
+            })
+        });
+        Ok(self.go(states, op, at_start).await)
+    }
+
+    /// COPY, UNNEST or upsert of a batch of 1 000 records.
+    async fn ingest<T>(&self, at_start: impl Future<Output = T>) -> Outcome<T> {
+        let kind = self.case.op;
+        let mut states = connections(self.db, self.n).await?;
+        // Every measurement starts from the same table: upserts leave 1 000 dead tuples
+        // each (autovacuum is off on measured tables), and without this each observation
+        // would pay for the ones before it, in time and in buffers.
+        sqlx::query("VACUUM source_records")
+            .execute(&mut *states[0])
+            .await
+            .map_err(DbError::from)?;
+        let op: DbOp<MeteredConnection> = Arc::new(move |c| {
+            let rows = batch(kind != Op::Upsert1k);
+            Box::pin(async move {
+                match kind {
+                    Op::Copy1k => copy_records(c, rows).await.map(drop),
+                    Op::Unnest1k => insert_records_unnest(c, rows).await.map(drop),
+                    _ => upsert_records(c, rows).await.map(drop),
+                }
+            })
+        });
+        Ok(self.go(states, op, at_start).await)
+    }
+
+    /// Checkouts on a pool of one connection of the case's own (see [`Op::AcquireIdle`]).
+    async fn acquire<T>(&self, at_start: impl Future<Output = T>) -> Outcome<T> {
+        let single = PoolSettings {
+            min_connections: 1,
+            max_connections: 1,
+            ..self.db.settings().clone()
+        };
+        let own = Db::connect(self.db.url(), single).await?;
+        let states = vec![own.clone(); self.n];
+        let with_query = self.case.op == Op::AcquireContended;
+        let op: DbOp<Db> = Arc::new(move |db| {
+            Box::pin(async move {
+                let mut c = db.acquire().await?;
+                if with_query {
+                    sqlx::query("SELECT 1").execute(&mut *c).await?;
+                }
+                Ok(())
+            })
+        });
+        let m = self.go(states, op, at_start).await;
+        own.close().await;
+        Ok(m)
+    }
+
+    async fn acquire_new_connection<T>(&self, at_start: impl Future<Output = T>) -> Outcome<T> {
+        let settings = PoolSettings {
+            min_connections: 0,
+            max_connections: 1,
+            ..self.db.settings().clone()
+        };
+        let states: Vec<_> = (0..self.n)
+            .map(|_| (self.db.url().clone(), settings.clone()))
+            .collect();
+        let op: DbOp<(crate::db::DatabaseUrl, PoolSettings)> = Arc::new(|(url, settings)| {
+            Box::pin(async move {
+                let fresh = Db::connect_lazy(url, settings.clone());
+                let acquired = fresh.acquire().await.map(drop);
+                fresh.close().await;
+                acquired
+            })
+        });
+        Ok(self.go(states, op, at_start).await)
+    }
 }

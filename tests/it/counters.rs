@@ -6,8 +6,8 @@
 use pgperf::db::Db;
 use pgperf::perf::baseline::{Environment, Mode};
 use pgperf::perf::{Guard, calibrate};
+use pgperf::postgres::ContainerOptions;
 use pgperf::scenarios::{self, Area, Case, Op};
-use pgperf::server::ContainerOptions;
 
 use crate::support::dedicated::Dedicated;
 use crate::support::{TestDb, gate};

@@ -5,7 +5,7 @@ use pretty_assertions::assert_eq;
 use sqlx::PgPool;
 
 use pgperf::db::{Db, DbError, MIGRATOR, migrate, migrate_with};
-use pgperf::server::Server;
+use pgperf::postgres::Server;
 
 use crate::support::{TestDb, database::test_settings, shared::shared, test_db};
 
@@ -65,7 +65,10 @@ fn owned<const N: usize>(rows: [(&str, &str); N]) -> Vec<(String, String)> {
 async fn empty_database() -> (Server, String, Db) {
     let shared = shared();
     let server = Server::external(shared.admin.clone());
-    let name = format!("pgperf_empty_{}_{}", std::process::id(), rand_suffix());
+    let name = pgperf::postgres::database_name("empty");
+    if !shared.is_container {
+        pgperf::postgres::cleanup::track_database(&shared.admin, &name);
+    }
     let mut admin =
         <sqlx::PgConnection as sqlx::Connection>::connect_with(&shared.admin.connect_options())
             .await
@@ -78,12 +81,6 @@ async fn empty_database() -> (Server, String, Db) {
         .await
         .unwrap();
     (server, name, db)
-}
-
-fn rand_suffix() -> u32 {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static N: AtomicU32 = AtomicU32::new(0);
-    N.fetch_add(1, Ordering::Relaxed)
 }
 
 #[tokio::test]

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use pgperf::db::{DatabaseUrl, Db, DbError, PoolSettings};
-use pgperf::server::{ContainerOptions, Server, ServerError};
+use pgperf::postgres::{ContainerOptions, Server, ServerError};
 
 use crate::support::{TestDb, database::test_settings, shared::shared};
 

@@ -4,9 +4,9 @@
 
 use std::path::PathBuf;
 
-use pgperf::perf::baseline::Environment;
-use pgperf::perf::{Guard, calibrate, report};
-use pgperf::scenarios::{self, Area};
+use pgperf::perf::baseline::{Environment, Mode};
+use pgperf::perf::{Guard, PerfError, report};
+use pgperf::scenarios::{self, Area, suite};
 
 use crate::support::{TestDb, gate};
 
@@ -26,50 +26,53 @@ fn results_dir() -> PathBuf {
 async fn hold_area_to_its_baseline(area: Area) {
     let _alone = gate::exclusive().await;
     let test_db = TestDb::for_timing(scenarios::pool_settings()).await;
-    let db = &test_db.db;
-    scenarios::seed(db)
-        .await
-        .expect("seeding the scenario data");
-    let major = calibrate::postgres_major(&mut db.acquire().await.unwrap())
-        .await
-        .unwrap();
-    let environment = Environment {
-        postgres_major: major,
-        profile: Environment::current_profile().to_owned(),
-    };
-    let guard = Guard::from_env(baseline_path(), environment).unwrap_or_else(|e| panic!("{e}"));
-    guard
-        .check_slowed_cases(&scenarios::case_names())
-        .unwrap_or_else(|e| panic!("{e}"));
+    let outcome = check_area(&test_db.db, area, baseline_path()).await;
+    assert!(outcome.failures.is_empty(), "{}", outcome.text);
+}
 
-    let (mut reports, mut failures) = (Vec::new(), Vec::new());
-    for case in scenarios::cases(area) {
-        let slowdown = guard.slowdown_for(&case.name);
-        let checked = guard
-            .check(
-                &case.name,
-                case.bound,
-                case.config.concurrency as u32,
-                || scenarios::observe(db, &case, slowdown),
-            )
-            .await;
-        reports.extend(checked.report);
-        failures.extend(checked.failure.map(|e| format!("- {e}")));
+/// What checking an area gave: the failures, and the text of the failure message (set-up
+/// notes included).
+pub struct AreaOutcome {
+    pub failures: Vec<pgperf::perf::PerfError>,
+    pub notes: Vec<String>,
+    pub text: String,
+}
+
+/// Seeds `db` and checks `area`'s cases against `baseline` through the loop `pgperf run`
+/// uses; writes the area's report under target/pgperf.
+pub async fn check_area(db: &pgperf::db::Db, area: Area, baseline: PathBuf) -> AreaOutcome {
+    check_area_with(db, area, |env| Guard::from_env(baseline, env)).await
+}
+
+async fn check_area_with(
+    db: &pgperf::db::Db,
+    area: Area,
+    guard: impl FnOnce(Environment) -> Result<Guard, PerfError>,
+) -> AreaOutcome {
+    let prepared = suite::prepare_with(db, guard)
+        .await
+        .unwrap_or_else(|e| panic!("preparing the timed cases: {e}"));
+    for note in &prepared.notes {
+        eprintln!("note: {note}");
     }
-
-    eprintln!("{}", report::table(&reports));
+    let cases = scenarios::cases(area);
+    let outcome = suite::check_cases(db, &prepared.guard, &cases, |_, _, _| {}).await;
+    eprintln!("{}", report::table(&outcome.reports));
     let title = format!("pgperf timed cases: {area:?}");
     let _ = std::fs::create_dir_all(results_dir());
     let _ = std::fs::write(
         results_dir().join(format!("test-{area:?}.md").to_lowercase()),
-        report::markdown(&title, &reports),
+        report::markdown(&title, &outcome.reports),
     );
-    assert!(
-        failures.is_empty(),
-        "{} timed case(s) failed:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    let mut text = outcome.failure_text();
+    for note in &prepared.notes {
+        text.push_str(&format!("\n{note}"));
+    }
+    AreaOutcome {
+        failures: outcome.failures,
+        notes: prepared.notes,
+        text,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -95,4 +98,54 @@ async fn ingestion_holds_its_baseline() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pool_acquisition_holds_its_baseline() {
     hold_area_to_its_baseline(Area::Pool).await;
+}
+
+/// A migration that makes every entity write a few hundred microseconds slower (a trigger
+/// doing CPU work, as a migration could add; a sleep would round up to a millisecond): seeding still completes, the report names the seeding step with its usual time, and
+/// the cases that write entities fail with their numbers (not a set-up timeout).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entity_writes_slowed_by_a_migration_are_named_by_their_cases_and_the_seed_step() {
+    let _alone = gate::exclusive().await;
+    let test_db = TestDb::for_timing(scenarios::pool_settings()).await;
+    sqlx::raw_sql(
+        "CREATE FUNCTION slow_entity_write() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN PERFORM count(*) FROM generate_series(1, 8000); RETURN NEW; END $$;
+         CREATE TRIGGER slow_entity_write BEFORE INSERT OR UPDATE ON entities
+         FOR EACH ROW EXECUTE FUNCTION slow_entity_write();",
+    )
+    .execute(test_db.db.pool())
+    .await
+    .unwrap();
+    // Checked against a copy of the committed baseline, never written.
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("test-debug.json");
+    std::fs::copy(baseline_path(), &copy).unwrap();
+    let outcome = check_area_with(&test_db.db, Area::Crud, |env| {
+        Ok(Guard::new(copy, env, Mode::Check))
+    })
+    .await;
+
+    let text = &outcome.text;
+    assert!(
+        outcome
+            .notes
+            .iter()
+            .any(|n| n.starts_with("set-up step seed.entities took") && n.contains(", usually ")),
+        "the slow seeding step is named: {:?}",
+        outcome.notes
+    );
+    let failed: Vec<&str> = ["crud.create_entity", "crud.update_entity"]
+        .into_iter()
+        .filter(|case| text.contains(&format!("case {case} regressed")))
+        .collect();
+    assert_eq!(
+        failed.len(),
+        2,
+        "both entity-writing cases fail with numbers:\n{text}"
+    );
+    assert!(!text.contains("statement timeout"), "{text}");
+    assert!(
+        outcome.failures.iter().all(PerfError::is_regression),
+        "only regressions, no set-up error:\n{text}"
+    );
 }

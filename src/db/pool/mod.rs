@@ -130,9 +130,21 @@ impl Db {
         )
     }
 
-    /// Closes every connection and refuses new acquires (`DbError::Unavailable`).
+    /// Closes every connection and refuses new acquires (`DbError::Unavailable`). Waits for
+    /// checked-out connections to come back for at most `acquire_timeout`, then leaves them to
+    /// close when they are dropped (with a warning naming how many), so a leaked or stuck
+    /// connection cannot hang a shutdown.
     pub async fn close(&self) {
-        self.pool.close().await;
+        if tokio::time::timeout(self.settings.acquire_timeout, self.pool.close())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                in_use = self.snapshot().in_use,
+                "closing the pool: connections still checked out after {:?}; they close when dropped",
+                self.settings.acquire_timeout
+            );
+        }
     }
 
     /// Waits until every handed-out connection is back (in-use zero and the pool's idle count

@@ -8,8 +8,14 @@ use sqlx::PgConnection;
 use crate::db::DbError;
 use crate::db::model::{NewSourceRecord, Page, SourceRecord};
 
-pub(crate) const COLUMNS: &str =
-    "id, source, external_id, payload, entity_id, match_score, ingested_at";
+/// The columns a new record sets, in the order every insert, COPY and encoded line uses
+/// (also [`crate::db::ingest::encode_copy_line`]).
+pub const INSERT_COLUMNS: &str = "source, external_id, payload, entity_id, match_score";
+
+/// `source_records` with the columns a new record sets: `INSERT INTO` / `COPY` targets.
+pub const INSERT_TARGET: &str = const_format::concatcp!("source_records (", INSERT_COLUMNS, ")");
+
+pub(crate) const COLUMNS: &str = const_format::concatcp!("id, ", INSERT_COLUMNS, ", ingested_at");
 
 #[derive(sqlx::FromRow)]
 pub(crate) struct Row {
@@ -44,8 +50,9 @@ pub async fn create(
 ) -> Result<SourceRecord, DbError> {
     new.validate()?;
     let sql = const_format::concatcp!(
-        "INSERT INTO source_records (source, external_id, payload, entity_id, match_score) ",
-        "VALUES ($1, $2, $3, $4, $5) RETURNING ",
+        "INSERT INTO ",
+        INSERT_TARGET,
+        " VALUES ($1, $2, $3, $4, $5) RETURNING ",
         COLUMNS
     );
     let row: Row = sqlx::query_as(sql)

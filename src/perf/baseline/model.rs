@@ -378,6 +378,10 @@ pub struct BaselineFile {
     pub environment: Environment,
     /// [`SCHEMA_VERSION`] when written.
     pub schema_version: u32,
+    /// How long each set-up step (seeding, ...) took when recorded, in milliseconds: a step
+    /// far slower than this is named in the report (never failed: the cases are judged).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub setup_ms: BTreeMap<String, f64>,
 }
 
 impl BaselineFile {
@@ -388,6 +392,7 @@ impl BaselineFile {
             cases: BTreeMap::new(),
             environment,
             schema_version: SCHEMA_VERSION,
+            setup_ms: BTreeMap::new(),
         }
     }
 }

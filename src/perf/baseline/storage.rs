@@ -41,6 +41,18 @@ pub fn parse(path: &Path, text: &str) -> Result<BaselineFile, PerfError> {
         }
     }
     let file: BaselineFile = serde_json::from_str(text).map_err(|e| malformed(path, &e))?;
+    if let Some((step, ms)) = file
+        .setup_ms
+        .iter()
+        .find(|(_, ms)| !(ms.is_finite() && **ms > 0.0))
+    {
+        return Err(PerfError::Malformed {
+            path: path.to_owned(),
+            line: 0,
+            column: 0,
+            reason: format!("setup_ms.{step} is {ms}: must be a finite number above 0"),
+        });
+    }
     for (case, baseline) in &file.cases {
         baseline.validate(case).map_err(|e| PerfError::Malformed {
             path: path.to_owned(),
@@ -109,6 +121,36 @@ pub fn save_case(
     baseline: CaseBaseline,
     replace_incomparable: bool,
 ) -> Result<(), PerfError> {
+    update(path, environment, replace_incomparable, |file| {
+        file.cases.insert(case.clone(), baseline.rounded());
+    })
+}
+
+/// Sets the set-up steps' times (milliseconds); with `replace`, over recorded ones too,
+/// otherwise only those not recorded yet.
+pub fn save_setup(
+    path: &Path,
+    environment: &Environment,
+    steps: &[(String, f64)],
+    replace: bool,
+) -> Result<(), PerfError> {
+    update(path, environment, replace, |file| {
+        for (step, ms) in steps {
+            if replace || !file.setup_ms.contains_key(step) {
+                file.setup_ms
+                    .insert(step.clone(), (ms * 10.0).round().max(1.0) / 10.0);
+            }
+        }
+    })
+}
+
+/// Loads the file under its lock (a new one if absent), applies `change`, writes it back.
+fn update(
+    path: &Path,
+    environment: &Environment,
+    replace_incomparable: bool,
+    change: impl FnOnce(&mut BaselineFile),
+) -> Result<(), PerfError> {
     let _lock = lock(path)?;
     let loaded = load(path).and_then(|file| {
         let file = file.unwrap_or_else(|| BaselineFile::new(environment.clone()));
@@ -121,7 +163,7 @@ pub fn save_case(
         other => other?,
     };
     file.about = super::model::ABOUT.to_owned();
-    file.cases.insert(case.clone(), baseline.rounded());
+    change(&mut file);
     write_atomically(path, &file)
 }
 
@@ -149,9 +191,26 @@ fn lock(path: &Path) -> Result<File, PerfError> {
         .write(true)
         .open(&lock_path)
         .map_err(io)?;
-    f.lock().map_err(io)?;
-    Ok(f)
+    let deadline = std::time::Instant::now() + LOCK_LIMIT;
+    loop {
+        match f.try_lock() {
+            Ok(()) => return Ok(f),
+            Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(PerfError::LockTimeout {
+                    path: lock_path,
+                    after: LOCK_LIMIT,
+                });
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
+        }
+    }
 }
+
+/// How long a save waits for another writer of the same file (a save takes milliseconds).
+const LOCK_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Writes pretty JSON with a trailing newline: temp file in the same directory, fsync, rename.
 pub fn write_atomically(path: &Path, file: &BaselineFile) -> Result<(), PerfError> {

@@ -1,14 +1,11 @@
 //! One fresh, migrated database per test, cloned from the shared template.
 
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use pgperf::db::{DatabaseUrl, Db, PoolSettings};
-use pgperf::server::Server;
+use pgperf::postgres::Server;
 
 use super::{gate, shared::shared};
-
-static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// A test's own database and a pool on it.
 #[derive(Debug)]
@@ -18,17 +15,6 @@ pub struct TestDb {
     /// The database's URL.
     pub url: DatabaseUrl,
     _gate: Option<gate::Gate>,
-}
-
-/// Database names carry the process id and the run's start time, so runs never collide and
-/// leftovers on an external server can be told apart.
-fn unique_name() -> String {
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let started = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    format!("pgperf_t_{}_{}_{n}", started / 3600, std::process::id())
 }
 
 impl TestDb {
@@ -52,13 +38,16 @@ impl TestDb {
 
     async fn unguarded(settings: PoolSettings) -> Self {
         let shared = shared();
-        let server = Server::external(shared.admin.clone());
-        let name = unique_name();
+        let server = if shared.is_container {
+            Server::in_own_container(shared.admin.clone())
+        } else {
+            Server::external(shared.admin.clone())
+        };
+        let name = pgperf::postgres::database_name("t");
         let url = server
             .clone_database(&shared.template, &name)
             .await
             .unwrap_or_else(|e| panic!("cloning the template database failed: {e}"));
-        super::shared::register_database(&name);
         let db = Db::connect(&url, settings)
             .await
             .unwrap_or_else(|e| panic!("connecting to the test database failed: {e}"));

@@ -3,10 +3,10 @@
 //! restart, and the host port is fixed so that the URL does too.
 
 use pgperf::db::{DatabaseUrl, Db, PoolSettings};
-use pgperf::server::{ContainerOptions, Server, Template};
+use pgperf::postgres::{ContainerOptions, Server, Template};
 
 use super::gate::{self, Gate};
-use super::shared::{register_for_cleanup, shared};
+use super::shared::shared;
 
 /// A test's own server and a migrated database on it. It holds the timing gate shared while it
 /// lives, like every other test: starting and breaking a server loads the cores.
@@ -55,7 +55,6 @@ impl Dedicated {
         let server = Server::start_container(options)
             .await
             .unwrap_or_else(|e| panic!("starting a dedicated container: {e}"));
-        register_for_cleanup(server.container_id().expect("a container"));
         let template = Template::ensure(server.admin_url()).await.unwrap();
         let url = server.clone_database(&template, "fault").await.unwrap();
         Some(Self {

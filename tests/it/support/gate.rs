@@ -18,30 +18,48 @@ fn open() -> File {
         .unwrap_or_else(|e| panic!("cannot open the timing gate {}: {e}", lock_path().display()))
 }
 
+/// How long a test waits for the gate. The longest test takes about a minute; ten means a
+/// test or another process holding the gate is stuck.
+const WAIT_LIMIT: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Takes the lock with `try_lock` until [`WAIT_LIMIT`] passes, then panics naming the file.
+fn take(kind: &str, try_lock: impl Fn(&File) -> Result<(), std::fs::TryLockError>) -> Gate {
+    let f = open();
+    let deadline = std::time::Instant::now() + WAIT_LIMIT;
+    loop {
+        match try_lock(&f) {
+            Ok(()) => return Gate(f),
+            Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => panic!(
+                "waited {WAIT_LIMIT:?} for the timing gate ({kind}), {}: a test holding it is \
+                 stuck, or another cargo test of this checkout is running",
+                lock_path().display()
+            ),
+            Err(std::fs::TryLockError::Error(e)) => {
+                panic!("cannot lock the timing gate {}: {e}", lock_path().display())
+            }
+        }
+    }
+}
+
 /// Held while a test runs; released on drop.
 #[derive(Debug)]
 pub struct Gate(#[allow(dead_code)] File);
 
 /// Holds the gate shared: any number of ordinary tests at once, none while a measurement runs.
 pub async fn shared() -> Gate {
-    tokio::task::spawn_blocking(|| {
-        let f = open();
-        f.lock_shared().expect("shared lock on the timing gate");
-        Gate(f)
-    })
-    .await
-    .expect("gate task")
+    tokio::task::spawn_blocking(|| take("shared", File::try_lock_shared))
+        .await
+        .expect("gate task")
 }
 
 /// Holds the gate exclusively: waits until no other test runs, then keeps them out.
 pub async fn exclusive() -> Gate {
-    tokio::task::spawn_blocking(|| {
-        let f = open();
-        f.lock().expect("exclusive lock on the timing gate");
-        Gate(f)
-    })
-    .await
-    .expect("gate task")
+    tokio::task::spawn_blocking(|| take("exclusive", File::try_lock))
+        .await
+        .expect("gate task")
 }
 
 /// Holds the gate exclusively if no other test holds it at all, without waiting.

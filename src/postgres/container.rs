@@ -13,9 +13,6 @@ use testcontainers_modules::{
 use super::{DEFAULT_IMAGE, IMAGE_VAR, ServerError};
 use crate::db::DatabaseUrl;
 
-/// Label put on every container pgperf starts, so leftovers can be found and removed.
-pub const OWNER_LABEL: &str = "org.pgperf.owner";
-
 /// PGDATA in the official image and in ours.
 const PGDATA: &str = "/var/lib/postgresql/data";
 
@@ -113,7 +110,6 @@ pub(super) async fn start(
         .with_password(&password)
         .with_name(&options.name)
         .with_tag(&options.tag)
-        .with_label(OWNER_LABEL, std::process::id().to_string())
         .with_cmd(
             SERVER_ARGS
                 .iter()
@@ -125,6 +121,9 @@ pub(super) async fn start(
                 .copied(),
         )
         .with_startup_timeout(options.startup_timeout);
+    for (key, value) in super::owner::Owner::current().labels() {
+        request = request.with_label(key, value);
+    }
     if options.data_on_tmpfs {
         request = request.with_mount(Mount::tmpfs_mount(PGDATA));
     }

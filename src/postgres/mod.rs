@@ -5,14 +5,17 @@
 //! that server. [`Template`] migrates a template database once; [`Server::clone_database`]
 //! then gives each user (a test, a benchmark) its own database in tens of milliseconds.
 
+pub mod cleanup;
 mod container;
 mod error;
+pub mod owner;
 mod template;
 
 use crate::db::DatabaseUrl;
 
-pub use container::{ContainerOptions, OWNER_LABEL, image_from_env};
+pub use container::{ContainerOptions, image_from_env};
 pub use error::ServerError;
+pub use owner::{OWNER_LABEL, database_name};
 pub use template::Template;
 
 /// Environment variable naming an external server to use instead of a container.
@@ -30,6 +33,9 @@ type PgContainer = testcontainers_modules::testcontainers::ContainerAsync<
 pub struct Server {
     admin: DatabaseUrl,
     container: Option<PgContainer>,
+    /// Whether databases made through this handle are tracked for dropping on interruption
+    /// (not on a container, which goes away whole).
+    track_databases: bool,
 }
 
 impl std::fmt::Debug for Server {
@@ -47,6 +53,17 @@ impl Server {
         Self {
             admin: url,
             container: None,
+            track_databases: true,
+        }
+    }
+
+    /// A handle on a server in a container that this process removes whole (its admin URL):
+    /// databases made through it are not tracked for dropping.
+    pub fn in_own_container(admin: DatabaseUrl) -> Self {
+        Self {
+            admin,
+            container: None,
+            track_databases: false,
         }
     }
 
@@ -61,16 +78,22 @@ impl Server {
                     })?;
                 Ok(Self::external(url))
             }
-            _ => Self::start_container(ContainerOptions::from_env()?).await,
+            _ => {
+                let options = ContainerOptions::from_env()?;
+                let _ = tokio::task::spawn_blocking(owner::sweep_dead_containers).await;
+                Self::start_container(options).await
+            }
         }
     }
 
     /// Starts a PostgreSQL container and waits until it accepts connections.
     pub async fn start_container(options: ContainerOptions) -> Result<Self, ServerError> {
         let (container, admin) = container::start(&options).await?;
+        cleanup::track_container(container.id());
         Ok(Self {
             admin,
             container: Some(container),
+            track_databases: false,
         })
     }
 
@@ -95,18 +118,51 @@ impl Server {
         template: &Template,
         name: &str,
     ) -> Result<DatabaseUrl, ServerError> {
-        template::clone_database(&self.admin, template, name).await
+        let url = template::clone_database(&self.admin, template, name).await?;
+        if self.track_databases {
+            cleanup::track_database(&self.admin, name);
+        }
+        Ok(url)
     }
 
     /// Drops a database made by [`Server::clone_database`] (closing other sessions on it).
     pub async fn drop_database(&self, name: &str) -> Result<(), ServerError> {
-        template::drop_database(&self.admin, name).await
+        template::drop_database(&self.admin, name).await?;
+        cleanup::forget_database(name);
+        Ok(())
+    }
+
+    /// Drops databases that killed runs left on this server (named by [`database_name`],
+    /// older than [`owner::STALE_AFTER`]); returns their names. Best effort and bounded.
+    pub async fn drop_stale_databases(&self) -> Vec<String> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let names = template::database_names(&self.admin)
+            .await
+            .unwrap_or_default();
+        let mut dropped = Vec::new();
+        for name in names
+            .into_iter()
+            .filter(|n| owner::is_stale_database(n, now))
+        {
+            if self.drop_database(&name).await.is_ok() {
+                dropped.push(name);
+            }
+        }
+        dropped
     }
 
     /// Removes the container now (also done on drop, which needs a tokio runtime).
     pub async fn shutdown(mut self) {
         if let Some(c) = self.container.take() {
-            let _ = c.rm().await;
+            let id = c.id().to_owned();
+            // A removal that fails or hangs stays tracked: the exit clean-up tries again.
+            let removed = tokio::time::timeout(std::time::Duration::from_secs(30), c.rm()).await;
+            if matches!(removed, Ok(Ok(()))) {
+                cleanup::forget_container(&id);
+            }
         }
     }
 }

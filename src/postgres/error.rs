@@ -59,6 +59,23 @@ pub enum ServerError {
         source: UrlError,
     },
 
+    /// A step of preparing databases got no answer in time: the server is paused, overloaded
+    /// or unreachable (or, for the template lock, another process holds it).
+    #[error(
+        "{step} on {target} got no answer within {after:?}; check that the server is up and \
+         not overloaded{hint}"
+    )]
+    Stalled {
+        /// What was waited for ("connecting", "CREATE DATABASE ...", "the template lock").
+        step: String,
+        /// The server, password redacted.
+        target: String,
+        /// How long we waited.
+        after: std::time::Duration,
+        /// More on what to do (may be empty).
+        hint: String,
+    },
+
     /// The server is up but preparing a database on it failed.
     #[error(transparent)]
     Database(#[from] DbError),
