@@ -35,7 +35,7 @@ fn main() -> std::process::ExitCode {
             tracing_subscriber::EnvFilter::try_from_env("PGPERF_LOG")
                 .unwrap_or_else(|_| "warn".into()),
         )
-        .with_writer(std::io::stderr)
+        .with_writer(|| MaskingStderr)
         .init();
     let cli = Cli::parse();
     // Ctrl-C or a CI job's SIGTERM removes the run's container, databases and files first.
@@ -49,6 +49,23 @@ fn main() -> std::process::ExitCode {
             eprintln!("pgperf: error: {e:#}");
             std::process::ExitCode::from(cli::exit_code(&e))
         }
+    }
+}
+
+/// Standard error for log lines, with every password the process knows masked (Docker's
+/// client logs a container's environment at debug level). Each event arrives in one write.
+struct MaskingStderr;
+
+impl std::io::Write for MaskingStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = String::from_utf8_lossy(buf);
+        let masked = pgperf::db::mask_known_secrets(&text);
+        std::io::stderr().write_all(masked.as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
     }
 }
 

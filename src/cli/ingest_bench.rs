@@ -136,6 +136,8 @@ struct Times {
     unnest: Vec<Duration>,
     one_tx: Vec<Duration>,
     autocommit: Vec<Duration>,
+    /// The client's peak RSS above its start during a COPY, KiB.
+    peak_kib: u64,
 }
 
 /// Rows per second of each round, and their median.
@@ -147,7 +149,7 @@ fn rates(rows: u64, times: &[Duration]) -> (f64, Vec<f64>) {
     (pgperf::perf::stats::median(&v).unwrap_or_default(), v)
 }
 
-fn print_report(args: &IngestArgs, t: &Times, peak_kib: u64) {
+fn print_report(args: &IngestArgs, t: &Times) {
     let (psql, psql_v) = rates(args.rows, &t.psql);
     let (copy, copy_v) = rates(args.rows, &t.copy);
     let (unnest, unnest_v) = rates(args.rows, &t.unnest);
@@ -186,7 +188,7 @@ fn print_report(args: &IngestArgs, t: &Times, peak_kib: u64) {
     );
     println!(
         "client peak RSS above start during COPY: {:.1} MiB",
-        peak_kib as f64 / 1024.0
+        t.peak_kib as f64 / 1024.0
     );
 }
 
@@ -196,60 +198,84 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
         let db = ws
             .pool(PoolSettings {
                 max_connections: 2,
+                // Loading a million rows, or truncating them, takes seconds by design: no
+                // slow-statement warnings in the middle of the report.
+                slow_statement: PSQL_LIMIT,
                 ..PoolSettings::default()
             })
             .await?;
         let file = write_rows_file(args.rows)?;
         let mut t = Times::default();
-        let mut peak_kib = 0u64;
         for round in 1..=args.rounds {
+            let say = |what: &str| eprintln!("pgperf: round {round}/{}: {what} ...", args.rounds);
             truncate(&db).await?;
-            eprintln!("pgperf: round {round}/{}: psql \\copy ...", args.rounds);
+            say("psql \\copy");
             t.psql.push(psql_copy(&ws.url, &file).await?);
-            truncate(&db).await?;
-            eprintln!("pgperf: round {round}/{}: pgperf COPY ...", args.rounds);
-            let mut conn = db.acquire().await?;
-            let rss_before = status_kib("VmRSS:").unwrap_or(0);
-            reset_peak_rss();
-            let started = Instant::now();
-            let n = copy_records(&mut conn, dataset::records(1, args.rows, 1_000)).await?;
-            t.copy.push(started.elapsed());
-            peak_kib = peak_kib.max(status_kib("VmHWM:").unwrap_or(0).saturating_sub(rss_before));
-            drop(conn);
-            anyhow::ensure!(n == args.rows, "COPY loaded {n} rows, expected {}", args.rows);
-            truncate(&db).await?;
-            eprintln!("pgperf: round {round}/{}: UNNEST ...", args.rounds);
-            let mut conn = db.acquire().await?;
-            let started = Instant::now();
-            insert_records_unnest(&mut conn, dataset::records(1, args.rows, 1_000)).await?;
-            t.unnest.push(started.elapsed());
-            drop(conn);
-            truncate(&db).await?;
-            eprintln!(
-                "pgperf: round {round}/{}: row by row ({} rows, one transaction, then autocommit) ...",
-                args.rounds, args.row_by_row_rows
-            );
-            let mut conn = db.acquire().await?;
-            let started = Instant::now();
-            insert_records_one_by_one(&mut conn, dataset::records(1, args.row_by_row_rows, 1_000))
-                .await?;
-            t.one_tx.push(started.elapsed());
-            drop(conn);
-            truncate(&db).await?;
-            let mut conn = db.acquire().await?;
-            let started = Instant::now();
-            for r in dataset::records(1, args.row_by_row_rows, 1_000) {
-                records::create(&mut conn, &r).await?;
-            }
-            t.autocommit.push(started.elapsed());
-            drop(conn);
+            say("pgperf COPY");
+            copy_round(&db, &args, &mut t).await?;
+            say("UNNEST");
+            t.unnest
+                .push(timed_load(&db, args.rows, Load::Unnest).await?);
+            say(&format!(
+                "row by row ({} rows, one transaction, then autocommit)",
+                args.row_by_row_rows
+            ));
+            let rows = args.row_by_row_rows;
+            t.one_tx
+                .push(timed_load(&db, rows, Load::OneTransaction).await?);
+            t.autocommit
+                .push(timed_load(&db, rows, Load::Autocommit).await?);
         }
         truncate(&db).await?;
         db.close().await;
         cleanup::forget_file(&file);
         drop(file);
-        print_report(&args, &t, peak_kib);
+        print_report(&args, &t);
         Ok(())
     })
     .await
+}
+
+/// The paths other than COPY, each timed on an empty table.
+#[derive(Debug, Clone, Copy)]
+enum Load {
+    Unnest,
+    OneTransaction,
+    Autocommit,
+}
+
+async fn timed_load(db: &Db, rows: u64, load: Load) -> anyhow::Result<Duration> {
+    truncate(db).await?;
+    let mut conn = db.acquire().await?;
+    let records = dataset::records(1, rows, 1_000);
+    let started = Instant::now();
+    match load {
+        Load::Unnest => drop(insert_records_unnest(&mut conn, records).await?),
+        Load::OneTransaction => drop(insert_records_one_by_one(&mut conn, records).await?),
+        Load::Autocommit => {
+            for r in records {
+                records::create(&mut conn, &r).await?;
+            }
+        }
+    }
+    Ok(started.elapsed())
+}
+
+/// One round of pgperf's COPY, with the client's peak memory above its start.
+async fn copy_round(db: &Db, args: &IngestArgs, t: &mut Times) -> anyhow::Result<()> {
+    truncate(db).await?;
+    let mut conn = db.acquire().await?;
+    let rss_before = status_kib("VmRSS:").unwrap_or(0);
+    reset_peak_rss();
+    let started = Instant::now();
+    let n = copy_records(&mut conn, dataset::records(1, args.rows, 1_000)).await?;
+    t.copy.push(started.elapsed());
+    let peak = status_kib("VmHWM:").unwrap_or(0).saturating_sub(rss_before);
+    t.peak_kib = t.peak_kib.max(peak);
+    anyhow::ensure!(
+        n == args.rows,
+        "COPY loaded {n} rows, expected {}",
+        args.rows
+    );
+    Ok(())
 }

@@ -29,27 +29,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let baseline = args
         .baseline
         .unwrap_or_else(|| PathBuf::from(format!("baselines/bench-{profile}.json")));
-    let cases: Vec<_> = AREAS
-        .iter()
-        .flat_map(|a| scenarios::cases(*a))
-        .filter(|c| {
-            args.filter
-                .as_deref()
-                .is_none_or(|f| c.name.as_str().contains(f))
-        })
-        .collect();
-    if cases.is_empty() {
-        return Err(Failure::Usage(format!(
-            "--filter {:?} matches no case; the cases are: {}",
-            args.filter.unwrap_or_default(),
-            scenarios::case_names()
-                .iter()
-                .map(|c| c.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))
-        .into());
-    }
+    let cases = selected(args.filter.as_deref())?;
     let outcome = with_workspace("bench", async |ws| {
         let db = ws.pool(scenarios::pool_settings()).await?;
         eprintln!("pgperf: seeding {} entities ...", scenarios::seed::ENTITIES);
@@ -97,6 +77,28 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     } else {
         Err(anyhow::anyhow!(text))
     }
+}
+
+/// The cases whose name contains `filter` (all without one); a filter matching none is a
+/// usage error listing the cases.
+fn selected(filter: Option<&str>) -> Result<Vec<scenarios::Case>, Failure> {
+    let cases: Vec<_> = AREAS
+        .iter()
+        .flat_map(|a| scenarios::cases(*a))
+        .filter(|c| filter.is_none_or(|f| c.name.as_str().contains(f)))
+        .collect();
+    if cases.is_empty() {
+        return Err(Failure::Usage(format!(
+            "--filter {:?} matches no case; the cases are: {}",
+            filter.unwrap_or_default(),
+            scenarios::case_names()
+                .iter()
+                .map(|c| c.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    Ok(cases)
 }
 
 fn print_pool(db: &pgperf::db::Db) {

@@ -148,12 +148,24 @@ impl DbError {
         }
     }
 
-    /// True when retrying later may succeed (the database was unavailable).
+    /// True when retrying later may succeed (the database was unavailable): the server went
+    /// away, did not answer in time, refused the connection, or is at its connection limit
+    /// (53300). A wrong password or a missing database is not: retrying will not help.
     pub fn is_unavailable(&self) -> bool {
-        matches!(
-            self,
-            Self::Unavailable { .. } | Self::Timeout { .. } | Self::ConnectTimeout { .. }
-        )
+        match self {
+            Self::Unavailable { .. } | Self::Timeout { .. } | Self::ConnectTimeout { .. } => true,
+            Self::Connect { source, .. } => is_transient(source),
+            _ => false,
+        }
+    }
+}
+
+/// Whether a driver error means "not now" rather than "never".
+fn is_transient(source: &sqlx::Error) -> bool {
+    match source {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|c| is_unavailable_code(&c)),
+        _ => false,
     }
 }
 

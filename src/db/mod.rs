@@ -18,4 +18,4 @@ pub use model::{
 };
 pub use normalize::normalize_name;
 pub use pool::{Db, MeteredConnection, PoolSettings, PoolSnapshot};
-pub use url::{DatabaseUrl, UrlError, redact_text};
+pub use url::{DatabaseUrl, UrlError, mask_known_secrets, redact_text, remember_secret};

@@ -40,7 +40,7 @@ impl DatabaseUrl {
             reason: e.to_string(),
         })?;
         let unsupported = |reason: &str| UrlError::Unsupported {
-            shown: redact(&url),
+            shown: redact_text(text),
             reason: reason.to_owned(),
         };
         if !matches!(url.scheme(), "postgres" | "postgresql") {
@@ -52,6 +52,12 @@ impl DatabaseUrl {
             return Err(unsupported("the URL names no host"));
         }
         PgConnectOptions::from_str(url.as_str()).map_err(|e| unsupported(&e.to_string()))?;
+        if let Some(secret) = url.password() {
+            remember_secret(secret);
+            if let Ok(decoded) = percent_encoding::percent_decode_str(secret).decode_utf8() {
+                remember_secret(&decoded);
+            }
+        }
         Ok(Self(url))
     }
 
@@ -174,11 +180,48 @@ fn redact(url: &url::Url) -> String {
     shown.to_string()
 }
 
+/// Passwords of the URLs this process parsed (a container's random one among them): the log
+/// writer masks them wherever they appear, e.g. in a Docker client's request log.
+static KNOWN_SECRETS: std::sync::RwLock<Vec<String>> = std::sync::RwLock::new(Vec::new());
+
+/// Secrets shorter than this are not masked by value (they would mask ordinary words); the
+/// patterns of [`redact_text`] still mask them in URLs and `password=` pairs.
+const SHORTEST_MASKED: usize = 6;
+
+/// Remembers a password so that [`mask_known_secrets`] masks it (done for every parsed URL;
+/// call it for a secret that is logged before it is part of one).
+pub fn remember_secret(secret: &str) {
+    if secret.len() < SHORTEST_MASKED {
+        return;
+    }
+    let mut known = KNOWN_SECRETS.write().unwrap_or_else(|p| p.into_inner());
+    if !known.iter().any(|k| k == secret) {
+        known.push(secret.to_owned());
+    }
+}
+
+/// `text` with every password this process knows replaced by `***`: for log lines, which
+/// may carry one anywhere (`POSTGRES_PASSWORD=...` in a container's environment).
+pub fn mask_known_secrets(text: &str) -> std::borrow::Cow<'_, str> {
+    let known = KNOWN_SECRETS.read().unwrap_or_else(|p| p.into_inner());
+    let mut out = std::borrow::Cow::Borrowed(text);
+    for secret in known.iter() {
+        if out.contains(secret.as_str()) {
+            out = std::borrow::Cow::Owned(out.replace(secret.as_str(), "***"));
+        }
+    }
+    out
+}
+
 /// Redacts a text that may not parse as a URL (a typo'd URL, a libpq key/value string): the
 /// password of a `user:password@` part, and the value of every key ending in `password`
 /// (`password=`, `?password=`, `&sslpassword=`, quoted or not), whatever else is broken.
 pub fn redact_text(text: &str) -> String {
-    if let Ok(url) = url::Url::parse(text) {
+    // A text without `//` after its scheme (`postgres:user:secret@host`) parses as a URL with
+    // no authority, whose "path" would be shown as it is.
+    if let Ok(url) = url::Url::parse(text)
+        && !url.cannot_be_a_base()
+    {
         return redact(&url);
     }
     mask_password_values(&mask_userinfo(text))
@@ -197,7 +240,7 @@ fn after_scheme(text: &str) -> Option<usize> {
 /// `scheme://user:secret@host` becomes `scheme://user:***@host`.
 fn mask_userinfo(text: &str) -> String {
     let Some(start) = after_scheme(text) else {
-        return text.to_owned();
+        return mask_bare_userinfo(text);
     };
     let rest = &text[start..];
     let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
@@ -206,6 +249,19 @@ fn mask_userinfo(text: &str) -> String {
     };
     match rest[..at].find(':') {
         Some(colon) => format!("{}{}:***{}", &text[..start], &rest[..colon], &rest[at..]),
+        None => text.to_owned(),
+    }
+}
+
+/// Without `scheme://`: in `[scheme:]user:secret@host...`, what lies between the last `:` and
+/// the first `@` (before any `/`) becomes `***`.
+fn mask_bare_userinfo(text: &str) -> String {
+    let head_end = text.find('/').unwrap_or(text.len());
+    let Some(at) = text[..head_end].find('@') else {
+        return text.to_owned();
+    };
+    match text[..at].rfind(':') {
+        Some(colon) => format!("{}:***{}", &text[..colon], &text[at..]),
         None => text.to_owned(),
     }
 }
@@ -247,6 +303,17 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    #[test]
+    fn a_parsed_urls_password_is_masked_anywhere_in_a_log_line() {
+        DatabaseUrl::parse("postgres://app:Zq%2Fsecret9@db:5432/app").unwrap();
+        let line = r#"{"Env":["POSTGRES_PASSWORD=Zq/secret9","X=Zq%2Fsecret9"]}"#;
+        assert_eq!(
+            mask_known_secrets(line),
+            r#"{"Env":["POSTGRES_PASSWORD=***","X=***"]}"#
+        );
+        assert_eq!(mask_known_secrets("nothing here"), "nothing here");
+    }
+
     /// A connection string in one of the forms users write (or mistype), with `secret` as its
     /// password (percent-encoded where the form is a URL).
     fn connection_string(form: usize, user: &str, secret: &str, host: &str, db: &str) -> String {
@@ -258,14 +325,15 @@ mod tests {
             3 => format!("postgres://{host}:bad/{db}?password={enc}&x=1"),
             4 => format!("host={host} user={user} password={secret} dbname={db}"),
             5 => format!("postgresql://{user}:{enc}@{host}/{db}?sslmode=bogus"),
-            _ => format!("mysql://{user}:{enc}@{host}/{db}"),
+            6 => format!("mysql://{user}:{enc}@{host}/{db}"),
+            _ => format!("postgres:{user}:{enc}@{host}:5432/{db}"),
         }
     }
 
     proptest! {
         #[test]
         fn no_password_appears_in_anything_shown(
-            form in 0usize..7,
+            form in 0usize..8,
             user in "[a-z][a-z0-9_]{0,10}",
             secret in "Zq[A-Za-z0-9!$%^*()+,=&#:@/-]{6,16}",
             host in "[a-z]{1,8}(\\.[a-z]{1,5})?",

@@ -131,12 +131,12 @@ pub enum PerfError {
     },
 
     /// The slowdown-injection variable names a case that does not exist.
-    #[error("{var}: no case is named {case:?}; the cases are: {known}")]
+    #[error("{var}: no case is named \"{case}\"; the cases are: {known}")]
     UnknownSlowdownCase {
         /// The variable.
         var: &'static str,
         /// The name given.
-        case: String,
+        case: crate::perf::baseline::CaseName,
         /// Every case, comma-separated.
         known: String,
     },
@@ -150,7 +150,7 @@ pub enum PerfError {
         /// The variable.
         var: &'static str,
         /// The case.
-        case: String,
+        case: crate::perf::baseline::CaseName,
         /// Its task count.
         tasks: usize,
     },
@@ -163,7 +163,7 @@ pub enum PerfError {
     )]
     MissingCase {
         /// The case.
-        case: String,
+        case: crate::perf::baseline::CaseName,
         /// The baseline file.
         path: PathBuf,
     },
@@ -181,7 +181,7 @@ pub enum PerfError {
     #[error("case {case}: p95 {p95_us:.0} µs is above its ceiling of {ceiling_us:.0} µs (set in {})", path.display())]
     CeilingBreached {
         /// The case.
-        case: String,
+        case: crate::perf::baseline::CaseName,
         /// Observed p95, µs.
         p95_us: f64,
         /// The ceiling, µs.
@@ -194,7 +194,7 @@ pub enum PerfError {
     #[error("case {case}: {errors} of the measured operations failed; first error: {first_error}")]
     Operation {
         /// The case.
-        case: String,
+        case: crate::perf::baseline::CaseName,
         /// How many failed.
         errors: u64,
         /// The first error's message.
@@ -209,7 +209,7 @@ pub enum PerfError {
     )]
     Stalled {
         /// The case.
-        case: String,
+        case: crate::perf::baseline::CaseName,
         /// What was waited for.
         step: &'static str,
         /// How long.
@@ -258,7 +258,7 @@ impl PerfError {
 )]
 pub struct Regression {
     /// The case.
-    pub case: String,
+    pub case: crate::perf::baseline::CaseName,
     /// Observed p50 (of the confirming run), µs.
     pub p50_us: f64,
     /// What the model expects on this machine, µs.
@@ -292,7 +292,7 @@ pub struct Regression {
 )]
 pub struct CounterRegression {
     /// The case.
-    pub case: String,
+    pub case: crate::perf::baseline::CaseName,
     /// The counter's name.
     pub counter: &'static str,
     /// Its recorded value (rounded for reading).

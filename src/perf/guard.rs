@@ -40,11 +40,11 @@ pub struct Guard {
     path: PathBuf,
     environment: Environment,
     mode: Mode,
-    slowdowns: Vec<(String, f64)>,
+    slowdowns: Vec<(CaseName, f64)>,
 }
 
 /// Parses `CASE=FACTOR[,CASE=FACTOR...]`.
-fn parse_slowdown(value: Option<&str>) -> Result<Vec<(String, f64)>, PerfError> {
+fn parse_slowdown(value: Option<&str>) -> Result<Vec<(CaseName, f64)>, PerfError> {
     let Some(value) = value.map(str::trim).filter(|v| !v.is_empty()) else {
         return Ok(Vec::new());
     };
@@ -57,10 +57,10 @@ fn parse_slowdown(value: Option<&str>) -> Result<Vec<(String, f64)>, PerfError> 
         .map(|one| {
             let (case, factor) = one.split_once('=').ok_or_else(bad)?;
             let factor: f64 = factor.trim().parse().map_err(|_| bad())?;
-            if !(factor >= 1.0 && factor.is_finite()) || case.trim().is_empty() {
+            if !(factor >= 1.0 && factor.is_finite()) {
                 return Err(bad());
             }
-            Ok((case.trim().to_owned(), factor))
+            Ok((CaseName::new(case.trim()).map_err(|_| bad())?, factor))
         })
         .collect()
 }
@@ -116,17 +116,14 @@ impl Guard {
     pub fn slowdown_for(&self, case: &CaseName) -> Option<Slowdown> {
         self.slowdowns
             .iter()
-            .find(|(c, _)| c == case.as_str())
+            .find(|(c, _)| c == case)
             .map(|(_, f)| Slowdown(*f))
     }
 
     /// Refuses a slowdown that names no case in `known`: it would slow nothing and prove
     /// nothing.
     pub fn check_slowed_cases(&self, known: &[CaseName]) -> Result<(), PerfError> {
-        let unknown = self
-            .slowdowns
-            .iter()
-            .find(|(c, _)| !known.iter().any(|k| k.as_str() == c));
+        let unknown = self.slowdowns.iter().find(|(c, _)| !known.contains(c));
         match unknown {
             Some((case, _)) => Err(PerfError::UnknownSlowdownCase {
                 var: SLOWDOWN_VAR,
@@ -276,7 +273,7 @@ impl Guard {
         let Some(baseline) = self.recorded(case)? else {
             if !self.mode.writes() {
                 return Err(PerfError::MissingCase {
-                    case: case.to_string(),
+                    case: case.clone(),
                     path: self.path.clone(),
                 }
                 .into());
@@ -357,7 +354,7 @@ impl Guard {
         first_ratio: f64,
         confirm: &Comparison,
     ) -> PerfError {
-        let (case, path, command) = (case.to_string(), self.path.clone(), self.record_command());
+        let (case, path, command) = (case.clone(), self.path.clone(), self.record_command());
         let figure = |x: f64| format!("{}", crate::perf::stats::round_sig(x, 3));
         match (confirm.verdict, confirm.counter_breach) {
             (Verdict::CeilingBreached, _) => PerfError::CeilingBreached {
@@ -445,7 +442,7 @@ impl From<PerfError> for Failed {
 fn ok_observation(case: &CaseName, o: Observation) -> Result<Observation, PerfError> {
     if o.summary.errors > 0 {
         return Err(PerfError::Operation {
-            case: case.to_string(),
+            case: case.clone(),
             errors: o.summary.errors,
             first_error: "see the case's log".into(),
         });
@@ -618,14 +615,18 @@ mod tests {
     fn slowdown_injection_is_parsed_or_refused_by_name() {
         assert_eq!(
             parse_slowdown(Some("crud.insert=3")).unwrap(),
-            vec![("crud.insert".to_owned(), 3.0)]
+            vec![(CaseName::new("crud.insert").unwrap(), 3.0)]
         );
         assert_eq!(
             parse_slowdown(Some("a.b=3, c.d=2.5")).unwrap(),
-            vec![("a.b".to_owned(), 3.0), ("c.d".to_owned(), 2.5)]
+            vec![
+                (CaseName::new("a.b").unwrap(), 3.0),
+                (CaseName::new("c.d").unwrap(), 2.5)
+            ]
         );
         assert_eq!(parse_slowdown(None).unwrap(), vec![]);
         assert!(parse_slowdown(Some("a.b=3,c.d=0.5")).is_err());
+        assert!(parse_slowdown(Some("Not A Case=3")).is_err());
         assert!(
             parse_slowdown(Some("crud.insert"))
                 .unwrap_err()

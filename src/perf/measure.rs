@@ -101,6 +101,29 @@ pub struct Measurement {
     pub summary: Summary,
     /// The first operation error, for the report.
     pub first_error: Option<String>,
+    /// Every recorded latency, in nanoseconds (to merge measurements made side by side).
+    pub histogram: hdrhistogram::Histogram<u64>,
+    /// How long the recorded phase took.
+    pub wall: Duration,
+}
+
+impl Measurement {
+    /// Measurements that ran at the same time (on several threads) as one: latencies merged,
+    /// errors added, the longest wall time.
+    pub fn merge(parts: Vec<Measurement>) -> Option<Measurement> {
+        let mut parts = parts.into_iter();
+        let mut all = parts.next()?;
+        for m in parts {
+            all.histogram
+                .add(&m.histogram)
+                .expect("histograms share bounds");
+            all.summary.errors += m.summary.errors;
+            all.wall = all.wall.max(m.wall);
+            all.first_error = all.first_error.or(m.first_error);
+        }
+        all.summary = Summary::of(&all.histogram, all.summary.errors, all.wall);
+        Some(all)
+    }
 }
 
 /// Runs `op` on `config.concurrency` tasks, each with a state made by `states` (one per task),
@@ -173,9 +196,12 @@ where
         errors += r.errors;
         first_error = first_error.or(r.first_error);
     }
+    let wall = started.elapsed();
     let m = Measurement {
-        summary: Summary::of(&merged, errors, started.elapsed()),
+        summary: Summary::of(&merged, errors, wall),
         first_error,
+        histogram: merged,
+        wall,
     };
     (m, started_with)
 }
@@ -190,19 +216,47 @@ impl TaskResult {
     }
 }
 
-/// Runs one operation under the config's `op_timeout`; a timeout is an error that says so.
-async fn timed<S, E: std::fmt::Display>(
-    state: &mut S,
-    op: &Operation<S, E>,
-    config: &MeasureConfig,
-) -> Result<(), String> {
-    match tokio::time::timeout(config.op_timeout, op(state)).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err(format!(
-            "an operation got no answer within {:?} (is the server paused or overloaded?)",
-            config.op_timeout
-        )),
+/// A task's watchdog on its operations. One timer per task, moved forward only when less than
+/// half of `op_timeout` is left: re-arming a timer for every operation would cost each one a
+/// trip through the runtime's timer wheel (a lock shared by the tasks). So an operation that
+/// never answers is cut off after between half and all of `op_timeout`.
+struct Watchdog {
+    sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
+    limit: Duration,
+    /// Whether an operation was cut off (its state, a connection mid-query, is unusable).
+    fired: bool,
+}
+
+impl Watchdog {
+    fn new(limit: Duration) -> Self {
+        Self {
+            sleep: Box::pin(tokio::time::sleep(limit)),
+            limit,
+            fired: false,
+        }
+    }
+
+    /// Runs one operation; a timeout is an error that says so.
+    async fn run<S, E: std::fmt::Display>(
+        &mut self,
+        state: &mut S,
+        op: &Operation<S, E>,
+    ) -> Result<(), String> {
+        let now = tokio::time::Instant::now();
+        if self.sleep.deadline().saturating_duration_since(now) < self.limit / 2 {
+            self.sleep.as_mut().reset(now + self.limit);
+        }
+        tokio::select! {
+            biased;
+            outcome = op(state) => outcome.map_err(|e| e.to_string()),
+            () = self.sleep.as_mut() => {
+                self.fired = true;
+                Err(format!(
+                    "an operation got no answer within {:?} (is the server paused or overloaded?)",
+                    self.limit
+                ))
+            }
+        }
     }
 }
 
@@ -213,8 +267,9 @@ async fn warm_up<S, E: std::fmt::Display>(
     op: &Operation<S, E>,
     config: &MeasureConfig,
 ) -> Option<String> {
+    let mut watchdog = Watchdog::new(config.op_timeout);
     for _ in 0..config.warmup_iterations {
-        if let Err(e) = timed(state, op, config).await {
+        if let Err(e) = watchdog.run(state, op).await {
             return Some(format!("during warm-up: {e}"));
         }
     }
@@ -234,17 +289,17 @@ async fn run_task<S, E: std::fmt::Display>(
         errors: 0,
         first_error: None,
     };
+    let mut watchdog = Watchdog::new(config.op_timeout);
     while remaining
         .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
         .is_ok()
     {
         let started = Instant::now();
-        let outcome = timed(state, op, config).await;
+        let outcome = watchdog.run(state, op).await;
         if let Some(s) = slowdown {
             s.apply(started.elapsed());
         }
         let took = started.elapsed();
-        let timed_out = took >= config.op_timeout;
         match outcome {
             Ok(()) => record(&mut result.histogram, took),
             Err(e) => {
@@ -253,7 +308,7 @@ async fn run_task<S, E: std::fmt::Display>(
             }
         }
         // After a timeout the state (a connection mid-query) is unusable: stop this task.
-        if took.is_zero() || timed_out || Instant::now() >= deadline {
+        if took.is_zero() || watchdog.fired || Instant::now() >= deadline {
             break;
         }
     }

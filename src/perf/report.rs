@@ -14,7 +14,7 @@ use super::calibrate::References;
 #[derive(Debug, Clone, Serialize)]
 pub struct CaseReport {
     /// The case.
-    pub case: String,
+    pub case: CaseName,
     /// What was measured.
     pub observation: Observation,
     /// The baseline it was compared with.
@@ -61,7 +61,7 @@ impl CaseReport {
             (!notes.is_empty()).then(|| notes.join("; "))
         });
         Self {
-            case: case.to_string(),
+            case: case.clone(),
             observation,
             baseline,
             comparison,
@@ -123,7 +123,7 @@ fn rows(reports: &[CaseReport]) -> Vec<[String; 9]> {
         .map(|r| {
             let s = &r.observation.summary;
             [
-                r.case.clone(),
+                r.case.to_string(),
                 fmt_us(s.p50_us),
                 fmt_us(s.p95_us),
                 fmt_us(s.p99_us),
@@ -217,7 +217,7 @@ pub fn benchmark_json(reports: &[CaseReport]) -> String {
     let entries: Vec<_> = reports
         .iter()
         .map(|r| BenchmarkEntry {
-            name: &r.case,
+            name: r.case.as_str(),
             unit: "us",
             value: super::stats::round_sig(r.observation.summary.p50_us, 3),
             extra: format!(

@@ -65,11 +65,6 @@ pub fn forget_file(path: &Path) {
     with(|r| r.files.retain(|f| f != path));
 }
 
-/// The containers still to remove (for tests and reports).
-pub fn tracked_containers() -> Vec<String> {
-    with(|r| r.containers.clone())
-}
-
 /// Removes everything still tracked: containers (`docker rm -f -v`), databases (each dropped
 /// with `FORCE`, all within [`DROP_LIMIT`]) and files. Safe to call from any thread, with or
 /// without a tokio runtime, more than once.

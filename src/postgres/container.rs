@@ -17,21 +17,27 @@ use crate::db::DatabaseUrl;
 const PGDATA: &str = "/var/lib/postgresql/data";
 
 /// The server's settings (the module's default is only `fsync=off`):
-/// - `fsync=off`: data durability does not matter in a throw-away test server;
-/// - `pg_stat_statements` preloaded, planning time tracked: the guard's per-operation counters
-///   (statements, rows, buffers, WAL) and server time come from it;
+/// - `fsync=off`: data durability does not matter in a throw-away test server (unless the
+///   options ask for a durable one, to test crash recovery);
 /// - `full_page_writes=off`: after a checkpoint the first change of each page would otherwise
-///   log the whole page, so WAL bytes per operation would depend on when checkpoints fall.
-const SERVER_ARGS: [&str; 8] = [
-    "-c",
-    "fsync=off",
-    "-c",
-    "full_page_writes=off",
-    "-c",
-    "shared_preload_libraries=pg_stat_statements",
-    "-c",
-    "pg_stat_statements.track_planning=on",
-];
+///   log the whole page, so WAL bytes per operation would depend on when checkpoints fall;
+/// - `pg_stat_statements` preloaded, planning time tracked: the guard's per-operation counters
+///   (statements, rows, buffers, WAL) and server time come from it.
+fn server_args(options: &ContainerOptions) -> Vec<String> {
+    let durable = if options.durable { "on" } else { "off" };
+    let mut settings = vec![
+        format!("fsync={durable}"),
+        format!("full_page_writes={durable}"),
+    ];
+    if options.stat_statements {
+        settings.push("shared_preload_libraries=pg_stat_statements".to_owned());
+        settings.push("pg_stat_statements.track_planning=on".to_owned());
+    }
+    settings
+        .into_iter()
+        .flat_map(|s| ["-c".to_owned(), s])
+        .collect()
+}
 
 /// What container to start.
 #[derive(Debug, Clone)]
@@ -51,6 +57,9 @@ pub struct ContainerOptions {
     /// Preload `pg_stat_statements` (the guard's counters come from it); off only to test a
     /// server without it.
     pub stat_statements: bool,
+    /// `fsync` and `full_page_writes` on, as in production: for crash tests (off otherwise,
+    /// which is faster and makes WAL volume independent of checkpoints).
+    pub durable: bool,
 }
 
 /// The `name:tag` in `PGPERF_PG_IMAGE`, or the default.
@@ -86,6 +95,7 @@ impl ContainerOptions {
             startup_timeout: Duration::from_secs(60),
             data_on_tmpfs: true,
             stat_statements: true,
+            durable: false,
         })
     }
 
@@ -106,20 +116,13 @@ pub(super) async fn start(
     options: &ContainerOptions,
 ) -> Result<(ContainerAsync<Postgres>, DatabaseUrl), ServerError> {
     let password = random_password();
+    // The engine's request log (PGPERF_LOG=debug) shows the container's environment.
+    crate::db::remember_secret(&password);
     let mut request = Postgres::default()
         .with_password(&password)
         .with_name(&options.name)
         .with_tag(&options.tag)
-        .with_cmd(
-            SERVER_ARGS
-                .iter()
-                .take(if options.stat_statements {
-                    SERVER_ARGS.len()
-                } else {
-                    4
-                })
-                .copied(),
-        )
+        .with_cmd(server_args(options))
         .with_startup_timeout(options.startup_timeout);
     for (key, value) in super::owner::Owner::current().labels() {
         request = request.with_label(key, value);

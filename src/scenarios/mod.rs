@@ -178,7 +178,7 @@ where
         .map(|r| r.map_err(PerfError::from))
         .unwrap_or_else(|_| {
             Err(PerfError::Stalled {
-                case: case.name.to_string(),
+                case: case.name.clone(),
                 step,
                 after: limit,
             })
@@ -205,7 +205,7 @@ pub async fn observe(
     if slowdown.is_some() && case.config.concurrency > 1 {
         return Err(PerfError::SlowdownNeedsOneTask {
             var: crate::perf::guard::SLOWDOWN_VAR,
-            case: case.name.to_string(),
+            case: case.name.clone(),
             tasks: case.config.concurrency,
         });
     }
@@ -227,7 +227,7 @@ pub async fn observe(
         return Err(operation_failed(case, &m));
     }
     let (client_at_start, server_at_start) = started_with.map_err(|_| PerfError::Stalled {
-        case: case.name.to_string(),
+        case: case.name.clone(),
         step: "reading the server's CPU time",
         after: STEP_LIMIT,
     })?;
@@ -253,7 +253,7 @@ pub async fn observe(
 
 fn operation_failed(case: &Case, m: &Measurement) -> PerfError {
     PerfError::Operation {
-        case: case.name.to_string(),
+        case: case.name.clone(),
         errors: m.summary.errors,
         first_error: m.first_error.clone().unwrap_or_default(),
     }

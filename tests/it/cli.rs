@@ -82,3 +82,40 @@ async fn a_regression_exits_1_naming_the_case_and_a_slowdown_of_no_case_exits_2(
         stderr(&out)
     );
 }
+
+#[tokio::test]
+async fn debug_logging_never_prints_the_containers_password() {
+    if !crate::support::shared::shared().is_container {
+        eprintln!("skipped: needs a Docker engine (PGPERF_DATABASE_URL is set)");
+        return;
+    }
+    let _gate = gate::shared().await;
+    let out = tokio::task::spawn_blocking(|| {
+        Command::new(env!("CARGO_BIN_EXE_pgperf"))
+            .arg("check-server")
+            .env_remove("PGPERF_DATABASE_URL")
+            .env("PGPERF_LOG", "debug")
+            .output()
+            .expect("running pgperf")
+    })
+    .await
+    .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    // The Docker client logs the container's environment at debug level: it is there, masked.
+    let shown: Vec<&str> = err
+        .match_indices("POSTGRES_PASSWORD=")
+        .map(|(i, _)| &err[i..])
+        .collect();
+    assert!(
+        !shown.is_empty(),
+        "no container environment in the debug log:\n{err}"
+    );
+    for rest in shown {
+        assert!(
+            rest.starts_with("POSTGRES_PASSWORD=***"),
+            "{}",
+            &rest[..rest.len().min(60)]
+        );
+    }
+}

@@ -66,8 +66,9 @@ async fn an_exhausted_pool_times_out_after_the_acquire_timeout_and_nothing_else_
         ),
         "{third:?}"
     );
+    // Not before the timeout; after it, a busy core may add scheduling delay, never seconds.
     assert!(
-        waited >= Duration::from_millis(950) && waited < Duration::from_millis(1_500),
+        waited >= Duration::from_millis(950) && waited < Duration::from_millis(3_000),
         "failed after {waited:?}, timeout 1 s"
     );
     assert_eq!(db.snapshot().acquire_timeouts, 1);
@@ -161,10 +162,12 @@ async fn after_load_every_connection_returns_even_from_cancelled_acquires() {
     let s = db.snapshot();
     assert!(settled, "connections did not come back: {s:?}");
     assert_eq!((s.in_use, s.waiting), (0, 0));
+    // A permit lost by a cancelled acquire would make this wait for the acquire timeout (1 s)
+    // and fail; half of it leaves room for a busy core and a new connection.
     let started = Instant::now();
     select_1(&db).await.unwrap();
     assert!(
-        started.elapsed() < Duration::from_millis(200),
+        started.elapsed() < Duration::from_millis(500),
         "the next acquire took {:?}",
         started.elapsed()
     );

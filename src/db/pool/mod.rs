@@ -165,7 +165,11 @@ impl Db {
 }
 
 fn connect_options(url: &DatabaseUrl, s: &PoolSettings) -> sqlx::postgres::PgConnectOptions {
-    let mut options = url.connect_options().application_name(&s.application_name);
+    use sqlx::ConnectOptions as _;
+    let mut options = url
+        .connect_options()
+        .application_name(&s.application_name)
+        .log_slow_statements(log::LevelFilter::Warn, s.slow_statement);
     if let Some(t) = s.statement_timeout {
         options = options.options([("statement_timeout", format!("{}ms", t.as_millis()))]);
     }

@@ -28,12 +28,20 @@ pub struct PoolSettings {
     /// timeout, and `statement_timeout` cannot fire on a server that is silently gone (paused,
     /// partitioned): without this a query waits for TCP to give up, many minutes later.
     pub query_timeout: Duration,
+    /// Statements slower than this are logged at WARN (sqlx's slow-statement log). 1 s suits
+    /// a service; bulk loads, which are slow by nature, raise it.
+    #[serde(default = "default_slow_statement")]
+    pub slow_statement: Duration,
     /// `application_name` on the server, so `pg_stat_activity` shows whose connections these are.
     pub application_name: String,
     /// Ping each connection before handing it out. Off by default: it doubles the round trips
     /// of a short query; a stale connection instead fails its first query with
     /// `DbError::Unavailable` and is replaced.
     pub test_before_acquire: bool,
+}
+
+fn default_slow_statement() -> Duration {
+    Duration::from_secs(1)
 }
 
 impl Default for PoolSettings {
@@ -46,6 +54,7 @@ impl Default for PoolSettings {
             max_lifetime: Some(Duration::from_secs(30 * 60)),
             statement_timeout: Some(Duration::from_secs(30)),
             query_timeout: Duration::from_secs(35),
+            slow_statement: default_slow_statement(),
             application_name: "pgperf".to_owned(),
             test_before_acquire: false,
         }

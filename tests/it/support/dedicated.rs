@@ -29,8 +29,15 @@ impl Dedicated {
     /// Starts the container and migrates a database on it. `None` when the suite runs against
     /// PGPERF_DATABASE_URL (no engine to break).
     pub async fn start() -> Option<Self> {
+        Self::start_changed(|o| o).await
+    }
+
+    /// Like [`Dedicated::start`], with the container options changed by `change`.
+    pub async fn start_changed(
+        change: impl FnOnce(ContainerOptions) -> ContainerOptions,
+    ) -> Option<Self> {
         let gate = gate::shared().await;
-        let mut this = Self::start_with(|o| o).await?;
+        let mut this = Self::start_with(change).await?;
         this._gate = Some(gate);
         Some(this)
     }
