@@ -52,12 +52,7 @@ impl DatabaseUrl {
             return Err(unsupported("the URL names no host"));
         }
         PgConnectOptions::from_str(url.as_str()).map_err(|e| unsupported(&e.to_string()))?;
-        if let Some(secret) = url.password() {
-            remember_secret(secret);
-            if let Ok(decoded) = percent_encoding::percent_decode_str(secret).decode_utf8() {
-                remember_secret(&decoded);
-            }
-        }
+        remember_passwords(&url);
         Ok(Self(url))
     }
 
@@ -197,6 +192,24 @@ pub fn remember_secret(secret: &str) {
     let mut known = KNOWN_SECRETS.write().unwrap_or_else(|p| p.into_inner());
     if !known.iter().any(|k| k == secret) {
         known.push(secret.to_owned());
+    }
+}
+
+/// Remembers a URL's password and any `...password=` query value, as written (percent-encoded)
+/// and decoded.
+fn remember_passwords(url: &url::Url) {
+    let in_query = url.query().unwrap_or_default().split('&').filter_map(|pair| {
+        let (key, value) = pair.split_once('=')?;
+        key.to_ascii_lowercase().ends_with("password").then_some(value)
+    });
+    for raw in url.password().into_iter().chain(in_query) {
+        remember_secret(raw);
+        let plus_as_space = raw.replace('+', " ");
+        for form in [raw, plus_as_space.as_str()] {
+            if let Ok(decoded) = percent_encoding::percent_decode_str(form).decode_utf8() {
+                remember_secret(&decoded);
+            }
+        }
     }
 }
 
@@ -349,6 +362,9 @@ mod tests {
                     shown.push(format!("{url:?}"));
                     shown.push(url.with_database("other db/../x").to_string());
                     shown.push(url.host_port());
+                    // A log line carrying the password anywhere (an engine's request log).
+                    let line = format!("{{\"Env\":[\"PGPASSWORD={secret}\"]}} {enc} {text}");
+                    shown.push(mask_known_secrets(&line).into_owned());
                 }
                 Err(e) => {
                     shown.push(e.to_string());

@@ -283,3 +283,22 @@ async fn connections_are_recycled_after_their_max_lifetime() {
         db.snapshot()
     );
 }
+
+#[tokio::test]
+async fn closing_a_pool_with_a_connection_still_out_returns_after_the_acquire_timeout() {
+    let t = TestDb::new().await;
+    let db = Db::connect(&t.url, settings(2, 0)).await.unwrap();
+    let held = db.acquire().await.unwrap();
+    let started = Instant::now();
+    within(Duration::from_secs(10), "Db::close", db.close()).await;
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(950) && took < Duration::from_secs(3),
+        "close returned after {took:?}, acquire timeout 1 s"
+    );
+    assert!(
+        db.acquire().await.is_err(),
+        "a closed pool handed out a connection"
+    );
+    drop(held);
+}

@@ -174,6 +174,10 @@ fn lock_path(path: &Path) -> PathBuf {
 }
 
 fn lock(path: &Path) -> Result<File, PerfError> {
+    lock_within(path, LOCK_LIMIT)
+}
+
+fn lock_within(path: &Path, limit: std::time::Duration) -> Result<File, PerfError> {
     let lock_path = lock_path(path);
     let io = |source| PerfError::Io {
         path: lock_path.clone(),
@@ -191,7 +195,7 @@ fn lock(path: &Path) -> Result<File, PerfError> {
         .write(true)
         .open(&lock_path)
         .map_err(io)?;
-    let deadline = std::time::Instant::now() + LOCK_LIMIT;
+    let deadline = std::time::Instant::now() + limit;
     loop {
         match f.try_lock() {
             Ok(()) => return Ok(f),
@@ -201,7 +205,7 @@ fn lock(path: &Path) -> Result<File, PerfError> {
             Err(std::fs::TryLockError::WouldBlock) => {
                 return Err(PerfError::LockTimeout {
                     path: lock_path,
-                    after: LOCK_LIMIT,
+                    after: limit,
                 });
             }
             Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
@@ -212,7 +216,29 @@ fn lock(path: &Path) -> Result<File, PerfError> {
 /// How long a save waits for another writer of the same file (a save takes milliseconds).
 const LOCK_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// Temporary files of a save of `path` are named `.<file name>.tmp<random>`.
+fn temp_prefix(path: &Path) -> String {
+    format!(
+        ".{}.tmp",
+        path.file_name().unwrap_or_default().to_string_lossy()
+    )
+}
+
+/// Removes temporary files that an interrupted save of the same file left (saves hold the
+/// file's lock, so none of them is being written).
+fn remove_leftovers(dir: &Path, prefix: &str) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry.file_name().to_string_lossy().starts_with(prefix) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
 /// Writes pretty JSON with a trailing newline: temp file in the same directory, fsync, rename.
+/// Callers hold the file's lock ([`save_case`], [`save_setup`]).
 pub fn write_atomically(path: &Path, file: &BaselineFile) -> Result<(), PerfError> {
     let dir = path
         .parent()
@@ -222,7 +248,12 @@ pub fn write_atomically(path: &Path, file: &BaselineFile) -> Result<(), PerfErro
         path: path.to_owned(),
         source,
     };
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
+    let prefix = temp_prefix(path);
+    remove_leftovers(dir, &prefix);
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&prefix)
+        .tempfile_in(dir)
+        .map_err(io)?;
     let mut text = serde_json::to_string_pretty(file).expect("baseline serializes");
     text.push('\n');
     tmp.write_all(text.as_bytes()).map_err(io)?;
@@ -299,6 +330,49 @@ mod tests {
         assert!(text.find("\"about\"").unwrap() < text.find("\"cases\"").unwrap());
         let loaded = load(&path).unwrap().unwrap();
         assert_eq!(loaded.cases.len(), 2);
+    }
+
+    #[test]
+    fn a_lock_held_too_long_is_an_error_naming_the_lock_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("b.json");
+        let _held = lock(&path).unwrap();
+        let started = std::time::Instant::now();
+        let err = lock_within(&path, std::time::Duration::from_millis(100)).unwrap_err();
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+        let text = err.to_string();
+        assert!(
+            text.contains("b.json.lock") && text.contains("another pgperf process"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_save_removes_what_an_interrupted_save_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("b.json");
+        let leftover = dir.path().join(".b.json.tmpXYZ123");
+        let other = dir.path().join(".other.json.tmpXYZ123");
+        std::fs::write(&leftover, "{").unwrap();
+        std::fs::write(&other, "{").unwrap();
+        save_case(
+            &path,
+            &env(),
+            &CaseName::new("a.b").unwrap(),
+            case(100.0),
+            false,
+        )
+        .unwrap();
+        assert!(
+            !leftover.exists(),
+            "the interrupted save's file is still there"
+        );
+        assert!(other.exists(), "another file's save was touched");
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names.len(), 3, "{names:?}");
     }
 
     #[test]
