@@ -198,10 +198,16 @@ pub fn remember_secret(secret: &str) {
 /// Remembers a URL's password and any `...password=` query value, as written (percent-encoded)
 /// and decoded.
 fn remember_passwords(url: &url::Url) {
-    let in_query = url.query().unwrap_or_default().split('&').filter_map(|pair| {
-        let (key, value) = pair.split_once('=')?;
-        key.to_ascii_lowercase().ends_with("password").then_some(value)
-    });
+    let in_query = url
+        .query()
+        .unwrap_or_default()
+        .split('&')
+        .filter_map(|pair| {
+            let (key, value) = pair.split_once('=')?;
+            key.to_ascii_lowercase()
+                .ends_with("password")
+                .then_some(value)
+        });
     for raw in url.password().into_iter().chain(in_query) {
         remember_secret(raw);
         let plus_as_space = raw.replace('+', " ");

@@ -1,0 +1,199 @@
+//! Search over a small hand-built set of entities, with exact expected hits and scores.
+//!
+//! Trigram similarity of the query "acme" (trigrams `  a`, ` ac`, `acm`, `cme`, `me `) to each
+//! normalized name: "acme" 5/5 = 1; "john acme" 5/10 = 0.5; "acme widgets" 5/13; alias
+//! "acme holdings" 5/14; "acne studios" 2/16 (under pg_trgm's 0.3: not a candidate). Score =
+//! 0.85 * similarity + 0.15 when the name holds every query word.
+
+use pgperf::db::repo::{aliases, entities, records};
+use pgperf::db::search::{SearchPage, SearchRequest, search};
+use pgperf::db::{DbError, EntityKind, MeteredConnection, NewEntity, NewSourceRecord};
+use serde_json::json;
+
+use crate::support::TestDb;
+
+/// The entities' ids, by name.
+struct Ids {
+    acme_corp: i64,
+    acme_widgets: i64,
+    globex: i64,
+    john_acme: i64,
+    acme_inc: i64,
+}
+
+async fn entity(c: &mut MeteredConnection, kind: EntityKind, name: &str) -> i64 {
+    let new = NewEntity {
+        kind,
+        name: name.to_owned(),
+        attributes: json!({}),
+    };
+    entities::create(c, &new).await.unwrap().id
+}
+
+async fn seed(c: &mut MeteredConnection) -> Ids {
+    let org = EntityKind::Organization;
+    let acme_corp = entity(c, org, "Acme Corporation").await;
+    let acme_widgets = entity(c, org, "Acme Widgets Ltd").await;
+    entity(c, org, "Acne Studios").await;
+    let globex = entity(c, org, "Globex").await;
+    aliases::add(c, globex, "Acme Holdings").await.unwrap();
+    let john_acme = entity(c, EntityKind::Person, "John Acme").await;
+    entity(c, org, "Initech").await;
+    let acme_inc = entity(c, org, "ACME Inc.").await;
+    Ids {
+        acme_corp,
+        acme_widgets,
+        globex,
+        john_acme,
+        acme_inc,
+    }
+}
+
+fn summary(page: &SearchPage) -> Vec<(i64, &str, f64)> {
+    page.hits
+        .iter()
+        .map(|h| (h.id, h.matched.as_str(), h.score))
+        .collect()
+}
+
+#[tokio::test]
+async fn hits_are_ranked_by_score_then_id_with_exact_scores() {
+    let t = TestDb::new().await;
+    let mut c = t.db.acquire().await.unwrap();
+    let ids = seed(&mut c).await;
+
+    let page = search(&mut c, &SearchRequest::new("  ACME!! ", 10))
+        .await
+        .unwrap();
+
+    assert_eq!(
+        summary(&page),
+        vec![
+            (ids.acme_corp, "Acme Corporation", 1.0),
+            (ids.acme_inc, "ACME Inc.", 1.0),
+            (ids.john_acme, "John Acme", 0.575),
+            (ids.acme_widgets, "Acme Widgets Ltd", 0.476923),
+            (ids.globex, "Acme Holdings", 0.303571),
+        ]
+    );
+    assert_eq!(page.next, None, "a page that is not full is the last");
+    assert_eq!(page.hits[4].name, "Globex", "found through its alias");
+}
+
+#[tokio::test]
+async fn filters_by_kind_and_by_source() {
+    let t = TestDb::new().await;
+    let mut c = t.db.acquire().await.unwrap();
+    let ids = seed(&mut c).await;
+    let record = NewSourceRecord {
+        source: "crm".into(),
+        external_id: "c-1".into(),
+        payload: json!({}),
+        entity_id: Some(ids.acme_widgets),
+        match_score: Some(0.9),
+    };
+    records::create(&mut c, &record).await.unwrap();
+
+    let people = SearchRequest {
+        kind: Some(EntityKind::Person),
+        ..SearchRequest::new("acme", 10)
+    };
+    let from_crm = SearchRequest {
+        source: Some("crm".into()),
+        ..SearchRequest::new("acme", 10)
+    };
+    let people = search(&mut c, &people).await.unwrap();
+    let from_crm = search(&mut c, &from_crm).await.unwrap();
+
+    assert_eq!(summary(&people), vec![(ids.john_acme, "John Acme", 0.575)]);
+    assert_eq!(
+        summary(&from_crm),
+        vec![(ids.acme_widgets, "Acme Widgets Ltd", 0.476923)]
+    );
+}
+
+#[tokio::test]
+async fn pages_follow_each_other_without_gaps_or_repeats_even_across_ties() {
+    let t = TestDb::new().await;
+    let mut c = t.db.acquire().await.unwrap();
+    seed(&mut c).await;
+    let all = search(&mut c, &SearchRequest::new("acme", 100))
+        .await
+        .unwrap();
+
+    for limit in [1, 2, 3] {
+        let mut walked = Vec::new();
+        let mut req = SearchRequest::new("acme", limit);
+        for _ in 0..10 {
+            let page = search(&mut c, &req).await.unwrap();
+            walked.extend(page.hits);
+            match page.next {
+                Some(cursor) => req.after = Some(cursor),
+                None => break,
+            }
+        }
+        assert_eq!(walked, all.hits, "pages of {limit}");
+    }
+}
+
+#[tokio::test]
+async fn wildcards_are_ordinary_characters_and_bad_queries_never_reach_the_server() {
+    let t = TestDb::new().await;
+    let mut c = t.db.acquire().await.unwrap();
+    seed(&mut c).await;
+
+    // As LIKE patterns, '%cme' and 'a_me' would match "Acme"; here they are text.
+    for text in ["%cme", "_cme"] {
+        let page = search(&mut c, &SearchRequest::new(text, 10)).await.unwrap();
+        assert_eq!(summary(&page), vec![], "{text:?}");
+    }
+    for nothing in ["", "?!", "%%%", "___"] {
+        let page = search(&mut c, &SearchRequest::new(nothing, 10))
+            .await
+            .unwrap();
+        assert_eq!(page.hits, vec![], "{nothing:?}");
+    }
+    let long = "acme ".repeat(2_000);
+    for req in [
+        SearchRequest::new(long, 10),
+        SearchRequest::new("acme", 0),
+        SearchRequest::new("acme", 1_000_000),
+        SearchRequest::new("a", 10),
+    ] {
+        let started = std::time::Instant::now();
+        let err = search(&mut c, &req).await.unwrap_err();
+        assert!(matches!(err, DbError::InvalidInput { .. }), "{err:?}");
+        assert!(started.elapsed() < std::time::Duration::from_millis(50));
+    }
+}
+
+#[tokio::test]
+async fn a_renamed_entity_is_found_by_its_new_name_only() {
+    let t = TestDb::new().await;
+    let mut c = t.db.acquire().await.unwrap();
+    let ids = seed(&mut c).await;
+    let before = entities::get(&mut c, ids.acme_widgets).await.unwrap();
+    let changes = pgperf::db::EntityChanges {
+        name: Some("Zenith Gadgets".into()),
+        attributes: None,
+    };
+    entities::update(&mut c, ids.acme_widgets, before.version, &changes)
+        .await
+        .unwrap();
+
+    let acme = search(&mut c, &SearchRequest::new("acme widgets", 10))
+        .await
+        .unwrap();
+    let zenith = search(&mut c, &SearchRequest::new("zenith gadgets", 10))
+        .await
+        .unwrap();
+
+    assert!(
+        acme.hits.iter().all(|h| h.id != ids.acme_widgets),
+        "{acme:?}"
+    );
+    assert_eq!(
+        summary(&zenith),
+        vec![(ids.acme_widgets, "Zenith Gadgets", 1.0)]
+    );
+}
