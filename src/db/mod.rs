@@ -8,6 +8,7 @@ pub mod model;
 mod normalize;
 pub mod pool;
 pub mod repo;
+pub mod resolve;
 pub mod search;
 pub mod unit_of_work;
 mod url;

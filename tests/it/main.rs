@@ -11,6 +11,7 @@ mod hangs;
 mod ingest;
 mod migrations;
 mod pool;
+mod resolve;
 mod search;
 mod server;
 mod signals;

@@ -1,0 +1,246 @@
+//! Entity resolution: which canonical entity an incoming name is, by fuzzy matching.
+//!
+//! A name (with its kind) is normalized as stored names are, and compared by trigram
+//! similarity with the normalized names and aliases of entities of that kind (through the
+//! trigram GIN indexes; candidates need pg_trgm's `%`, similarity 0.3 or more). The best
+//! similarity per entity is its score (rounded to 6 decimals); the top [`CANDIDATES`] are
+//! returned, best first (score, then id), with a decision from two thresholds:
+//!
+//! - score >= `matched`: [`Decision::Match`], link to the top candidate;
+//! - score >= `review`: [`Decision::Review`], a person should look;
+//! - otherwise (or no candidate): [`Decision::New`], create an entity.
+//!
+//! A batch resolves up to [`MAX_BATCH`] names in one statement (`unnest ... WITH ORDINALITY`
+//! and a `LATERAL` subquery with `LIMIT`); a single name is a batch of one, so both give the
+//! same answers by construction (and a test checks it).
+
+use serde::{Deserialize, Serialize};
+use sqlx::PgConnection;
+
+use super::{DbError, EntityKind, normalize_name};
+
+/// Candidates returned per name.
+pub const CANDIDATES: i64 = 5;
+/// The most names one batch may hold.
+pub const MAX_BATCH: usize = 1_000;
+
+/// The two thresholds of a decision. [`Thresholds::default`] is provisional until the
+/// accuracy evaluation (precision and recall per threshold on labelled data) chooses it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Thresholds {
+    /// At or above: a match.
+    pub matched: f64,
+    /// At or above (and below `matched`): to review.
+    pub review: f64,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Self {
+            matched: 0.75,
+            review: 0.45,
+        }
+    }
+}
+
+impl Thresholds {
+    /// Checks `0 < review <= matched <= 1`, naming the field.
+    pub fn validate(&self) -> Result<(), DbError> {
+        if !(self.matched > 0.0 && self.matched <= 1.0) {
+            return Err(DbError::invalid("matched", "must be above 0 and at most 1"));
+        }
+        if !(self.review > 0.0 && self.review <= self.matched) {
+            return Err(DbError::invalid(
+                "review",
+                "must be above 0 and at most `matched`",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The decision for a best score (`None`: no candidate at all).
+    pub fn decide(&self, best: Option<f64>) -> Decision {
+        match best {
+            Some(s) if s >= self.matched => Decision::Match,
+            Some(s) if s >= self.review => Decision::Review,
+            _ => Decision::New,
+        }
+    }
+}
+
+/// What to do with a resolved name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+    /// The top candidate is this entity.
+    Match,
+    /// Perhaps the top candidate: a person should decide.
+    Review,
+    /// No entity is close enough: create one.
+    New,
+}
+
+/// A name to resolve.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NameToResolve {
+    /// The name as received.
+    pub name: String,
+    /// The kind of entity it names (only entities of that kind are candidates).
+    pub kind: EntityKind,
+}
+
+/// A candidate entity.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Candidate {
+    /// The entity's id.
+    pub id: i64,
+    /// Its name.
+    pub name: String,
+    /// The name or alias that matched best.
+    pub matched: String,
+    /// Trigram similarity of the normalized names, 0 to 1.
+    pub score: f64,
+}
+
+/// The answer for one name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Resolution {
+    /// Candidates, best first.
+    pub candidates: Vec<Candidate>,
+    /// The decision for the top candidate.
+    pub decision: Decision,
+}
+
+impl Resolution {
+    /// The entity to link to, when the decision is a match.
+    pub fn matched(&self) -> Option<&Candidate> {
+        (self.decision == Decision::Match)
+            .then(|| self.candidates.first())
+            .flatten()
+    }
+}
+
+const RESOLVE: &str = r"
+SELECT q.n, c.id, c.name, c.matched, c.score
+  FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS q(norm, kind, n)
+  CROSS JOIN LATERAL (
+      SELECT id, name, matched, score FROM (
+          SELECT DISTINCT ON (id) id, name, matched, score FROM (
+              SELECT e.id, e.name, e.name AS matched,
+                     round(similarity(e.normalized_name, q.norm)::numeric, 6)::float8 AS score
+                FROM entities e
+               WHERE e.kind = q.kind AND e.normalized_name % q.norm
+              UNION ALL
+              SELECT e.id, e.name, a.alias,
+                     round(similarity(a.normalized_alias, q.norm)::numeric, 6)::float8
+                FROM entity_aliases a JOIN entities e ON e.id = a.entity_id
+               WHERE e.kind = q.kind AND a.normalized_alias % q.norm
+          ) m
+          ORDER BY id, score DESC, matched
+      ) best
+      ORDER BY score DESC, id
+      LIMIT $3
+  ) c
+ ORDER BY q.n, c.score DESC, c.id";
+
+/// Resolves one name (a batch of one: see [`resolve_batch`]).
+pub async fn resolve(
+    conn: &mut PgConnection,
+    name: &NameToResolve,
+    thresholds: Thresholds,
+) -> Result<Resolution, DbError> {
+    let mut all = resolve_batch(conn, std::slice::from_ref(name), thresholds).await?;
+    Ok(all.pop().expect("one answer per name"))
+}
+
+/// Resolves up to [`MAX_BATCH`] names in one round trip; the answers are in the names'
+/// order. A name without any letter or digit has no candidate (decision `New`).
+pub async fn resolve_batch(
+    conn: &mut PgConnection,
+    names: &[NameToResolve],
+    thresholds: Thresholds,
+) -> Result<Vec<Resolution>, DbError> {
+    thresholds.validate()?;
+    if names.len() > MAX_BATCH {
+        return Err(DbError::invalid(
+            "names",
+            format!("{} names in one batch; at most {MAX_BATCH}", names.len()),
+        ));
+    }
+    let normalized: Vec<String> = names.iter().map(|n| normalize_name(&n.name)).collect();
+    let kinds: Vec<&str> = names.iter().map(|n| n.kind.as_str()).collect();
+    let rows: Vec<(i64, i64, String, String, f64)> = if names.is_empty() {
+        Vec::new()
+    } else {
+        sqlx::query_as(RESOLVE)
+            .bind(&normalized)
+            .bind(&kinds)
+            .bind(CANDIDATES)
+            .fetch_all(conn)
+            .await?
+    };
+    let mut candidates: Vec<Vec<Candidate>> = vec![Vec::new(); names.len()];
+    for (n, id, name, matched, score) in rows {
+        let slot = usize::try_from(n - 1).expect("ordinality starts at 1");
+        candidates[slot].push(Candidate {
+            id,
+            name,
+            matched,
+            score,
+        });
+    }
+    Ok(candidates
+        .into_iter()
+        .map(|candidates| Resolution {
+            decision: thresholds.decide(candidates.first().map(|c| c.score)),
+            candidates,
+        })
+        .collect())
+}
+
+/// Links source record `record_id` to the entity `resolution` matched, with its score;
+/// returns the updated record, or `None` (nothing written) when the decision is not a match.
+pub async fn link_if_matched(
+    conn: &mut PgConnection,
+    record_id: i64,
+    resolution: &Resolution,
+) -> Result<Option<super::SourceRecord>, DbError> {
+    let Some(top) = resolution.matched() else {
+        return Ok(None);
+    };
+    let record = super::repo::records::link(conn, record_id, top.id, top.score as f32).await?;
+    Ok(Some(record))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decisions_follow_the_two_thresholds() {
+        let t = Thresholds {
+            matched: 0.8,
+            review: 0.5,
+        };
+        assert_eq!(t.decide(Some(0.8)), Decision::Match);
+        assert_eq!(t.decide(Some(0.79)), Decision::Review);
+        assert_eq!(t.decide(Some(0.5)), Decision::Review);
+        assert_eq!(t.decide(Some(0.49)), Decision::New);
+        assert_eq!(t.decide(None), Decision::New);
+    }
+
+    #[test]
+    fn thresholds_that_make_no_sense_are_refused() {
+        for (matched, review) in [
+            (0.0, 0.0),
+            (1.2, 0.5),
+            (0.5, 0.6),
+            (0.8, 0.0),
+            (f64::NAN, 0.5),
+        ] {
+            let t = Thresholds { matched, review };
+            assert!(t.validate().is_err(), "{t:?}");
+        }
+        assert!(Thresholds::default().validate().is_ok());
+    }
+}

@@ -1,0 +1,218 @@
+//! Entity resolution over a small hand-built set, with exact candidates, scores and decisions.
+//!
+//! Scores are trigram similarities of normalized names: "acme widget" and "acme widgets" share
+//! 11 of 14 distinct trigrams (0.785714); "jon smith" and "john smith" 8 of 13 (0.615385);
+//! "acme widget" and "acme" 5 of 12 (0.416667); "acme" and "acme widgets" 5 of 13 (0.384615).
+
+use pgperf::db::repo::{aliases, entities, records};
+use pgperf::db::resolve::{
+    Decision, MAX_BATCH, NameToResolve, Resolution, Thresholds, link_if_matched, resolve,
+    resolve_batch,
+};
+use pgperf::db::{DbError, EntityKind, MeteredConnection, NewEntity, NewSourceRecord};
+use serde_json::json;
+
+use crate::support::TestDb;
+
+struct Ids {
+    acme_corp: i64,
+    acme_widgets: i64,
+    globex: i64,
+    john_smith: i64,
+}
+
+async fn entity(c: &mut MeteredConnection, kind: EntityKind, name: &str) -> i64 {
+    let new = NewEntity {
+        kind,
+        name: name.to_owned(),
+        attributes: json!({}),
+    };
+    entities::create(c, &new).await.unwrap().id
+}
+
+async fn seed(c: &mut MeteredConnection) -> Ids {
+    let org = EntityKind::Organization;
+    let acme_corp = entity(c, org, "Acme Corporation").await;
+    let acme_widgets = entity(c, org, "Acme Widgets Ltd").await;
+    let globex = entity(c, org, "Globex").await;
+    aliases::add(c, globex, "Global Exports").await.unwrap();
+    let john_smith = entity(c, EntityKind::Person, "John Smith").await;
+    Ids {
+        acme_corp,
+        acme_widgets,
+        globex,
+        john_smith,
+    }
+}
+
+fn name(name: &str, kind: EntityKind) -> NameToResolve {
+    NameToResolve {
+        name: name.to_owned(),
+        kind,
+    }
+}
+
+fn names() -> Vec<NameToResolve> {
+    let (org, person) = (EntityKind::Organization, EntityKind::Person);
+    vec![
+        name("ACME Corp.", org),
+        name("Acme Widget", org),
+        name("Global Exports", org),
+        name("John Smith", org),
+        name("Jon Smith", person),
+        name("?!", org),
+    ]
+}
+
+fn summary(r: &Resolution) -> (Decision, Vec<(i64, &str, f64)>) {
+    let c = r
+        .candidates
+        .iter()
+        .map(|c| (c.id, c.matched.as_str(), c.score))
+        .collect();
+    (r.decision, c)
+}
+
+#[tokio::test]
+async fn names_resolve_to_ranked_candidates_and_a_decision() {
+    let t = TestDb::new().await;
+    let mut c = t.db.acquire().await.unwrap();
+    let ids = seed(&mut c).await;
+    let mut got = Vec::new();
+    for n in names() {
+        got.push(resolve(&mut c, &n, Thresholds::default()).await.unwrap());
+    }
+
+    let got: Vec<_> = got.iter().map(summary).collect();
+    assert_eq!(
+        got,
+        vec![
+            (
+                Decision::Match,
+                vec![
+                    (ids.acme_corp, "Acme Corporation", 1.0),
+                    (ids.acme_widgets, "Acme Widgets Ltd", 0.384615)
+                ]
+            ),
+            (
+                Decision::Match,
+                vec![
+                    (ids.acme_widgets, "Acme Widgets Ltd", 0.785714),
+                    (ids.acme_corp, "Acme Corporation", 0.416667)
+                ]
+            ),
+            (Decision::Match, vec![(ids.globex, "Global Exports", 1.0)]),
+            (Decision::New, vec![]),
+            (
+                Decision::Review,
+                vec![(ids.john_smith, "John Smith", 0.615385)]
+            ),
+            (Decision::New, vec![]),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_batch_gives_exactly_the_answers_of_one_by_one_calls_in_order() {
+    let t = TestDb::new().await;
+    let mut c = t.db.acquire().await.unwrap();
+    seed(&mut c).await;
+    let strict = Thresholds {
+        matched: 0.9,
+        review: 0.6,
+    };
+    let mut one_by_one = Vec::new();
+    for n in names() {
+        one_by_one.push(resolve(&mut c, &n, strict).await.unwrap());
+    }
+    let batch: Vec<NameToResolve> = names().into_iter().cycle().take(MAX_BATCH).collect();
+
+    let answers = resolve_batch(&mut c, &batch, strict).await.unwrap();
+
+    assert_eq!(answers.len(), MAX_BATCH);
+    for (i, answer) in answers.iter().enumerate() {
+        assert_eq!(answer, &one_by_one[i % one_by_one.len()], "name {i}");
+    }
+    assert_eq!(
+        one_by_one[1].decision,
+        Decision::Review,
+        "0.785714 under 0.9"
+    );
+    assert_eq!(
+        one_by_one[4].decision,
+        Decision::Review,
+        "0.615385 over 0.6"
+    );
+}
+
+#[tokio::test]
+async fn a_batch_over_the_limit_and_nonsense_thresholds_are_refused() {
+    let t = TestDb::new().await;
+    let mut c = t.db.acquire().await.unwrap();
+    let too_many: Vec<_> = (0..=MAX_BATCH)
+        .map(|i| name(&format!("n{i}"), EntityKind::Person))
+        .collect();
+    let err = resolve_batch(&mut c, &too_many, Thresholds::default())
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("1001 names in one batch; at most 1000"),
+        "{err}"
+    );
+    let inverted = Thresholds {
+        matched: 0.5,
+        review: 0.7,
+    };
+    let err = resolve(&mut c, &name("Acme", EntityKind::Organization), inverted)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, DbError::InvalidInput { ref field, .. } if field == "review"),
+        "{err:?}"
+    );
+    let empty = resolve_batch(&mut c, &[], Thresholds::default())
+        .await
+        .unwrap();
+    assert_eq!(empty, vec![]);
+}
+
+#[tokio::test]
+async fn a_matched_record_is_linked_and_a_reviewed_one_is_not() {
+    let t = TestDb::new().await;
+    let mut c = t.db.acquire().await.unwrap();
+    let ids = seed(&mut c).await;
+    let record = |id: &str| NewSourceRecord {
+        source: "crm".into(),
+        external_id: id.into(),
+        payload: json!({}),
+        entity_id: None,
+        match_score: None,
+    };
+    let matched = records::create(&mut c, &record("m")).await.unwrap();
+    let reviewed = records::create(&mut c, &record("r")).await.unwrap();
+    let person = EntityKind::Person;
+    let org = EntityKind::Organization;
+    let to_match = resolve(&mut c, &name("Acme Widget", org), Thresholds::default())
+        .await
+        .unwrap();
+    let to_review = resolve(&mut c, &name("Jon Smith", person), Thresholds::default())
+        .await
+        .unwrap();
+
+    let linked = link_if_matched(&mut c, matched.id, &to_match)
+        .await
+        .unwrap();
+    let not_linked = link_if_matched(&mut c, reviewed.id, &to_review)
+        .await
+        .unwrap();
+
+    let linked = linked.expect("a match links");
+    assert_eq!(
+        (linked.entity_id, linked.match_score),
+        (Some(ids.acme_widgets), Some(0.785714))
+    );
+    assert_eq!(not_linked, None);
+    let untouched = records::get(&mut c, reviewed.id).await.unwrap();
+    assert_eq!((untouched.entity_id, untouched.match_score), (None, None));
+}
