@@ -149,29 +149,33 @@ pub struct SearchPage {
     pub next: Option<Cursor>,
 }
 
-const SEARCH: &str = r"
-WITH q AS (SELECT $1::text AS norm, plainto_tsquery('simple', $1) AS tsq),
-matched AS (
-    SELECT e.id, similarity(e.normalized_name, q.norm) AS sim, e.name AS via
-      FROM entities e, q WHERE e.normalized_name % q.norm
+/// The search statement (`$1` normalized query, `$2` kind, `$3` source, `$4`/`$5` cursor
+/// score and id, `$6` limit), public for plan guards.
+pub const SEARCH: &str = r"
+WITH matched AS (
+    SELECT id, similarity(normalized_name, $1) AS sim, name AS via
+      FROM entities WHERE normalized_name % $1
     UNION ALL
-    SELECT a.entity_id, similarity(a.normalized_alias, q.norm), a.alias
-      FROM entity_aliases a, q WHERE a.normalized_alias % q.norm
+    SELECT entity_id, similarity(normalized_alias, $1), alias
+      FROM entity_aliases WHERE normalized_alias % $1
     UNION ALL
-    SELECT e.id, similarity(e.normalized_name, q.norm), e.name
-      FROM entities e, q WHERE e.search_vector @@ q.tsq
+    SELECT id, similarity(normalized_name, $1), name
+      FROM entities WHERE search_vector @@ plainto_tsquery('simple', $1)
 ),
 best AS (
     SELECT DISTINCT ON (id) id, sim, via FROM matched ORDER BY id, sim DESC, via
 ),
 scored AS (
-    SELECT e.id, e.kind, e.name, b.via AS matched,
-           round((0.85 * b.sim + 0.15 * (e.search_vector @@ q.tsq)::int)::numeric, 6)::float8
-               AS score
-      FROM best b JOIN entities e ON e.id = b.id CROSS JOIN q
+    SELECT b.id, e.kind, e.name, b.via AS matched,
+           round((0.85 * b.sim
+                  + 0.15 * (e.search_vector @@ plainto_tsquery('simple', $1))::int)::numeric, 6)
+               ::float8 AS score
+      FROM best b
+     CROSS JOIN LATERAL (
+           SELECT kind, name, search_vector FROM entities WHERE id = b.id) e
      WHERE ($2::text IS NULL OR e.kind = $2)
        AND ($3::text IS NULL OR EXISTS (
-               SELECT 1 FROM source_records r WHERE r.entity_id = e.id AND r.source = $3))
+               SELECT 1 FROM source_records r WHERE r.entity_id = b.id AND r.source = $3))
 )
 SELECT id, kind, name, matched, score FROM scored
  WHERE $4::float8 IS NULL OR score < $4 OR (score = $4 AND id > $5)

@@ -10,6 +10,7 @@ pub mod counters;
 pub mod error;
 pub mod guard;
 pub mod measure;
+pub mod plan;
 pub mod report;
 pub mod stats;
 pub mod wire;

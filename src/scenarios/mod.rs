@@ -4,6 +4,7 @@
 //! that [`seed`] prepared.
 
 mod ops;
+pub mod plans;
 pub mod seed;
 pub mod suite;
 

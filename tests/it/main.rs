@@ -10,6 +10,7 @@ mod faults;
 mod hangs;
 mod ingest;
 mod migrations;
+mod plans;
 mod pool;
 mod resolve;
 mod search;

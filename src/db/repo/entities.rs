@@ -61,10 +61,19 @@ pub async fn create(conn: &mut PgConnection, new: &NewEntity) -> Result<Entity, 
     row.try_into()
 }
 
+/// The statement of [`get`] (`$1`: id), for plan guards.
+pub const GET: &str = const_format::concatcp!("SELECT ", COLUMNS, " FROM entities WHERE id = $1");
+
+/// The statement of [`list`] with a kind (`$1` kind, `$2` after id, `$3` limit).
+pub const LIST_OF_KIND: &str = const_format::concatcp!(
+    "SELECT ",
+    COLUMNS,
+    " FROM entities WHERE kind = $1 AND id > $2 ORDER BY id LIMIT $3"
+);
+
 /// Reads one entity.
 pub async fn get(conn: &mut PgConnection, id: i64) -> Result<Entity, DbError> {
-    let sql = const_format::concatcp!("SELECT ", COLUMNS, " FROM entities WHERE id = $1");
-    let row: Option<Row> = sqlx::query_as(sql).bind(id).fetch_optional(conn).await?;
+    let row: Option<Row> = sqlx::query_as(GET).bind(id).fetch_optional(conn).await?;
     row.ok_or(DbError::NotFound {
         table: "entities",
         id,
@@ -151,12 +160,7 @@ pub async fn list(
     let after = after.unwrap_or(0);
     let found = match kind {
         Some(kind) => {
-            let sql = const_format::concatcp!(
-                "SELECT ",
-                COLUMNS,
-                " FROM entities WHERE kind = $1 AND id > $2 ORDER BY id LIMIT $3"
-            );
-            sqlx::query_as(sql)
+            sqlx::query_as(LIST_OF_KIND)
                 .bind(kind.as_str())
                 .bind(after)
                 .bind(limit)

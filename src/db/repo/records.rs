@@ -42,6 +42,14 @@ impl From<Row> for SourceRecord {
     }
 }
 
+/// The statement of [`list`] with a source (`$1` source, `$2` after id, `$3` limit), for
+/// plan guards.
+pub const LIST_OF_SOURCE: &str = const_format::concatcp!(
+    "SELECT ",
+    COLUMNS,
+    " FROM source_records WHERE source = $1 AND id > $2 ORDER BY id LIMIT $3"
+);
+
 /// Inserts one record. A second record with the same (source, external_id) is a
 /// [`DbError::UniqueViolation`] on `source_records_source_external_id_key`.
 pub async fn create(
@@ -142,12 +150,7 @@ pub async fn list(
     let after = after.unwrap_or(0);
     let rows: Vec<Row> = match source {
         Some(source) => {
-            let sql = const_format::concatcp!(
-                "SELECT ",
-                COLUMNS,
-                " FROM source_records WHERE source = $1 AND id > $2 ORDER BY id LIMIT $3"
-            );
-            sqlx::query_as(sql)
+            sqlx::query_as(LIST_OF_SOURCE)
                 .bind(source)
                 .bind(after)
                 .bind(limit)
