@@ -43,11 +43,32 @@ pub fn noisy_name(i: u64) -> String {
 /// 32 300), so a plan that reads a table instead of an index overshoots them by far (without
 /// the trigram index, search removed 20 006 rows), while a few more rows do not.
 pub fn plan_cases() -> Vec<PlanCase> {
-    let org = || "organization".to_owned();
-    let query = normalize_name(&noisy_name(4_242));
-    let batch: Vec<String> = (0..100)
-        .map(|i| normalize_name(&noisy_name(i * 97)))
-        .collect();
+    let mut cases = lookups();
+    cases.extend(fuzzy());
+    cases
+}
+
+/// Indexes every fuzzy match on entities needs.
+const TRIGRAMS: &[&str] = &[
+    "entities_normalized_name_trgm_idx",
+    "entity_aliases_normalized_alias_trgm_idx",
+];
+
+fn org() -> String {
+    "organization".to_owned()
+}
+
+/// Lookups by key: one entity, a page of a kind, a page of a rare source's records.
+fn lookups() -> Vec<PlanCase> {
+    let page = |name, sql, first: Param, after, indexes, max_rows_removed| PlanCase {
+        name,
+        sql,
+        params: vec![first, Param::Int(after), Param::Int(50)],
+        indexes,
+        max_buffers: 60,
+        max_rows_removed,
+    };
+    let rare = Param::Text(RARE_SOURCE.to_owned());
     vec![
         PlanCase {
             name: "entity_by_id",
@@ -57,76 +78,70 @@ pub fn plan_cases() -> Vec<PlanCase> {
             max_buffers: 12,
             max_rows_removed: 0,
         },
+        // Organizations are common: the primary key in order, filtered, is as good a plan as
+        // `entities_kind_id_idx` (the planner picks either); the bounds hold both.
+        page(
+            "list_page_of_kind",
+            entities::LIST_OF_KIND,
+            Param::Text(org()),
+            5_000,
+            &[],
+            500,
+        ),
+        page(
+            "records_of_source",
+            records::LIST_OF_SOURCE,
+            rare,
+            0,
+            &["source_records_source_id_idx"],
+            0,
+        ),
+    ]
+}
+
+/// Search and resolution: a noisy name, and a batch of 100 of them.
+fn fuzzy() -> Vec<PlanCase> {
+    let query = normalize_name(&noisy_name(4_242));
+    let batch: Vec<String> = (0..100)
+        .map(|i| normalize_name(&noisy_name(i * 97)))
+        .collect();
+    let resolve = |name, names: Vec<String>, max_buffers, max_rows_removed| {
+        let kinds = vec![org(); names.len()];
         PlanCase {
-            name: "list_page_of_kind",
-            sql: entities::LIST_OF_KIND,
-            params: vec![Param::Text(org()), Param::Int(5_000), Param::Int(50)],
-            // Organizations are common: the primary key in order, filtered, is as good a plan
-            // as `entities_kind_id_idx` (the planner picks either); the bounds hold both.
-            indexes: &[],
-            max_buffers: 60,
-            max_rows_removed: 500,
-        },
-        PlanCase {
-            name: "search",
-            sql: search::SEARCH,
-            params: vec![
-                Param::Text(query.clone()),
-                Param::MaybeText(None),
-                Param::MaybeText(None),
-                Param::MaybeFloat(None),
-                Param::Int(0),
-                Param::Int(20),
-            ],
-            indexes: &[
-                "entities_normalized_name_trgm_idx",
-                "entity_aliases_normalized_alias_trgm_idx",
-                "entities_search_vector_idx",
-            ],
-            max_buffers: 3_600,
-            max_rows_removed: 1_000,
-        },
-        PlanCase {
-            name: "resolve_one",
+            name,
             sql: resolve::RESOLVE,
             params: vec![
-                Param::Texts(vec![query]),
-                Param::Texts(vec![org()]),
+                Param::Texts(names),
+                Param::Texts(kinds),
                 Param::Int(resolve::CANDIDATES),
             ],
-            indexes: &[
-                "entities_normalized_name_trgm_idx",
-                "entity_aliases_normalized_alias_trgm_idx",
-            ],
-            max_buffers: 3_000,
-            max_rows_removed: 1_000,
-        },
-        PlanCase {
-            name: "resolve_batch_100",
-            sql: resolve::RESOLVE,
-            params: vec![
-                Param::Texts(batch),
-                Param::Texts(vec![org(); 100]),
-                Param::Int(resolve::CANDIDATES),
-            ],
-            indexes: &[
-                "entities_normalized_name_trgm_idx",
-                "entity_aliases_normalized_alias_trgm_idx",
-            ],
-            max_buffers: 320_000,
-            max_rows_removed: 100_000,
-        },
-        PlanCase {
-            name: "records_of_source",
-            sql: records::LIST_OF_SOURCE,
-            params: vec![
-                Param::Text(RARE_SOURCE.to_owned()),
-                Param::Int(0),
-                Param::Int(50),
-            ],
-            indexes: &["source_records_source_id_idx"],
-            max_buffers: 60,
-            max_rows_removed: 0,
-        },
+            indexes: TRIGRAMS,
+            max_buffers,
+            max_rows_removed,
+        }
+    };
+    let search = PlanCase {
+        name: "search",
+        sql: search::SEARCH,
+        params: vec![
+            Param::Text(query.clone()),
+            Param::MaybeText(None),
+            Param::MaybeText(None),
+            Param::MaybeFloat(None),
+            Param::Int(0),
+            Param::Int(20),
+        ],
+        indexes: &[
+            "entities_normalized_name_trgm_idx",
+            "entity_aliases_normalized_alias_trgm_idx",
+            "entities_search_vector_idx",
+        ],
+        max_buffers: 3_600,
+        max_rows_removed: 1_000,
+    };
+    vec![
+        search,
+        resolve("resolve_one", vec![query], 3_000, 1_000),
+        resolve("resolve_batch_100", batch, 320_000, 100_000),
     ]
 }
