@@ -10,6 +10,7 @@ pub mod pool;
 pub mod repo;
 pub mod resolve;
 pub mod search;
+pub mod search_cache;
 pub mod unit_of_work;
 mod url;
 

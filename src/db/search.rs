@@ -201,12 +201,19 @@ pub async fn search(conn: &mut PgConnection, req: &SearchRequest) -> Result<Sear
         .bind(i64::from(req.limit))
         .fetch_all(conn)
         .await?;
-    let full = hits.len() == req.limit as usize;
-    let next = hits.last().filter(|_| full).map(|h| Cursor {
-        score: h.score,
-        id: h.id,
-    });
-    Ok(SearchPage { hits, next })
+    Ok(SearchPage::of(hits, req.limit))
+}
+
+impl SearchPage {
+    /// A page of `hits` for a request of `limit`: a full page has a next one.
+    pub fn of(hits: Vec<SearchHit>, limit: u32) -> Self {
+        let full = hits.len() == limit as usize;
+        let next = hits.last().filter(|_| full).map(|h| Cursor {
+            score: h.score,
+            id: h.id,
+        });
+        Self { hits, next }
+    }
 }
 
 #[cfg(test)]

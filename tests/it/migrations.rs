@@ -133,6 +133,7 @@ async fn the_schema_has_the_m01_tables(#[future(awt)] test_db: TestDb) {
             "entities",
             "entity_aliases",
             "search_cache",
+            "search_generation",
             "source_records"
         ]
     );
@@ -177,6 +178,10 @@ async fn every_index_the_queries_need_is_there(#[future(awt)] test_db: TestDb) {
         (
             "search_cache_pkey",
             "CREATE UNIQUE INDEX search_cache_pkey ON public.search_cache USING btree (query_key)",
+        ),
+        (
+            "search_generation_pkey",
+            "CREATE UNIQUE INDEX search_generation_pkey ON public.search_generation USING btree (singleton)",
         ),
         (
             "source_records_entity_id_idx",
@@ -249,6 +254,7 @@ async fn check_and_unique_constraints_guard_every_table(#[future(awt)] test_db: 
             "search_cache_hit_count_check",
             "search_cache_query_key_check",
             "search_cache_results_check",
+            "search_generation_singleton_check",
             "source_records_external_id_check",
             "source_records_match_score_check",
             "source_records_payload_check",

@@ -1,4 +1,5 @@
-//! Search over a small hand-built set of entities, with exact expected hits and scores.
+//! Search over a small hand-built set of entities, with exact expected hits and scores, and
+//! the search cache in front of it.
 //!
 //! Trigram similarity of the query "acme" (trigrams `  a`, ` ac`, `acm`, `cme`, `me `) to each
 //! normalized name: "acme" 5/5 = 1; "john acme" 5/10 = 0.5; "acme widgets" 5/13; alias
@@ -7,6 +8,7 @@
 
 use pgperf::db::repo::{aliases, entities, records};
 use pgperf::db::search::{SearchPage, SearchRequest, search};
+use pgperf::db::search_cache::{CacheCounts, SearchCache, Served};
 use pgperf::db::{DbError, EntityKind, MeteredConnection, NewEntity, NewSourceRecord};
 use serde_json::json;
 
@@ -196,4 +198,126 @@ async fn a_renamed_entity_is_found_by_its_new_name_only() {
         summary(&zenith),
         vec![(ids.acme_widgets, "Zenith Gadgets", 1.0)]
     );
+}
+
+async fn stored_entries(c: &mut MeteredConnection) -> Vec<(String, i64)> {
+    sqlx::query_as("SELECT query_key, hit_count FROM search_cache ORDER BY query_key")
+        .fetch_all(&mut **c)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_cache_serves_a_repeated_search_and_counts_hits_and_misses() {
+    let t = TestDb::new().await;
+    let mut c = t.db.acquire().await.unwrap();
+    seed(&mut c).await;
+    let cache = SearchCache::default();
+    let req = SearchRequest::new("acme", 3);
+
+    let (first, served_first) = cache.search(&mut c, &req).await.unwrap();
+    let (second, served_second) = cache.search(&mut c, &req).await.unwrap();
+    let (third, _) = cache.search(&mut c, &req).await.unwrap();
+
+    assert_eq!((served_first, served_second), (Served::Miss, Served::Hit));
+    assert_eq!(first, search(&mut c, &req).await.unwrap());
+    assert_eq!(
+        (&second, &third),
+        (&first, &first),
+        "the stored page, cursor included"
+    );
+    assert!(second.next.is_some());
+    assert_eq!(cache.counts(), CacheCounts { hits: 2, misses: 1 });
+    let entries = stored_entries(&mut c).await;
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert_eq!(entries[0].1, 2, "hits counted in the table");
+}
+
+#[tokio::test]
+async fn a_cache_entry_expires_after_its_ttl() {
+    let t = TestDb::new().await;
+    let mut c = t.db.acquire().await.unwrap();
+    seed(&mut c).await;
+    let cache = SearchCache::new(std::time::Duration::from_millis(300)).unwrap();
+    let req = SearchRequest::new("acme", 10);
+
+    let (_, first) = cache.search(&mut c, &req).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    let (_, after_ttl) = cache.search(&mut c, &req).await.unwrap();
+    let (_, refreshed) = cache.search(&mut c, &req).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    let purged = SearchCache::purge_expired(&mut c).await.unwrap();
+
+    assert_eq!(
+        (first, after_ttl, refreshed),
+        (Served::Miss, Served::Miss, Served::Hit),
+        "an expired entry is searched again and replaced"
+    );
+    assert_eq!(purged, 1);
+    assert_eq!(stored_entries(&mut c).await, vec![]);
+}
+
+#[tokio::test]
+async fn a_write_to_entities_or_aliases_means_no_stale_page_is_served() {
+    let t = TestDb::new().await;
+    let mut c = t.db.acquire().await.unwrap();
+    let ids = seed(&mut c).await;
+    let cache = SearchCache::default();
+    let req = SearchRequest::new("acme widgets", 10);
+    let (before, _) = cache.search(&mut c, &req).await.unwrap();
+    assert_eq!(before.hits[0].id, ids.acme_widgets);
+
+    let current = entities::get(&mut c, ids.acme_widgets).await.unwrap();
+    let rename = pgperf::db::EntityChanges {
+        name: Some("Zenith Gadgets".into()),
+        attributes: None,
+    };
+    entities::update(&mut c, ids.acme_widgets, current.version, &rename)
+        .await
+        .unwrap();
+    let (after_rename, served) = cache.search(&mut c, &req).await.unwrap();
+    assert_eq!(served, Served::Miss);
+    assert!(
+        after_rename.hits.iter().all(|h| h.id != ids.acme_widgets),
+        "{after_rename:?}"
+    );
+
+    let (_, cached) = cache.search(&mut c, &req).await.unwrap();
+    aliases::add(&mut c, ids.globex, "Acme Widgets International")
+        .await
+        .unwrap();
+    let (after_alias, served) = cache.search(&mut c, &req).await.unwrap();
+    assert_eq!((cached, served), (Served::Hit, Served::Miss));
+    assert!(
+        after_alias
+            .hits
+            .iter()
+            .any(|h| h.id == ids.globex && h.matched.contains("International"))
+    );
+}
+
+#[tokio::test]
+async fn concurrent_misses_of_one_key_store_one_correct_entry() {
+    let t = TestDb::new().await;
+    let mut c = t.db.acquire().await.unwrap();
+    seed(&mut c).await;
+    drop(c);
+    let cache = std::sync::Arc::new(SearchCache::default());
+    let req = SearchRequest::new("acme", 10);
+
+    let pages = futures::future::join_all((0..4).map(|_| {
+        let (db, cache, req) = (t.db.clone(), cache.clone(), req.clone());
+        async move {
+            let mut c = db.acquire().await.unwrap();
+            cache.search(&mut c, &req).await.unwrap().0
+        }
+    }))
+    .await;
+
+    let mut c = t.db.acquire().await.unwrap();
+    let expected = search(&mut c, &req).await.unwrap();
+    assert!(pages.iter().all(|p| p == &expected), "{pages:#?}");
+    assert_eq!(stored_entries(&mut c).await.len(), 1);
+    let (hit, served) = cache.search(&mut c, &req).await.unwrap();
+    assert_eq!((hit, served), (expected, Served::Hit));
 }
