@@ -47,6 +47,8 @@ pub enum Area {
     Ingest,
     /// Pool acquisition.
     Pool,
+    /// Search (uncached and cached) and entity resolution.
+    Search,
 }
 
 fn case(name: &str, op: Op, iterations: u64, concurrency: usize, ceiling_ms: Option<f64>) -> Case {
@@ -100,6 +102,14 @@ pub fn cases(area: Area) -> Vec<Case> {
             case("ingest.upsert_1k", Op::Upsert1k, 30, 1, Some(5_000.0)),
             case("ingest.unnest_1k", Op::Unnest1k, 30, 1, Some(5_000.0)),
         ],
+        // Uncached search and resolution take milliseconds each on the seeded 20 000
+        // entities (the trigram candidates' similarity dominates): few iterations suffice.
+        Area::Search => vec![
+            case("search.uncached", Op::Search, 30, 1, query),
+            case("search.cached", Op::SearchCached, 2_000, 1, query),
+            case("resolve.one", Op::ResolveOne, 30, 1, query),
+            case("resolve.batch_10", Op::ResolveBatch10, 10, 1, Some(5_000.0)),
+        ],
         Area::Pool => vec![
             case("pool.acquire_idle", Op::AcquireIdle, 2_000, 1, query),
             case(
@@ -141,12 +151,13 @@ pub fn case_names() -> Vec<CaseName> {
 }
 
 /// Every area, in the order the CLI runs them.
-pub const AREAS: [Area; 5] = [
+pub const AREAS: [Area; 6] = [
     Area::Lookups,
     Area::Crud,
     Area::Transactions,
     Area::Ingest,
     Area::Pool,
+    Area::Search,
 ];
 
 /// How long a step around the measurement (a calibration, a counter snapshot, connecting)

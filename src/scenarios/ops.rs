@@ -13,6 +13,9 @@ use super::seed::{ENTITIES, SEED};
 use crate::dataset;
 use crate::db::ingest::{copy_records, insert_records_unnest, upsert_records};
 use crate::db::repo::entities;
+use crate::db::resolve::{NameToResolve, Thresholds, resolve_batch};
+use crate::db::search::{self, SearchRequest};
+use crate::db::search_cache::SearchCache;
 use crate::db::unit_of_work::create_entity_with_aliases;
 use crate::db::{
     Db, DbError, EntityChanges, EntityKind, MeteredConnection, NewEntity, NewSourceRecord,
@@ -64,6 +67,14 @@ pub enum Op {
     AcquireContended,
     /// Open a new connection through a fresh pool (TCP, authentication), then close it.
     AcquireNewConnection,
+    /// A search for a noisy name (see [`super::plans::noisy_name`]), without the cache.
+    Search,
+    /// A search through the cache, over a set of 20 queries (cached during the warm-up).
+    SearchCached,
+    /// Resolution of one noisy name.
+    ResolveOne,
+    /// Resolution of 10 noisy names in one statement.
+    ResolveBatch10,
 }
 
 type DbOp<S> = Operation<S, DbError>;
@@ -152,6 +163,10 @@ pub(super) async fn run<T>(
         Op::Copy1k | Op::Unnest1k | Op::Upsert1k => r.ingest(at_start).await,
         Op::AcquireIdle | Op::AcquireContended => r.acquire(at_start).await,
         Op::AcquireNewConnection => r.acquire_new_connection(at_start).await,
+        Op::Search => r.with_rng(at_start, search_uncached()).await,
+        Op::SearchCached => r.search_cached(at_start).await,
+        Op::ResolveOne => r.with_rng(at_start, resolve_names(1)).await,
+        Op::ResolveBatch10 => r.with_rng(at_start, resolve_names(10)).await,
     }
 }
 
@@ -199,6 +214,36 @@ fn get_many_one_by_one() -> WithRng {
                 entities::get(c, id).await?;
             }
             Ok(())
+        })
+    })
+}
+
+/// Queries the cached-search case cycles through.
+const CACHED_QUERIES: u64 = 20;
+
+fn noisy(rng: &mut ChaCha8Rng) -> String {
+    super::plans::noisy_name(rng.random_range(0..ENTITIES))
+}
+
+fn search_uncached() -> WithRng {
+    Arc::new(|(c, rng)| {
+        let req = SearchRequest::new(noisy(rng), 10);
+        Box::pin(async move { search::search(c, &req).await.map(drop) })
+    })
+}
+
+fn resolve_names(n: usize) -> WithRng {
+    Arc::new(move |(c, rng)| {
+        let names: Vec<NameToResolve> = (0..n)
+            .map(|_| NameToResolve {
+                name: noisy(rng),
+                kind: EntityKind::Organization,
+            })
+            .collect();
+        Box::pin(async move {
+            resolve_batch(c, &names, Thresholds::default())
+                .await
+                .map(drop)
         })
     })
 }
@@ -351,6 +396,25 @@ impl Run<'_> {
         let m = self.go(states, op, at_start).await;
         own.close().await;
         Ok(m)
+    }
+
+    /// Searches through one cache shared by the case's tasks.
+    async fn search_cached<T>(&self, at_start: impl Future<Output = T>) -> Outcome<T> {
+        let cache = Arc::new(SearchCache::default());
+        let conns = connections(self.db, self.n).await?;
+        let states: Vec<_> = conns
+            .into_iter()
+            .zip(rngs(self.n))
+            .map(|(c, rng)| (c, rng, cache.clone()))
+            .collect();
+        let op: DbOp<(MeteredConnection, ChaCha8Rng, Arc<SearchCache>)> =
+            Arc::new(|(c, rng, cache)| {
+                let query = super::plans::noisy_name(rng.random_range(0..CACHED_QUERIES) * 977);
+                let req = SearchRequest::new(query, 10);
+                let cache = cache.clone();
+                Box::pin(async move { cache.search(c, &req).await.map(drop) })
+            });
+        Ok(self.go(states, op, at_start).await)
     }
 
     async fn acquire_new_connection<T>(&self, at_start: impl Future<Output = T>) -> Outcome<T> {

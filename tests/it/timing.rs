@@ -100,6 +100,11 @@ async fn pool_acquisition_holds_its_baseline() {
     hold_area_to_its_baseline(Area::Pool).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_and_resolution_hold_their_baseline() {
+    hold_area_to_its_baseline(Area::Search).await;
+}
+
 /// A migration that makes every entity write a few hundred microseconds slower (a trigger
 /// doing CPU work, as a migration could add; a sleep would round up to a millisecond): seeding still completes, the report names the seeding step with its usual time, and
 /// the cases that write entities fail with their numbers (not a set-up timeout).
