@@ -173,6 +173,9 @@ fn connect_options(url: &DatabaseUrl, s: &PoolSettings) -> sqlx::postgres::PgCon
     if let Some(t) = s.statement_timeout {
         options = options.options([("statement_timeout", format!("{}ms", t.as_millis()))]);
     }
+    if let Some(n) = s.max_parallel_workers_per_gather {
+        options = options.options([("max_parallel_workers_per_gather", n.to_string())]);
+    }
     options
 }
 
