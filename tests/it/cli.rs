@@ -67,7 +67,13 @@ async fn a_regression_exits_1_naming_the_case_and_a_slowdown_of_no_case_exits_2(
     assert_eq!(out.status.code(), Some(0), "recording: {}", stderr(&out));
 
     let out = pgperf(&run, &[("PGPERF_INJECT_SLOWDOWN", "lookup.select_1=4")]);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}\n{}",
+        stderr(&out),
+        String::from_utf8_lossy(&out.stdout)
+    );
     assert!(
         stderr(&out).contains("case lookup.select_1 regressed"),
         "{}",
