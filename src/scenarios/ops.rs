@@ -178,12 +178,7 @@ fn entity_by_id() -> WithRng {
 
 fn trigram_search() -> WithRng {
     Arc::new(|(c, rng)| {
-        // A known name, its last word dropped and upper-cased: a noisy query.
-        let name = dataset::entity_name(SEED, rng.random_range(0..ENTITIES));
-        let query = name
-            .rsplit_once(' ')
-            .map_or(name.as_str(), |(head, _)| head)
-            .to_uppercase();
+        let query = noisy(rng);
         Box::pin(async move { entities::search_similar(c, &query, 10).await.map(drop) })
     })
 }

@@ -4,30 +4,21 @@
 //! 11 of 14 distinct trigrams (0.785714); "jon smith" and "john smith" 8 of 13 (0.615385);
 //! "acme widget" and "acme" 5 of 12 (0.416667); "acme" and "acme widgets" 5 of 13 (0.384615).
 
-use pgperf::db::repo::{aliases, entities, records};
+use pgperf::db::repo::{aliases, records};
 use pgperf::db::resolve::{
     Decision, MAX_BATCH, NameToResolve, Resolution, Thresholds, link_if_matched, resolve,
     resolve_batch,
 };
-use pgperf::db::{DbError, EntityKind, MeteredConnection, NewEntity, NewSourceRecord};
+use pgperf::db::{DbError, EntityKind, MeteredConnection, NewSourceRecord};
 use serde_json::json;
 
-use crate::support::TestDb;
+use crate::support::{TestDb, entity};
 
 struct Ids {
     acme_corp: i64,
     acme_widgets: i64,
     globex: i64,
     john_smith: i64,
-}
-
-async fn entity(c: &mut MeteredConnection, kind: EntityKind, name: &str) -> i64 {
-    let new = NewEntity {
-        kind,
-        name: name.to_owned(),
-        attributes: json!({}),
-    };
-    entities::create(c, &new).await.unwrap().id
 }
 
 async fn seed(c: &mut MeteredConnection) -> Ids {

@@ -9,10 +9,10 @@
 use pgperf::db::repo::{aliases, entities, records};
 use pgperf::db::search::{SearchPage, SearchRequest, search};
 use pgperf::db::search_cache::{CacheCounts, SearchCache, Served};
-use pgperf::db::{DbError, EntityKind, MeteredConnection, NewEntity, NewSourceRecord};
+use pgperf::db::{DbError, EntityKind, MeteredConnection, NewSourceRecord};
 use serde_json::json;
 
-use crate::support::TestDb;
+use crate::support::{TestDb, entity};
 
 /// The entities' ids, by name.
 struct Ids {
@@ -21,15 +21,6 @@ struct Ids {
     globex: i64,
     john_acme: i64,
     acme_inc: i64,
-}
-
-async fn entity(c: &mut MeteredConnection, kind: EntityKind, name: &str) -> i64 {
-    let new = NewEntity {
-        kind,
-        name: name.to_owned(),
-        attributes: json!({}),
-    };
-    entities::create(c, &new).await.unwrap().id
 }
 
 async fn seed(c: &mut MeteredConnection) -> Ids {

@@ -4,7 +4,9 @@
 pub mod bounded;
 pub mod database;
 pub mod dedicated;
+pub mod entities;
 pub mod gate;
 pub mod shared;
 
 pub use database::{TestDb, test_db};
+pub use entities::entity;
