@@ -17,6 +17,7 @@ use pgperf::db::ingest::{
 use pgperf::db::repo::records;
 use pgperf::db::repo::records::INSERT_TARGET;
 use pgperf::db::{DatabaseUrl, Db, PoolSettings};
+use pgperf::perf::stats::{reset_peak_rss, status_kib};
 use pgperf::postgres::{cleanup, owner};
 
 use super::child::Child;
@@ -43,23 +44,6 @@ const PSQL_LIMIT: Duration = Duration::from_secs(600);
 /// Temporary files of this command start with this; ones older than a day are a killed
 /// run's and are removed.
 const TEMP_PREFIX: &str = "pgperf-ingest-";
-
-/// Reads a field of /proc/self/status in KiB.
-fn status_kib(field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    status
-        .lines()
-        .find(|l| l.starts_with(field))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
-}
-
-/// Resets the peak RSS (VmHWM) to the current RSS (Linux, "5" to clear_refs).
-fn reset_peak_rss() {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
-}
 
 async fn truncate(db: &Db) -> anyhow::Result<()> {
     sqlx::query("TRUNCATE source_records RESTART IDENTITY")

@@ -4,6 +4,7 @@
 //! ties them together ([`guard`]), and reports ([`report`]). It uses the data layer; the data
 //! layer never uses it.
 
+pub mod accuracy;
 pub mod baseline;
 pub mod calibrate;
 pub mod counters;
@@ -11,6 +12,7 @@ pub mod error;
 pub mod guard;
 pub mod measure;
 pub mod plan;
+pub mod plot;
 pub mod report;
 pub mod stats;
 pub mod wire;
