@@ -1,4 +1,4 @@
-//! Bulk ingestion of source records.
+//! Bulk ingestion of source records, and of entities with their aliases ([`copy_entities`]).
 //!
 //! - [`copy_records`]: streams rows through `COPY ... FROM STDIN` (text format) in 256 KiB
 //!   chunks, so memory stays bounded whatever the size. All or nothing: the batch runs in a
@@ -25,6 +25,10 @@ use super::DbError;
 use super::model::NewSourceRecord;
 use super::repo::records::{INSERT_COLUMNS, INSERT_TARGET};
 use const_format::concatcp;
+
+mod entities;
+
+pub use entities::{EntityLoad, copy_entities};
 
 const CHUNK_BYTES: usize = 256 * 1024;
 

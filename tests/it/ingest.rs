@@ -6,7 +6,9 @@ use rstest::rstest;
 use serde_json::json;
 
 use pgperf::dataset::{self, Size};
-use pgperf::db::ingest::{UpsertCounts, copy_records, insert_records_unnest, upsert_records};
+use pgperf::db::ingest::{
+    UpsertCounts, copy_entities, copy_records, insert_records_unnest, upsert_records,
+};
 use std::time::{Duration, Instant};
 
 use pgperf::db::{DbError, NewSourceRecord, PoolSettings};
@@ -187,4 +189,70 @@ async fn a_bulk_load_outlasts_the_interactive_statement_timeout() {
         .unwrap_err();
     assert!(matches!(err, DbError::Cancelled { .. }), "{err}");
     assert!(err.to_string().contains("statement timeout"), "{err}");
+}
+
+#[tokio::test]
+async fn entities_and_their_aliases_load_through_copy_in_input_order() {
+    let t = TestDb::new().await;
+    let mut c = t.db.acquire().await.unwrap();
+    let rows: Vec<_> = dataset::entities(5, 2_000).collect();
+    let aliases: usize = rows.iter().map(|(_, a)| a.len()).sum();
+
+    let load = copy_entities(&mut c, rows.clone()).await.unwrap();
+
+    assert_eq!((load.entities, load.aliases), (2_000, aliases as u64));
+    let first = load.first_id.unwrap();
+    // Entity i has id first + i, and its aliases hang on it.
+    for i in [0usize, 1, 999, 1_999] {
+        let (entity, its_aliases) = &rows[i];
+        let id = first + i as i64;
+        let (name, kind): (String, String) =
+            sqlx::query_as("SELECT name, kind FROM entities WHERE id = $1")
+                .bind(id)
+                .fetch_one(&mut *c)
+                .await
+                .unwrap();
+        assert_eq!(
+            (name.as_str(), kind.as_str()),
+            (entity.name.as_str(), entity.kind.as_str())
+        );
+        let stored: Vec<String> = sqlx::query_scalar(
+            "SELECT alias FROM entity_aliases WHERE entity_id = $1 ORDER BY alias",
+        )
+        .bind(id)
+        .fetch_all(&mut *c)
+        .await
+        .unwrap();
+        let mut expected = its_aliases.clone();
+        expected.sort();
+        assert_eq!(stored, expected, "aliases of entity {i}");
+    }
+    // The identity sequence moved past the loaded ids: a later insert does not collide.
+    let next: i64 = sqlx::query_scalar(
+        "INSERT INTO entities (kind, name, normalized_name) VALUES ('place', 'Next', 'next') RETURNING id",
+    )
+    .fetch_one(&mut *c)
+    .await
+    .unwrap();
+    assert_eq!(next, first + 2_000);
+}
+
+#[tokio::test]
+async fn a_bad_alias_rolls_back_every_entity_naming_its_position() {
+    let t = TestDb::new().await;
+    let mut c = t.db.acquire().await.unwrap();
+    let mut rows: Vec<_> = dataset::entities(5, 300).collect();
+    rows[199].1 = vec!["Fine".to_owned(), "  ".to_owned()];
+
+    let err = copy_entities(&mut c, rows).await.unwrap_err();
+
+    match &err {
+        DbError::BadRow { line, field, .. } => assert_eq!((*line, field.as_str()), (200, "alias")),
+        other => panic!("expected BadRow, got {other:?}"),
+    }
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM entities")
+        .fetch_one(&mut *c)
+        .await
+        .unwrap();
+    assert_eq!(count, 0, "nothing of the batch may stay: {err}");
 }
