@@ -9,6 +9,9 @@ use serde_json::json;
 
 use crate::db::{EntityKind, NewEntity, NewSourceRecord};
 
+pub mod febrl;
+pub mod labelled;
+
 /// Dataset sizes used by tests (`#[case]` tables) and benchmarks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Size {
@@ -62,16 +65,37 @@ pub fn entity_name(seed: u64, i: u64) -> String {
         .to_owned()
 }
 
-/// `count` entities, each with up to two aliases.
+/// Entity `i`: its kind, name and attributes, and up to two aliases (deterministic per seed
+/// and index).
+pub fn entity(seed: u64, i: u64) -> (NewEntity, Vec<String>) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed.wrapping_add(i));
+    let name = entity_name(seed, i);
+    let kind = if rng.random_bool(0.7) {
+        EntityKind::Organization
+    } else {
+        EntityKind::ALL[rng.random_range(0..4)]
+    };
+    let first_word = name.split(' ').next().unwrap_or("X");
+    let aliases = (0..rng.random_range(0..=2))
+        .map(|a| format!("{first_word} {}", a + 1))
+        .collect();
+    let attributes = json!({
+        "country": COUNTRIES[rng.random_range(0..COUNTRIES.len())],
+        "founded": rng.random_range(1900..2025)
+    });
+    (
+        NewEntity {
+            kind,
+            name,
+            attributes,
+        },
+        aliases,
+    )
+}
+
+/// `count` entities (0 to count - 1), each with up to two aliases.
 pub fn entities(seed: u64, count: u64) -> impl Iterator<Item = (NewEntity, Vec<String>)> {
-    (0..count).map(move |i| {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed.wrapping_add(i));
-        let name = entity_name(seed, i);
-        let kind = if rng.random_bool(0.7) { EntityKind::Organization } else { EntityKind::ALL[rng.random_range(0..4)] };
-        let aliases = (0..rng.random_range(0..=2)).map(|a| format!("{} {}", name.split(' ').next().unwrap_or("X"), a + 1)).collect();
-        let attributes = json!({ "country": COUNTRIES[rng.random_range(0..COUNTRIES.len())], "founded": rng.random_range(1900..2025) });
-        (NewEntity { kind, name, attributes }, aliases)
-    })
+    (0..count).map(move |i| entity(seed, i))
 }
 
 /// Introduces the noise of real sources: case changes, dropped suffixes, a swapped letter.
