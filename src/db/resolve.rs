@@ -1,22 +1,34 @@
 //! Entity resolution: which canonical entity an incoming name is, by fuzzy matching.
 //!
 //! A name (with its kind) is normalized as stored names are, and compared by trigram
-//! similarity with the normalized names and aliases of entities of that kind (through the
-//! trigram GIN indexes; candidates need pg_trgm's `%`, similarity 0.3 or more). The best
-//! similarity per entity is its score (rounded to 6 decimals); the top [`CANDIDATES`] are
-//! returned, best first (score, then id), with a decision from two thresholds:
+//! similarity with the normalized names and aliases of entities of that kind. Candidates are
+//! found in two passes:
+//!
+//! 1. **Shared words** ([`RESOLVE_BY_WORDS`]): entities whose normalized name or alias has a
+//!    word (three characters or more) of the name, through the word GIN indexes. A word's
+//!    posting list is short, so this stays around a millisecond per name at a million
+//!    entities, where a trigram scan must read the long posting lists of common trigrams.
+//! 2. **Trigrams** ([`RESOLVE_BY_TRIGRAMS`]), only for names the first pass left without a
+//!    candidate at the review threshold (every word misspelled, one-word names): `%` through
+//!    the trigram GIN indexes.
+//!
+//! A candidate needs a similarity of at least pg_trgm's `similarity_threshold` (the pool sets
+//! 0.45, see [`PoolSettings`](super::PoolSettings)) in either pass. The best similarity per
+//! entity is its score (rounded to 6 decimals); the top [`CANDIDATES`] are returned, best
+//! first (score, then id), with a decision from two thresholds:
 //!
 //! - score >= `matched`: [`Decision::Match`], link to the top candidate;
 //! - score >= `review`: [`Decision::Review`], a person should look;
 //! - otherwise (or no candidate): [`Decision::New`], create an entity.
 //!
-//! A batch resolves up to [`MAX_BATCH`] names in one statement (`unnest ... WITH ORDINALITY`
-//! and a `LATERAL` subquery with `LIMIT`); a single name is a batch of one, so both give the
-//! same answers by construction (and a test checks it). The trigram conditions sit behind
-//! `OFFSET 0` so that the kind filter cannot be pushed into the scan: with it, the planner
-//! read a quarter of the entities through the kind index and filtered them by similarity (a
-//! plan guard caught it: 169 000 buffers for 100 names).
+//! A batch resolves up to [`MAX_BATCH`] names in one statement per pass (`unnest ... WITH
+//! ORDINALITY` and a `LATERAL` subquery with `LIMIT`); a single name is a batch of one, so
+//! both give the same answers by construction (and a test checks it). The index conditions
+//! sit behind `OFFSET 0` so that the kind filter cannot be pushed into the scan: with it, the
+//! planner read a quarter of the entities through the kind index and filtered them by
+//! similarity (a plan guard caught it: 169 000 buffers for 100 names).
 
+use const_format::concatcp;
 use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
 
@@ -123,38 +135,81 @@ impl Resolution {
     }
 }
 
-/// The batch resolution statement (`$1` normalized names, `$2` kinds, `$3` candidates per
-/// name), public for plan guards.
-pub const RESOLVE: &str = r"
+/// The words of `q.norm` of three or more characters as an OR query (`'acme' | 'bexum'`), or
+/// NULL when there are none. Normalized text holds only letters, digits and spaces, so no
+/// word can be tsquery syntax.
+const QUERY_WORDS: &str = "to_tsquery('simple', NULLIF(array_to_string(ARRAY(
+          SELECT w FROM unnest(tsvector_to_array(to_tsvector('simple', q.norm))) AS w
+           WHERE length(w) >= 3), ' | '), ''))";
+
+/// The lowest score a candidate may have: pg_trgm's `similarity_threshold` (0.3 unless the
+/// session sets it), the threshold `%` applies in the trigram pass, so both passes keep the
+/// same candidates.
+const MIN_SCORE: &str =
+    "coalesce(nullif(current_setting('pg_trgm.similarity_threshold', true), '')::float8, 0.3)";
+
+/// The batch resolution statement around a candidate condition on names (`{name}`) and on
+/// aliases (`{alias}`).
+macro_rules! resolve_statement {
+    ($name:expr, $alias:expr) => {
+        concatcp!(
+            r"
 SELECT q.n, c.id, c.name, c.matched, c.score
   FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS q(norm, kind, n)
+  CROSS JOIN LATERAL (SELECT ",
+            QUERY_WORDS,
+            r" AS words) w
   CROSS JOIN LATERAL (
       SELECT id, name, matched, score FROM (
           SELECT DISTINCT ON (id) id, name, matched, score FROM (
               SELECT m.id, m.name, m.name AS matched, m.score FROM (
                   SELECT id, name, kind,
                          round(similarity(normalized_name, q.norm)::numeric, 6)::float8 AS score
-                    FROM entities WHERE normalized_name % q.norm
+                    FROM entities WHERE ",
+            $name,
+            r"
                   OFFSET 0
               ) m
-               WHERE m.kind = q.kind
+               WHERE m.kind = q.kind AND m.score >= ",
+            MIN_SCORE,
+            r"
               UNION ALL
               SELECT m.entity_id, e.name, m.alias, m.score FROM (
                   SELECT entity_id, alias,
                          round(similarity(normalized_alias, q.norm)::numeric, 6)::float8 AS score
-                    FROM entity_aliases WHERE normalized_alias % q.norm
+                    FROM entity_aliases WHERE ",
+            $alias,
+            r"
                   OFFSET 0
               ) m
               CROSS JOIN LATERAL (
                   SELECT name, kind FROM entities WHERE id = m.entity_id) e
-               WHERE e.kind = q.kind
+               WHERE e.kind = q.kind AND m.score >= ",
+            MIN_SCORE,
+            r"
           ) all_matches
           ORDER BY id, score DESC, matched
       ) best
       ORDER BY score DESC, id
       LIMIT $3
   ) c
- ORDER BY q.n, c.score DESC, c.id";
+ ORDER BY q.n, c.score DESC, c.id"
+        )
+    };
+}
+
+/// Resolution's first pass: candidates share a word (three or more characters) with the
+/// name, through the word GIN indexes (`$1` normalized names, `$2` kinds, `$3` candidates per
+/// name). Public for plan guards.
+pub const RESOLVE_BY_WORDS: &str = resolve_statement!(
+    "to_tsvector('simple', normalized_name) @@ w.words",
+    "to_tsvector('simple', normalized_alias) @@ w.words"
+);
+
+/// Resolution's second pass, for names the first left below the review threshold: candidates
+/// are trigram-similar (`%`) through the trigram GIN indexes. Same parameters.
+pub const RESOLVE_BY_TRIGRAMS: &str =
+    resolve_statement!("normalized_name % q.norm", "normalized_alias % q.norm");
 
 /// Resolves one name (a batch of one: see [`resolve_batch`]).
 pub async fn resolve(
@@ -182,17 +237,48 @@ pub async fn resolve_batch(
     }
     let normalized: Vec<String> = names.iter().map(|n| normalize_name(&n.name)).collect();
     let kinds: Vec<&str> = names.iter().map(|n| n.kind.as_str()).collect();
-    let rows: Vec<(i64, i64, String, String, f64)> = if names.is_empty() {
-        Vec::new()
-    } else {
-        sqlx::query_as(RESOLVE)
-            .bind(&normalized)
-            .bind(&kinds)
-            .bind(CANDIDATES)
-            .fetch_all(conn)
-            .await?
-    };
-    let mut candidates: Vec<Vec<Candidate>> = vec![Vec::new(); names.len()];
+    let mut candidates = candidates_of(conn, RESOLVE_BY_WORDS, &normalized, &kinds).await?;
+    // Names the shared words did not settle (best below review) get the trigram pass.
+    let unsettled: Vec<usize> = (0..names.len())
+        .filter(|&i| {
+            thresholds.decide(candidates[i].first().map(|c| c.score)) == Decision::New
+                && !normalized[i].is_empty()
+        })
+        .collect();
+    if !unsettled.is_empty() {
+        let norms: Vec<String> = unsettled.iter().map(|&i| normalized[i].clone()).collect();
+        let kinds: Vec<&str> = unsettled.iter().map(|&i| kinds[i]).collect();
+        let second = candidates_of(conn, RESOLVE_BY_TRIGRAMS, &norms, &kinds).await?;
+        for (i, found) in unsettled.into_iter().zip(second) {
+            candidates[i] = found;
+        }
+    }
+    Ok(candidates
+        .into_iter()
+        .map(|candidates| Resolution {
+            decision: thresholds.decide(candidates.first().map(|c| c.score)),
+            candidates,
+        })
+        .collect())
+}
+
+/// Runs one pass over the names; candidates per name, in the names' order.
+async fn candidates_of(
+    conn: &mut PgConnection,
+    statement: &'static str,
+    normalized: &[String],
+    kinds: &[&str],
+) -> Result<Vec<Vec<Candidate>>, DbError> {
+    let mut candidates: Vec<Vec<Candidate>> = vec![Vec::new(); normalized.len()];
+    if normalized.is_empty() {
+        return Ok(candidates);
+    }
+    let rows: Vec<(i64, i64, String, String, f64)> = sqlx::query_as(statement)
+        .bind(normalized)
+        .bind(kinds)
+        .bind(CANDIDATES)
+        .fetch_all(conn)
+        .await?;
     for (n, id, name, matched, score) in rows {
         let slot = usize::try_from(n - 1).expect("ordinality starts at 1");
         candidates[slot].push(Candidate {
@@ -202,13 +288,7 @@ pub async fn resolve_batch(
             score,
         });
     }
-    Ok(candidates
-        .into_iter()
-        .map(|candidates| Resolution {
-            decision: thresholds.decide(candidates.first().map(|c| c.score)),
-            candidates,
-        })
-        .collect())
+    Ok(candidates)
 }
 
 /// Links source record `record_id` to the entity `resolution` matched, with its score;

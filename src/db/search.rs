@@ -3,9 +3,10 @@
 //!
 //! The query is normalized exactly as stored names are ([`normalize_name`]), so "ACME, Inc."
 //! finds "Acme". An entity is a candidate when its normalized name or one of its aliases is
-//! trigram-similar to the query (`%`, pg_trgm's threshold 0.3, through the trigram GIN
-//! indexes), or when its name contains every word of the query (full text, through the
-//! `search_vector` GIN index). Its score is
+//! trigram-similar to the query (`%`: pg_trgm's `similarity_threshold`, which the pool sets
+//! to 0.45, see [`PoolSettings`](super::PoolSettings); through the trigram GIN indexes), or
+//! when its name or an alias contains every word of the query (full text, through the
+//! `search_vector` and alias word GIN indexes). Its score is
 //!
 //! ```text
 //! score = 0.85 * best similarity (name or alias) + 0.15 * (name contains every query word)
@@ -161,6 +162,10 @@ WITH matched AS (
     UNION ALL
     SELECT id, similarity(normalized_name, $1), name
       FROM entities WHERE search_vector @@ plainto_tsquery('simple', $1)
+    UNION ALL
+    SELECT entity_id, similarity(normalized_alias, $1), alias
+      FROM entity_aliases
+     WHERE to_tsvector('simple', normalized_alias) @@ plainto_tsquery('simple', $1)
 ),
 best AS (
     SELECT DISTINCT ON (id) id, sim, via FROM matched ORDER BY id, sim DESC, via

@@ -69,38 +69,54 @@ async fn names_resolve_to_ranked_candidates_and_a_decision() {
     let t = TestDb::new().await;
     let mut c = t.db.acquire().await.unwrap();
     let ids = seed(&mut c).await;
-    let mut got = Vec::new();
-    for n in names() {
-        got.push(resolve(&mut c, &n, Thresholds::default()).await.unwrap());
-    }
+    let resolve_all = async |c: &mut MeteredConnection| {
+        let mut got = Vec::new();
+        for n in names() {
+            got.push(resolve(c, &n, Thresholds::default()).await.unwrap());
+        }
+        got
+    };
 
-    let got: Vec<_> = got.iter().map(summary).collect();
-    assert_eq!(
-        got,
-        vec![
-            (
-                Decision::Match,
-                vec![
-                    (ids.acme_corp, "Acme Corporation", 1.0),
-                    (ids.acme_widgets, "Acme Widgets Ltd", 0.384615)
-                ]
-            ),
-            (
-                Decision::Match,
-                vec![
-                    (ids.acme_widgets, "Acme Widgets Ltd", 0.785714),
-                    (ids.acme_corp, "Acme Corporation", 0.416667)
-                ]
-            ),
-            (Decision::Match, vec![(ids.globex, "Global Exports", 1.0)]),
-            (Decision::New, vec![]),
-            (
-                Decision::Review,
-                vec![(ids.john_smith, "John Smith", 0.615385)]
-            ),
-            (Decision::New, vec![]),
-        ]
+    // The pool's similarity threshold (0.45) is the candidate floor.
+    let got = resolve_all(&mut c).await;
+    let (acme, acme_widgets) = (
+        (ids.acme_corp, "Acme Corporation", 1.0),
+        (ids.acme_widgets, "Acme Widgets Ltd", 0.785714),
     );
+    let unchanged = [
+        (Decision::Match, vec![(ids.globex, "Global Exports", 1.0)]),
+        (Decision::New, vec![]),
+        (
+            Decision::Review,
+            vec![(ids.john_smith, "John Smith", 0.615385)],
+        ),
+        (Decision::New, vec![]),
+    ];
+    let mut expected = vec![
+        (Decision::Match, vec![acme]),
+        (Decision::Match, vec![acme_widgets]),
+    ];
+    expected.extend(unchanged.clone());
+    assert_eq!(got.iter().map(summary).collect::<Vec<_>>(), expected);
+
+    // pg_trgm's own 0.3 lets the weaker candidates in, ranked after the best.
+    sqlx::query("SET pg_trgm.similarity_threshold = 0.3")
+        .execute(&mut *c)
+        .await
+        .unwrap();
+    let got = resolve_all(&mut c).await;
+    let mut expected = vec![
+        (
+            Decision::Match,
+            vec![acme, (ids.acme_widgets, "Acme Widgets Ltd", 0.384615)],
+        ),
+        (
+            Decision::Match,
+            vec![acme_widgets, (ids.acme_corp, "Acme Corporation", 0.416667)],
+        ),
+    ];
+    expected.extend(unchanged);
+    assert_eq!(got.iter().map(summary).collect::<Vec<_>>(), expected);
 }
 
 #[tokio::test]

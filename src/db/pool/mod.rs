@@ -176,6 +176,9 @@ fn connect_options(url: &DatabaseUrl, s: &PoolSettings) -> sqlx::postgres::PgCon
     if let Some(n) = s.max_parallel_workers_per_gather {
         options = options.options([("max_parallel_workers_per_gather", n.to_string())]);
     }
+    if let Some(t) = s.similarity_threshold {
+        options = options.options([("pg_trgm.similarity_threshold", t.to_string())]);
+    }
     options
 }
 
