@@ -25,6 +25,11 @@ enum Command {
     ComparePgbench(cli::pgbench::PgbenchArgs),
     /// Bulk ingestion through pgperf's COPY versus psql \copy of the same rows, as ratios.
     IngestBench(cli::ingest_bench::IngestArgs),
+    /// Search and resolution at 1k to 1M entities: percentiles, growth exponents, an SVG plot.
+    Scale(cli::scale::ScaleArgs),
+    /// Resolution's precision, recall and F1 at thresholds 0.30-0.90, on generated labelled
+    /// names and (with --febrl) on FEBRL's data sets.
+    Accuracy(cli::accuracy::AccuracyArgs),
     /// Starts (or reaches) the server, applies the migrations to a template, and reports timings.
     CheckServer,
 }
@@ -74,6 +79,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Run(args) => cli::run::run(args).await,
         Command::ComparePgbench(args) => cli::pgbench::run(args).await,
         Command::IngestBench(args) => cli::ingest_bench::run(args).await,
+        Command::Scale(args) => cli::scale::run(args).await,
+        Command::Accuracy(args) => cli::accuracy::run(args).await,
         Command::CheckServer => cli::check_server::run().await,
     }
 }

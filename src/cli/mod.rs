@@ -1,11 +1,13 @@
 //! The CLI's commands. Each gets a server (a container, or PGPERF_DATABASE_URL), its own
 //! database cloned from the migrated template, and cleans both up at the end.
 
+pub mod accuracy;
 pub mod check_server;
 mod child;
 pub mod ingest_bench;
 pub mod pgbench;
 pub mod run;
+pub mod scale;
 
 use std::time::Instant;
 
