@@ -39,8 +39,8 @@ pub struct PoolSettings {
     /// needs to be a search hit or a resolution candidate (`%` uses it, and resolution keeps
     /// no candidate below it). 0.45 by default (pg_trgm's own is 0.3): it equals the default
     /// review threshold, below which a candidate changes no decision, and at a million
-    /// entities a trigram scan at 0.45 rechecks a tenth of the rows it does at 0.3 (search
-    /// p95 200 ms at 0.3). `None` leaves the server's setting.
+    /// entities one trigram scan rechecked 183 rows in 20 ms at 0.45, 7 018 rows in 62 ms at
+    /// 0.3. `None` leaves the server's setting.
     #[serde(default = "default_similarity_threshold")]
     pub similarity_threshold: Option<f64>,
     /// Statements slower than this are logged at WARN (sqlx's slow-statement log). 1 s suits
