@@ -5,6 +5,7 @@ mod error;
 pub mod ingest;
 mod migrate;
 pub mod model;
+pub mod name_score;
 mod normalize;
 pub mod pool;
 pub mod repo;
