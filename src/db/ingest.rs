@@ -28,7 +28,7 @@ use const_format::concatcp;
 
 mod entities;
 
-pub use entities::{EntityLoad, copy_entities};
+pub use entities::{EntityLoad, copy_entities, merge_pending_entries};
 
 const CHUNK_BYTES: usize = 256 * 1024;
 
