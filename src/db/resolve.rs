@@ -1,21 +1,29 @@
 //! Entity resolution: which canonical entity an incoming name is, by fuzzy matching.
 //!
-//! A name (with its kind) is normalized as stored names are, and compared by trigram
-//! similarity with the normalized names and aliases of entities of that kind. Candidates are
-//! found in two passes:
+//! A name (with its kind) is normalized as stored names are, and compared with the
+//! normalized names and aliases of entities of that kind. Candidates are found in up to three
+//! passes, each later one only for the names the earlier ones left below the review
+//! threshold:
 //!
 //! 1. **Shared words** ([`RESOLVE_BY_WORDS`]): entities whose normalized name or alias has a
-//!    word (three characters or more) of the name, through the word GIN indexes. A word's
-//!    posting list is short, so this stays around a millisecond per name at a million
-//!    entities, where a trigram scan must read the long posting lists of common trigrams.
-//! 2. **Trigrams** ([`RESOLVE_BY_TRIGRAMS`]), only for names the first pass left without a
-//!    candidate at the review threshold (every word misspelled, one-word names): `%` through
-//!    the trigram GIN indexes.
+//!    word (three characters or more) of the name, through the word GIN indexes.
+//! 2. **Word variants** ([`RESOLVE_BY_VARIANTS`]): entities with a word within one edit of a
+//!    word of the name (they share a "word variant": the word, or the word with one letter
+//!    deleted), through the variant GIN indexes: names whose every word is misspelled once.
+//! 3. **Trigrams** ([`RESOLVE_BY_TRIGRAMS`]): `%` through the trigram GIN indexes, for what is
+//!    left (words two or more edits away, short words, names with no entity at all).
 //!
-//! A candidate needs a similarity of at least pg_trgm's `similarity_threshold` (the pool sets
-//! 0.45, see [`PoolSettings`](super::PoolSettings)) in either pass. The best similarity per
-//! entity is its score (rounded to 6 decimals); the top [`CANDIDATES`] are returned, best
-//! first (score, then id), with a decision from two thresholds:
+//! Posting lists of words and variants hold a few names, those of common trigrams a tenth of
+//! them: at a million entities a trigram scan costs 25-37 ms per name, the other passes well
+//! under a millisecond. Exact words come first because variants collide more (a batch of
+//! 1 000 at 100 000 entities: 0.5 s by words, 0.75 s by variants).
+//!
+//! A candidate needs a trigram similarity of at least pg_trgm's `similarity_threshold` (the
+//! pool sets 0.45, see [`PoolSettings`](super::PoolSettings)) in either pass. Each pass keeps
+//! the [`PRESELECTED`] most similar entities per name (an entity's best name or alias); each
+//! is then scored word by word ([`name_score`]: a misspelled word still resembles its
+//! original, another word does not), and the top [`CANDIDATES`] by that score (then id) are
+//! returned, with a decision from two thresholds:
 //!
 //! - score >= `matched`: [`Decision::Match`], link to the top candidate;
 //! - score >= `review`: [`Decision::Review`], a person should look;
@@ -32,10 +40,14 @@ use const_format::concatcp;
 use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
 
+use super::name_score::name_score;
 use super::{DbError, EntityKind, normalize_name};
 
 /// Candidates returned per name.
 pub const CANDIDATES: i64 = 5;
+/// Candidates per name the statements return, by trigram similarity, for the word-by-word
+/// score to rank (the best by one need not be the best by the other).
+pub const PRESELECTED: i64 = 10;
 /// The most names one batch may hold.
 pub const MAX_BATCH: usize = 1_000;
 
@@ -111,9 +123,14 @@ pub struct Candidate {
     pub id: i64,
     /// Its name.
     pub name: String,
-    /// The name or alias that matched best.
+    /// The name or alias that matched best (by trigram similarity).
     pub matched: String,
-    /// Trigram similarity of the normalized names, 0 to 1.
+    /// Trigram similarity of the normalized name and `matched`, 0 to 1 (how the candidate
+    /// was found).
+    pub similarity: f64,
+    /// The word-by-word score of the normalized name and `matched`
+    /// ([`name_score`](super::name_score::name_score)), 0 to 1: what candidates are ranked
+    /// and decided by.
     pub score: f64,
 }
 
@@ -156,7 +173,7 @@ macro_rules! resolve_statement {
             r"
 SELECT q.n, c.id, c.name, c.matched, c.score
   FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS q(norm, kind, n)
-  CROSS JOIN LATERAL (SELECT ",
+  CROSS JOIN LATERAL (SELECT name_word_variants(q.norm) AS variants, ",
             QUERY_WORDS,
             r" AS words) w
   CROSS JOIN LATERAL (
@@ -206,7 +223,16 @@ pub const RESOLVE_BY_WORDS: &str = resolve_statement!(
     "to_tsvector('simple', normalized_alias) @@ w.words"
 );
 
-/// Resolution's second pass, for names the first left below the review threshold: candidates
+/// Resolution's second pass: candidates share a word variant with the name (a word of three
+/// or more characters, or one of five or more with a letter deleted: see the migration
+/// `name_variant_indexes`), so words within one edit meet, through the variant GIN indexes
+/// (`$1` normalized names, `$2` kinds, `$3` candidates per name). Public for plan guards.
+pub const RESOLVE_BY_VARIANTS: &str = resolve_statement!(
+    "name_word_variants(normalized_name) && w.variants",
+    "name_word_variants(normalized_alias) && w.variants"
+);
+
+/// Resolution's third pass, for names the first two left below the review threshold: candidates
 /// are trigram-similar (`%`) through the trigram GIN indexes. Same parameters.
 pub const RESOLVE_BY_TRIGRAMS: &str =
     resolve_statement!("normalized_name % q.norm", "normalized_alias % q.norm");
@@ -238,19 +264,22 @@ pub async fn resolve_batch(
     let normalized: Vec<String> = names.iter().map(|n| normalize_name(&n.name)).collect();
     let kinds: Vec<&str> = names.iter().map(|n| n.kind.as_str()).collect();
     let mut candidates = candidates_of(conn, RESOLVE_BY_WORDS, &normalized, &kinds).await?;
-    // Names the shared words did not settle (best below review) get the trigram pass.
-    let unsettled: Vec<usize> = (0..names.len())
-        .filter(|&i| {
-            thresholds.decide(candidates[i].first().map(|c| c.score)) == Decision::New
-                && !normalized[i].is_empty()
-        })
-        .collect();
-    if !unsettled.is_empty() {
+    // Each later pass takes the names the earlier ones left below review.
+    for pass in [RESOLVE_BY_VARIANTS, RESOLVE_BY_TRIGRAMS] {
+        let unsettled: Vec<usize> = (0..names.len())
+            .filter(|&i| {
+                thresholds.decide(candidates[i].first().map(|c| c.score)) == Decision::New
+                    && !normalized[i].is_empty()
+            })
+            .collect();
+        if unsettled.is_empty() {
+            break;
+        }
         let norms: Vec<String> = unsettled.iter().map(|&i| normalized[i].clone()).collect();
         let kinds: Vec<&str> = unsettled.iter().map(|&i| kinds[i]).collect();
-        let second = candidates_of(conn, RESOLVE_BY_TRIGRAMS, &norms, &kinds).await?;
-        for (i, found) in unsettled.into_iter().zip(second) {
-            candidates[i] = found;
+        let found = candidates_of(conn, pass, &norms, &kinds).await?;
+        for (i, more) in unsettled.into_iter().zip(found) {
+            merge(&mut candidates[i], more);
         }
     }
     Ok(candidates
@@ -260,6 +289,25 @@ pub async fn resolve_batch(
             candidates,
         })
         .collect())
+}
+
+/// Adds a later pass's candidates to a name's (an entity found twice keeps its better
+/// score), best first (score, then id), at most [`CANDIDATES`].
+fn merge(list: &mut Vec<Candidate>, more: Vec<Candidate>) {
+    for c in more {
+        match list.iter_mut().find(|e| e.id == c.id) {
+            Some(e) if c.score > e.score => *e = c,
+            Some(_) => {}
+            None => list.push(c),
+        }
+    }
+    rank(list);
+}
+
+/// Best first (score, then id), at most [`CANDIDATES`].
+fn rank(list: &mut Vec<Candidate>) {
+    list.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.id.cmp(&b.id)));
+    list.truncate(CANDIDATES as usize);
 }
 
 /// Runs one pass over the names; candidates per name, in the names' order.
@@ -276,18 +324,21 @@ async fn candidates_of(
     let rows: Vec<(i64, i64, String, String, f64)> = sqlx::query_as(statement)
         .bind(normalized)
         .bind(kinds)
-        .bind(CANDIDATES)
+        .bind(PRESELECTED)
         .fetch_all(conn)
         .await?;
-    for (n, id, name, matched, score) in rows {
+    for (n, id, name, matched, similarity) in rows {
         let slot = usize::try_from(n - 1).expect("ordinality starts at 1");
+        let score = name_score(&normalized[slot], &normalize_name(&matched));
         candidates[slot].push(Candidate {
             id,
             name,
             matched,
+            similarity,
             score,
         });
     }
+    candidates.iter_mut().for_each(rank);
     Ok(candidates)
 }
 

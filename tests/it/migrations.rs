@@ -152,6 +152,10 @@ async fn every_index_the_queries_need_is_there(#[future(awt)] test_db: TestDb) {
             "CREATE INDEX entities_normalized_name_trgm_idx ON public.entities USING gin (normalized_name gin_trgm_ops)",
         ),
         (
+            "entities_normalized_name_variants_idx",
+            "CREATE INDEX entities_normalized_name_variants_idx ON public.entities USING gin (name_word_variants(normalized_name))",
+        ),
+        (
             "entities_normalized_name_words_idx",
             "CREATE INDEX entities_normalized_name_words_idx ON public.entities USING gin (to_tsvector('simple'::regconfig, normalized_name))",
         ),
@@ -170,6 +174,10 @@ async fn every_index_the_queries_need_is_there(#[future(awt)] test_db: TestDb) {
         (
             "entity_aliases_normalized_alias_trgm_idx",
             "CREATE INDEX entity_aliases_normalized_alias_trgm_idx ON public.entity_aliases USING gin (normalized_alias gin_trgm_ops)",
+        ),
+        (
+            "entity_aliases_normalized_alias_variants_idx",
+            "CREATE INDEX entity_aliases_normalized_alias_variants_idx ON public.entity_aliases USING gin (name_word_variants(normalized_alias))",
         ),
         (
             "entity_aliases_normalized_alias_words_idx",

@@ -1,8 +1,14 @@
 //! Entity resolution over a small hand-built set, with exact candidates, scores and decisions.
 //!
-//! Scores are trigram similarities of normalized names: "acme widget" and "acme widgets" share
-//! 11 of 14 distinct trigrams (0.785714); "jon smith" and "john smith" 8 of 13 (0.615385);
-//! "acme widget" and "acme" 5 of 12 (0.416667); "acme" and "acme widgets" 5 of 13 (0.384615).
+//! Candidates are found by trigram similarity of normalized names (at least 0.45, the pool's
+//! `similarity_threshold`: "acme widget" and "acme" share 5 of 12 distinct trigrams, 0.416667,
+//! and "acme" and "acme widgets" 5 of 13, 0.384615, so neither is a candidate of the other
+//! until the threshold is 0.3) and scored word by word, each word weighted by its length
+//! (`name_score`): "acme widget" and "acme widgets" (4 + 6 * 6/7 + 4 + 7 * 6/7) / 21 =
+//! 0.911565; "jon smith" and "john smith" (3 * 3/4 + 5 + 4 * 3/4 + 5) / 17 = 0.897059;
+//! "smith" and "john smith" (5 + 0 + 5) / 14 = 0.714286 ("john" and "smith" share no
+//! letter in place); "acme widget" and "acme" (4 + 6 * 1/6 + 4) / 14 = 0.642857 ("widget"
+//! is five edits from "acme"); "acme" and "acme widgets" (4 + 4 + 7 * 1/7) / 15 = 0.6.
 
 use pgperf::db::repo::{aliases, records};
 use pgperf::db::resolve::{
@@ -52,6 +58,7 @@ fn names() -> Vec<NameToResolve> {
         name("John Smith", org),
         name("Jon Smith", person),
         name("?!", org),
+        name("Smith", person),
     ]
 }
 
@@ -77,20 +84,24 @@ async fn names_resolve_to_ranked_candidates_and_a_decision() {
         got
     };
 
-    // The pool's similarity threshold (0.45) is the candidate floor.
+    // The pool's similarity threshold (0.45) is the candidate floor; scores are word by word.
     let got = resolve_all(&mut c).await;
     let (acme, acme_widgets) = (
         (ids.acme_corp, "Acme Corporation", 1.0),
-        (ids.acme_widgets, "Acme Widgets Ltd", 0.785714),
+        (ids.acme_widgets, "Acme Widgets Ltd", 0.911565),
     );
     let unchanged = [
         (Decision::Match, vec![(ids.globex, "Global Exports", 1.0)]),
         (Decision::New, vec![]),
         (
-            Decision::Review,
-            vec![(ids.john_smith, "John Smith", 0.615385)],
+            Decision::Match,
+            vec![(ids.john_smith, "John Smith", 0.897059)],
         ),
         (Decision::New, vec![]),
+        (
+            Decision::Review,
+            vec![(ids.john_smith, "John Smith", 0.714286)],
+        ),
     ];
     let mut expected = vec![
         (Decision::Match, vec![acme]),
@@ -108,11 +119,11 @@ async fn names_resolve_to_ranked_candidates_and_a_decision() {
     let mut expected = vec![
         (
             Decision::Match,
-            vec![acme, (ids.acme_widgets, "Acme Widgets Ltd", 0.384615)],
+            vec![acme, (ids.acme_widgets, "Acme Widgets Ltd", 0.6)],
         ),
         (
             Decision::Match,
-            vec![acme_widgets, (ids.acme_corp, "Acme Corporation", 0.416667)],
+            vec![acme_widgets, (ids.acme_corp, "Acme Corporation", 0.642857)],
         ),
     ];
     expected.extend(unchanged);
@@ -125,8 +136,8 @@ async fn a_batch_gives_exactly_the_answers_of_one_by_one_calls_in_order() {
     let mut c = t.db.acquire().await.unwrap();
     seed(&mut c).await;
     let strict = Thresholds {
-        matched: 0.9,
-        review: 0.6,
+        matched: 0.95,
+        review: 0.7,
     };
     let mut one_by_one = Vec::new();
     for n in names() {
@@ -143,12 +154,12 @@ async fn a_batch_gives_exactly_the_answers_of_one_by_one_calls_in_order() {
     assert_eq!(
         one_by_one[1].decision,
         Decision::Review,
-        "0.785714 under 0.9"
+        "0.911565 under 0.95"
     );
     assert_eq!(
-        one_by_one[4].decision,
+        one_by_one[6].decision,
         Decision::Review,
-        "0.615385 over 0.6"
+        "0.714286 over 0.7"
     );
 }
 
@@ -203,7 +214,7 @@ async fn a_matched_record_is_linked_and_a_reviewed_one_is_not() {
     let to_match = resolve(&mut c, &name("Acme Widget", org), Thresholds::default())
         .await
         .unwrap();
-    let to_review = resolve(&mut c, &name("Jon Smith", person), Thresholds::default())
+    let to_review = resolve(&mut c, &name("Smith", person), Thresholds::default())
         .await
         .unwrap();
 
@@ -217,7 +228,7 @@ async fn a_matched_record_is_linked_and_a_reviewed_one_is_not() {
     let linked = linked.expect("a match links");
     assert_eq!(
         (linked.entity_id, linked.match_score),
-        (Some(ids.acme_widgets), Some(0.785714))
+        (Some(ids.acme_widgets), Some(0.911565))
     );
     assert_eq!(not_linked, None);
     let untouched = records::get(&mut c, reviewed.id).await.unwrap();

@@ -1,0 +1,27 @@
+-- Resolution's first pass, made typo-tolerant. A name's "word variants" are its words (three
+-- characters or more) and, for words of five or more, every spelling with one letter
+-- deleted. Two words within one edit of each other (a letter inserted, deleted, replaced, or
+-- two swapped) share a variant, so a name whose every word is misspelled once still finds
+-- its entity through a GIN index (`&&`), where it used to need a trigram scan: measured at 1M
+-- entities, 0.2 ms against 25-37 ms per name. Variants collide more than whole words, so
+-- resolution still tries exact words first and variants only for the names words left
+-- unsettled.
+CREATE FUNCTION name_word_variants(name text) RETURNS text[]
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    RETURN ARRAY(
+        SELECT DISTINCT v FROM (
+            SELECT w AS v
+              FROM unnest(string_to_array(name, ' ')) AS w
+             WHERE length(w) >= 3
+            UNION ALL
+            SELECT overlay(w PLACING '' FROM i FOR 1)
+              FROM unnest(string_to_array(name, ' ')) AS w,
+                   generate_series(1, length(w)) AS i
+             WHERE length(w) >= 5
+        ) AS variants
+        ORDER BY v);
+
+CREATE INDEX entities_normalized_name_variants_idx
+    ON entities USING gin (name_word_variants(normalized_name));
+CREATE INDEX entity_aliases_normalized_alias_variants_idx
+    ON entity_aliases USING gin (name_word_variants(normalized_alias));
