@@ -53,11 +53,18 @@ pub struct Workspace {
 }
 
 impl Workspace {
-    /// Starts or reaches the server, and clones a database named after `purpose`.
-    pub async fn open(purpose: &str) -> anyhow::Result<Self> {
+    /// Starts or reaches the server (a container it starts gets `settings`, `name=value`
+    /// each), and clones a database named after `purpose`.
+    pub async fn open_with(purpose: &str, settings: &[String]) -> anyhow::Result<Self> {
         let started = Instant::now();
         eprintln!("pgperf: starting PostgreSQL (or reaching PGPERF_DATABASE_URL) ...");
-        let server = Server::from_env().await?;
+        let server = Server::from_env_with(settings).await?;
+        if server.container_id().is_none() && !settings.is_empty() {
+            eprintln!(
+                "pgperf: note: the server at PGPERF_DATABASE_URL keeps its own settings ({} not applied)",
+                settings.join(", ")
+            );
+        }
         if server.container_id().is_none() {
             for name in server.drop_stale_databases().await {
                 eprintln!(
@@ -107,7 +114,16 @@ pub async fn with_workspace<T>(
     purpose: &str,
     work: impl AsyncFnOnce(&Workspace) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
-    let ws = Workspace::open(purpose).await?;
+    with_workspace_on(purpose, &[], work).await
+}
+
+/// As [`with_workspace`], with more settings (`name=value`) for a server it starts.
+pub async fn with_workspace_on<T>(
+    purpose: &str,
+    settings: &[String],
+    work: impl AsyncFnOnce(&Workspace) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let ws = Workspace::open_with(purpose, settings).await?;
     let result = work(&ws).await;
     ws.close().await;
     result

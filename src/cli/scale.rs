@@ -35,7 +35,7 @@ use pgperf::db::{Db, PoolSettings};
 use pgperf::perf::plot::{Chart, Series, line_chart};
 use pgperf::perf::stats::{self, Summary, reset_peak_rss, status_kib};
 
-use super::{Failure, with_workspace};
+use super::{Failure, with_workspace_on};
 
 /// The dataset seed (the suite's).
 const SEED: u64 = pgperf::scenarios::seed::SEED;
@@ -105,14 +105,19 @@ const DROP_TRIGRAM: [&str; 2] = [
     "DROP INDEX IF EXISTS entity_aliases_normalized_alias_trgm_idx",
 ];
 
-/// The word indexes (always GIN), dropped during a load and rebuilt after it like the
-/// trigram ones: building once is far faster than growing them row by row.
-const DROP_WORDS: [&str; 2] = [
+/// The word and word variant indexes (always GIN), dropped during a load and
+/// rebuilt after it like the trigram ones: building once is far faster than growing them row
+/// by row.
+const DROP_WORDS: [&str; 4] = [
     "DROP INDEX IF EXISTS entities_normalized_name_words_idx",
+    "DROP INDEX IF EXISTS entities_normalized_name_variants_idx",
+    "DROP INDEX IF EXISTS entity_aliases_normalized_alias_variants_idx",
     "DROP INDEX IF EXISTS entity_aliases_normalized_alias_words_idx",
 ];
-const CREATE_WORDS: [&str; 2] = [
+const CREATE_WORDS: [&str; 4] = [
     "CREATE INDEX entities_normalized_name_words_idx ON entities USING gin (to_tsvector('simple', normalized_name))",
+    "CREATE INDEX entities_normalized_name_variants_idx ON entities USING gin (name_word_variants(normalized_name))",
+    "CREATE INDEX entity_aliases_normalized_alias_variants_idx ON entity_aliases USING gin (name_word_variants(normalized_alias))",
     "CREATE INDEX entity_aliases_normalized_alias_words_idx ON entity_aliases USING gin (to_tsvector('simple', normalized_alias))",
 ];
 
@@ -134,6 +139,26 @@ fn parse_count(s: &str) -> Result<u64, String> {
     }
 }
 
+/// Checks a server setting: `name=value`, a name of letters, digits, `_` and `.`, a value
+/// without spaces (each goes to the server as one `-c` argument, no shell involved).
+fn parse_setting(s: &str) -> Result<String, String> {
+    let ok = s.split_once('=').is_some_and(|(name, value)| {
+        !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+            && !value.is_empty()
+            && !value.chars().any(char::is_whitespace)
+    });
+    if ok {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
+            "{s:?} is not a server setting NAME=VALUE (like shared_buffers=1GB)"
+        ))
+    }
+}
+
 /// Options of `pgperf scale`.
 #[derive(Debug, clap::Args)]
 pub struct ScaleArgs {
@@ -150,6 +175,12 @@ pub struct ScaleArgs {
     /// Batches of 1,000 names per size (1 to 1 000).
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=1_000))]
     pub batches: u64,
+    /// A server setting for the container it starts, `name=value`; repeatable. The default
+    /// gives the server the memory a million entities need (128 MB, PostgreSQL's default,
+    /// holds a tenth of their indexes and rows).
+    #[arg(long = "pg-setting", value_name = "NAME=VALUE", default_values = ["shared_buffers=1GB"],
+          value_parser = parse_setting)]
+    pub pg_settings: Vec<String>,
     /// Where report.json and latency.svg are written.
     #[arg(long, default_value = "target/pgperf-scale")]
     pub out: PathBuf,
@@ -206,7 +237,7 @@ pub async fn run(args: ScaleArgs) -> anyhow::Result<()> {
     }
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
-    let report = with_workspace("scale", async |ws| {
+    let report = with_workspace_on("scale", &args.pg_settings, async |ws| {
         let settings = PoolSettings {
             max_connections: 2,
             statement_timeout: Some(Duration::from_secs(600)),
@@ -530,6 +561,20 @@ mod tests {
         for bad in ["", "k", "0", "1x", "-1k", "200m"] {
             let err = parse_count(bad).unwrap_err();
             assert!(err.contains("entity count"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn settings_are_name_equals_value() {
+        assert_eq!(
+            parse_setting("shared_buffers=1GB").as_deref(),
+            Ok("shared_buffers=1GB")
+        );
+        for bad in ["shared_buffers", "=1GB", "a=", "x y=1", "a=1 -c b=2"] {
+            assert!(
+                parse_setting(bad).unwrap_err().contains("NAME=VALUE"),
+                "{bad}"
+            );
         }
     }
 

@@ -33,6 +33,7 @@ fn server_args(options: &ContainerOptions) -> Vec<String> {
         settings.push("shared_preload_libraries=pg_stat_statements".to_owned());
         settings.push("pg_stat_statements.track_planning=on".to_owned());
     }
+    settings.extend(options.settings.iter().cloned());
     settings
         .into_iter()
         .flat_map(|s| ["-c".to_owned(), s])
@@ -60,6 +61,9 @@ pub struct ContainerOptions {
     /// `fsync` and `full_page_writes` on, as in production: for crash tests (off otherwise,
     /// which is faster and makes WAL volume independent of checkpoints).
     pub durable: bool,
+    /// More server settings, `name=value` each (`-c name=value`), e.g. `shared_buffers=1GB`
+    /// for a benchmark at a size the default 128 MB does not hold.
+    pub settings: Vec<String>,
 }
 
 /// The `name:tag` in `PGPERF_PG_IMAGE`, or the default.
@@ -96,6 +100,7 @@ impl ContainerOptions {
             data_on_tmpfs: true,
             stat_statements: true,
             durable: false,
+            settings: Vec::new(),
         })
     }
 

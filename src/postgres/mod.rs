@@ -69,6 +69,12 @@ impl Server {
 
     /// `PGPERF_DATABASE_URL` if set, otherwise a new container from `PGPERF_PG_IMAGE`.
     pub async fn from_env() -> Result<Self, ServerError> {
+        Self::from_env_with(&[]).await
+    }
+
+    /// As [`Server::from_env`], with more server settings (`name=value`) for a container it
+    /// starts; a server at `PGPERF_DATABASE_URL` keeps its own.
+    pub async fn from_env_with(settings: &[String]) -> Result<Self, ServerError> {
         match std::env::var(DATABASE_URL_VAR) {
             Ok(text) if !text.trim().is_empty() => {
                 let url =
@@ -79,7 +85,8 @@ impl Server {
                 Ok(Self::external(url))
             }
             _ => {
-                let options = ContainerOptions::from_env()?;
+                let mut options = ContainerOptions::from_env()?;
+                options.settings = settings.to_vec();
                 let _ = tokio::task::spawn_blocking(owner::sweep_dead_containers).await;
                 Self::start_container(options).await
             }

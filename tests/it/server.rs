@@ -119,6 +119,7 @@ async fn a_missing_image_says_how_to_build_one() {
         data_on_tmpfs: true,
         stat_statements: true,
         durable: false,
+        settings: Vec::new(),
     };
 
     let err = Server::start_container(options).await.unwrap_err();
