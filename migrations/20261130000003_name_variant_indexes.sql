@@ -6,20 +6,29 @@
 -- entities, 0.2 ms against 25-37 ms per name. Variants collide more than whole words, so
 -- resolution still tries exact words first and variants only for the names words left
 -- unsettled.
+-- PL/pgSQL rather than SQL: a SQL function's body is planned again in every statement that
+-- calls it, which made an entity insert 3x slower; PL/pgSQL evaluates these simple
+-- expressions directly.
 CREATE FUNCTION name_word_variants(name text) RETURNS text[]
-    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-    RETURN ARRAY(
-        SELECT DISTINCT v FROM (
-            SELECT w AS v
-              FROM unnest(string_to_array(name, ' ')) AS w
-             WHERE length(w) >= 3
-            UNION ALL
-            SELECT overlay(w PLACING '' FROM i FOR 1)
-              FROM unnest(string_to_array(name, ' ')) AS w,
-                   generate_series(1, length(w)) AS i
-             WHERE length(w) >= 5
-        ) AS variants
-        ORDER BY v);
+    LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
+AS $$
+DECLARE
+    w text;
+    variants text[] := '{}';
+BEGIN
+    FOREACH w IN ARRAY string_to_array(name, ' ') LOOP
+        IF length(w) >= 3 THEN
+            variants := variants || w;
+        END IF;
+        IF length(w) >= 5 THEN
+            FOR i IN 1 .. length(w) LOOP
+                variants := variants || overlay(w PLACING '' FROM i FOR 1);
+            END LOOP;
+        END IF;
+    END LOOP;
+    RETURN variants;
+END
+$$;
 
 CREATE INDEX entities_normalized_name_variants_idx
     ON entities USING gin (name_word_variants(normalized_name));
