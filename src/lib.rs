@@ -10,9 +10,12 @@
 //! - [`postgres`]: the PostgreSQL server to run against: a container started with
 //!   testcontainers, or an external server given by URL; per-test databases cloned from a
 //!   migrated template.
+//! - [`service`]: the HTTP API (axum) over the data layer: health endpoints and entity reads
+//!   so far.
 
 pub mod dataset;
 pub mod db;
 pub mod perf;
 pub mod postgres;
 pub mod scenarios;
+pub mod service;

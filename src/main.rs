@@ -30,6 +30,8 @@ enum Command {
     /// Resolution's precision, recall and F1 at thresholds 0.30-0.90, on generated labelled
     /// names and (with --febrl) on FEBRL's data sets.
     Accuracy(cli::accuracy::AccuracyArgs),
+    /// The HTTP API: health endpoints and entity reads (search and resolution to come).
+    Serve(cli::serve::ServeArgs),
     /// Starts (or reaches) the server, applies the migrations to a template, and reports timings.
     CheckServer,
 }
@@ -81,6 +83,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::IngestBench(args) => cli::ingest_bench::run(args).await,
         Command::Scale(args) => cli::scale::run(args).await,
         Command::Accuracy(args) => cli::accuracy::run(args).await,
+        Command::Serve(args) => cli::serve::run(args).await,
         Command::CheckServer => cli::check_server::run().await,
     }
 }

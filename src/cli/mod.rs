@@ -8,6 +8,7 @@ pub mod ingest_bench;
 pub mod pgbench;
 pub mod run;
 pub mod scale;
+pub mod serve;
 
 use std::time::Instant;
 

@@ -15,6 +15,7 @@ mod pool;
 mod resolve;
 mod search;
 mod server;
+mod service;
 mod signals;
 mod timing;
 mod transactions;
