@@ -10,8 +10,8 @@
 //! - [`postgres`]: the PostgreSQL server to run against: a container started with
 //!   testcontainers, or an external server given by URL; per-test databases cloned from a
 //!   migrated template.
-//! - [`service`]: the HTTP API (axum) over the data layer: health endpoints and entity reads
-//!   so far.
+//! - [`service`]: the HTTP API (axum) over the data layer: health endpoints, entities,
+//!   search and resolution so far.
 
 pub mod dataset;
 pub mod db;

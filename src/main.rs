@@ -30,7 +30,7 @@ enum Command {
     /// Resolution's precision, recall and F1 at thresholds 0.30-0.90, on generated labelled
     /// names and (with --febrl) on FEBRL's data sets.
     Accuracy(cli::accuracy::AccuracyArgs),
-    /// The HTTP API: health endpoints and entity reads (search and resolution to come).
+    /// The HTTP API: health endpoints, entities, search and resolution.
     Serve(cli::serve::ServeArgs),
     /// Starts (or reaches) the server, applies the migrations to a template, and reports timings.
     CheckServer,

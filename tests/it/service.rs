@@ -120,3 +120,103 @@ async fn an_entity_is_read_and_bad_or_unknown_ids_are_problems() {
         )
     );
 }
+
+#[tokio::test]
+async fn search_goes_through_the_cache_and_says_so() {
+    let t = TestDb::new().await;
+    let mut c = t.db.acquire().await.unwrap();
+    let acme = entity(&mut c, EntityKind::Organization, "Acme Corporation").await;
+    entity(&mut c, EntityKind::Organization, "Initech").await;
+    drop(c);
+    let base = serve(t.db.clone()).await;
+    let url = format!("{base}/search?q=ACME&limit=5");
+
+    let first = reqwest::get(&url).await.unwrap();
+    let first_cache = first.headers()["x-cache"].to_str().unwrap().to_owned();
+    let first_body: Value = first.json().await.unwrap();
+    let second = reqwest::get(&url).await.unwrap();
+    let second_cache = second.headers()["x-cache"].to_str().unwrap().to_owned();
+    let second_body: Value = second.json().await.unwrap();
+
+    let expected = json!({
+        "hits": [{ "id": acme, "kind": "organization", "name": "Acme Corporation",
+                   "matched": "Acme Corporation", "score": 1.0 }],
+        "next": null
+    });
+    assert_eq!((first_cache.as_str(), &first_body), ("miss", &expected));
+    assert_eq!((second_cache.as_str(), &second_body), ("hit", &expected));
+}
+
+#[tokio::test]
+async fn bad_search_parameters_are_problems_naming_the_parameter() {
+    let t = TestDb::new().await;
+    let base = serve(t.db.clone()).await;
+
+    for (query, field) in [
+        ("", "q"),
+        ("q=acme&limit=many", "limit"),
+        ("q=acme&limit=0", "limit"),
+        ("q=acme&kind=robot", "kind"),
+        ("q=acme&cursor=zz", "cursor"),
+    ] {
+        let (status, media, body) = get(&format!("{base}/search?{query}")).await;
+        assert_eq!(
+            (status, media.as_str(), &body["invalid_params"][0]["name"]),
+            (400, "application/problem+json", &json!(field)),
+            "{query}: {body}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn names_resolve_in_a_batch_and_a_bad_body_is_a_problem() {
+    let t = TestDb::new().await;
+    let mut c = t.db.acquire().await.unwrap();
+    let acme = entity(&mut c, EntityKind::Organization, "Acme Widgets Ltd").await;
+    drop(c);
+    let base = serve(t.db.clone()).await;
+    let client = reqwest::Client::new();
+    let post = async |body: Value| {
+        let r = client
+            .post(format!("{base}/resolve"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json::<Value>().await.unwrap())
+    };
+
+    let (status, body) = post(json!({ "names": [
+        { "name": "Acme Widget", "kind": "organization" },
+        { "name": "Zzyzx Qwv", "kind": "organization" }
+    ]}))
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body,
+        json!([
+            { "candidates": [{ "id": acme, "name": "Acme Widgets Ltd",
+                               "matched": "Acme Widgets Ltd",
+                               "similarity": 0.785714, "score": 0.911565 }],
+              "decision": "match" },
+            { "candidates": [], "decision": "new" }
+        ])
+    );
+
+    let (status, body) = post(json!({ "names": [{ "name": "x" }] })).await;
+    assert_eq!(
+        (status, &body["invalid_params"][0]["name"]),
+        (400, &json!("body")),
+        "{body}"
+    );
+    let too_many: Vec<Value> = (0..1_001)
+        .map(|i| json!({ "name": format!("n{i}"), "kind": "person" }))
+        .collect();
+    let (status, body) = post(json!({ "names": too_many })).await;
+    assert_eq!(
+        (status, &body["invalid_params"][0]["name"]),
+        (400, &json!("names")),
+        "{body}"
+    );
+}
