@@ -122,7 +122,7 @@ const CREATE_WORDS: [&str; 4] = [
 ];
 
 /// Parses an entity count: `1000`, `10k`, `1m`.
-fn parse_count(s: &str) -> Result<u64, String> {
+pub(crate) fn parse_count(s: &str) -> Result<u64, String> {
     let lower = s.trim().to_ascii_lowercase();
     let (digits, factor) = match lower.strip_suffix('k') {
         Some(d) => (d, 1_000),

@@ -1,13 +1,24 @@
-//! `pgperf serve`: the HTTP API on a database: `PGPERF_DATABASE_URL`'s, or a fresh migrated
-//! database in a container it starts (removed when the process ends, also on Ctrl-C).
+//! `pgperf serve`: the HTTP API. On `PGPERF_DATABASE_URL`'s database (migrated first), or,
+//! for local use, on a fresh migrated database in a container it starts (removed when the
+//! process ends), optionally seeded with generated entities (`--seed 100k`).
+//!
+//! SIGINT or SIGTERM stops accepting connections, lets in-flight requests finish, closes the
+//! pool and removes what the command started; a second signal stops at once.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-use pgperf::db::PoolSettings;
+use pgperf::db::{DatabaseUrl, Db, PoolSettings};
+use pgperf::service::{Config, Thresholds};
 
-use super::with_workspace;
+use super::scale::parse_count;
+use super::{Failure, with_workspace};
+
+/// The seed of generated entities (the suite's dataset).
+const SEED: u64 = 42;
 
 /// Options of `pgperf serve`.
 #[derive(Debug, clap::Args)]
@@ -15,23 +26,131 @@ pub struct ServeArgs {
     /// The address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub bind: SocketAddr,
+    /// Load this many generated entities (with aliases) first, e.g. 100k; only into an empty
+    /// database.
+    #[arg(long, value_parser = parse_count)]
+    pub seed: Option<u64>,
+    /// The alert thresholds file of /health/database/detailed (default: the committed
+    /// monitoring/thresholds.toml, built in).
+    #[arg(long)]
+    pub thresholds: Option<PathBuf>,
+    /// The longest a request may take, ms; past it the answer is 503.
+    #[arg(long, default_value_t = 10_000)]
+    pub request_timeout_ms: u64,
+    /// The largest request body accepted, bytes.
+    #[arg(long, default_value_t = 1024 * 1024)]
+    pub body_limit: usize,
+    /// The pool's maximum number of connections.
+    #[arg(long, default_value_t = 10)]
+    pub max_connections: u32,
+    /// The admin token the monitoring endpoints need (metrics, detailed, /metrics).
+    #[arg(long, env = "PGPERF_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
 }
 
-/// Serves until the process is stopped.
+fn config(args: &ServeArgs) -> anyhow::Result<Config> {
+    let thresholds = match &args.thresholds {
+        Some(path) => Thresholds::load(path)?,
+        None => Thresholds::default(),
+    };
+    if args.request_timeout_ms == 0 || args.body_limit == 0 {
+        return Err(Failure::Usage(
+            "--request-timeout-ms and --body-limit must be above zero".to_owned(),
+        )
+        .into());
+    }
+    if args.admin_token.as_deref().is_some_and(str::is_empty) {
+        return Err(Failure::Usage(
+            "PGPERF_ADMIN_TOKEN is set but empty: set a token or unset it".to_owned(),
+        )
+        .into());
+    }
+    Ok(Config {
+        thresholds,
+        admin_token: args.admin_token.clone(),
+        body_limit: args.body_limit,
+        request_timeout: Duration::from_millis(args.request_timeout_ms),
+        ..Config::default()
+    })
+}
+
+/// Serves until SIGINT or SIGTERM.
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    with_workspace("serve", async |ws| {
-        let db = ws.pool(PoolSettings::default()).await?;
-        let listener = tokio::net::TcpListener::bind(args.bind)
+    let config = config(&args)?;
+    let settings = PoolSettings {
+        max_connections: args.max_connections,
+        application_name: "pgperf-serve".to_owned(),
+        ..PoolSettings::default()
+    };
+    match std::env::var("PGPERF_DATABASE_URL") {
+        Ok(text) => {
+            let url = DatabaseUrl::parse(&text).context("PGPERF_DATABASE_URL")?;
+            let db = Db::connect(&url, settings).await?;
+            pgperf::db::migrate(db.pool(), url.database()).await?;
+            serve_on(&args, db, config, &url).await
+        }
+        Err(_) => {
+            with_workspace("serve", async |ws| {
+                let db = ws.pool(settings).await?;
+                serve_on(&args, db, config, &ws.url).await
+            })
             .await
-            .with_context(|| format!("listening on {}", args.bind))?;
-        eprintln!(
-            "pgperf: serving on http://{} (database {})",
-            listener.local_addr()?,
-            ws.url
-        );
-        axum::serve(listener, pgperf::service::router(db))
-            .await
-            .context("serving HTTP")
+        }
+    }
+}
+
+async fn serve_on(
+    args: &ServeArgs,
+    db: Db,
+    config: Config,
+    url: &DatabaseUrl,
+) -> anyhow::Result<()> {
+    if let Some(n) = args.seed {
+        seed(&db, n).await?;
+    }
+    let listener = tokio::net::TcpListener::bind(args.bind)
+        .await
+        .with_context(|| format!("listening on {}", args.bind))?;
+    let router = pgperf::service::router_with(db.clone(), config)?;
+    let stop = pgperf::postgres::cleanup::drain_on_signal();
+    eprintln!(
+        "pgperf: serving on http://{} (database {url}); Ctrl-C stops",
+        listener.local_addr()?,
+    );
+    pgperf::service::serve(listener, router, db, async {
+        if let Ok(signal) = stop.await {
+            eprintln!("pgperf: {signal}: draining in-flight requests");
+        }
     })
     .await
+    .context("serving HTTP")?;
+    eprintln!("pgperf: stopped; the pool is closed");
+    Ok(())
+}
+
+/// Loads `n` generated entities through the COPY path, into an empty database only.
+async fn seed(db: &Db, n: u64) -> anyhow::Result<()> {
+    let mut conn = db.acquire().await?;
+    let (present,): (i64,) = sqlx::query_as("SELECT count(*) FROM entities")
+        .fetch_one(&mut *conn)
+        .await?;
+    if present > 0 {
+        return Err(Failure::Usage(format!(
+            "--seed loads only into an empty database; this one has {present} entities"
+        ))
+        .into());
+    }
+    let started = Instant::now();
+    let loaded =
+        pgperf::db::ingest::copy_entities(&mut conn, pgperf::dataset::entities(SEED, n)).await?;
+    sqlx::query("ANALYZE entities, entity_aliases")
+        .execute(&mut *conn)
+        .await?;
+    eprintln!(
+        "pgperf: seeded {} entities and {} aliases in {:.1} s",
+        loaded.entities,
+        loaded.aliases,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
 }

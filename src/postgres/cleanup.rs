@@ -126,6 +126,24 @@ pub fn wait_if_interrupted() {
     std::process::exit(128 + number);
 }
 
+/// Where the first signal goes when a command drains before it ends (`pgperf serve`).
+static DRAIN: Mutex<Option<tokio::sync::oneshot::Sender<&'static str>>> = Mutex::new(None);
+
+/// How long a draining command has, after the first signal, to end by itself before the
+/// clean-up runs and the process exits anyway.
+pub const DRAIN_LIMIT: Duration = Duration::from_secs(30);
+
+/// Hands the first SIGINT or SIGTERM to the caller instead of exiting: the receiver gets the
+/// signal's name, and the command finishes its work and cleans up by itself. A second signal,
+/// or [`DRAIN_LIMIT`] without the process ending, cleans up and exits as [`on_signals`] does.
+pub fn drain_on_signal() -> tokio::sync::oneshot::Receiver<&'static str> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    if let Ok(mut slot) = DRAIN.lock() {
+        *slot = Some(tx);
+    }
+    rx
+}
+
 /// On the first SIGINT or SIGTERM: says so on stderr, runs [`clean_up_now`] and exits with
 /// 128 + the signal's number (130, 143), as a shell reports a process killed by it. Installed
 /// once per process; later calls do nothing.
@@ -158,9 +176,23 @@ fn wait_for_signal(ready: &std::sync::mpsc::Sender<()>) {
             return None;
         };
         let _ = ready.send(());
+        let first = tokio::select! {
+            _ = int.recv() => (libc::SIGINT, "SIGINT"),
+            _ = term.recv() => (libc::SIGTERM, "SIGTERM"),
+        };
+        let drain = DRAIN.lock().ok().and_then(|mut d| d.take());
+        let Some(drain) = drain else {
+            return Some(first);
+        };
+        eprintln!(
+            "pgperf: {} received: finishing in-flight work (a second signal stops at once)",
+            first.1
+        );
+        let _ = drain.send(first.1);
         tokio::select! {
             _ = int.recv() => Some((libc::SIGINT, "SIGINT")),
             _ = term.recv() => Some((libc::SIGTERM, "SIGTERM")),
+            _ = tokio::time::sleep(DRAIN_LIMIT) => Some(first),
         }
     });
     let Some((number, name)) = code else {

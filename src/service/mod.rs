@@ -1,267 +1,230 @@
-//! The HTTP API (axum) over the data layer. This first part serves the liveness probe, the
-//! basic database health check, entity reads, search and resolution; the metrics and detailed
-//! health endpoints follow (see the README's service section).
+//! The HTTP API (axum) over the data layer.
 //!
 //! - `GET /health/live`: the process answers; no database involved, so a liveness probe never
 //!   restarts the service because its database is down.
 //! - `GET /health/database`: `SELECT 1` within [`DATABASE_CHECK_TIMEOUT`]: 200 with the
 //!   latency, or 503 with the reason (never a URL, host or password).
-//! - `GET /entities/{id}`: one entity as JSON; a malformed id is 400 and an unknown one 404,
-//!   both `application/problem+json` (RFC 9457) naming what is wrong.
-//! - `GET /search?q=&kind=&limit=&cursor=`: a page of hits through the search cache; the
-//!   `x-cache` header says `hit` or `miss`; `next` is the cursor of the following page.
-//! - `POST /resolve` with `{"names": [{"name": ..., "kind": ...}]}` (up to 1 000): each
-//!   name's candidates and decision, in order.
+//! - `GET /health/database/metrics`: the pool, the database operations of the window, the
+//!   search cache and the database's own figures, as JSON.
+//! - `GET /health/database/detailed`: `application/health+json` (IETF health check draft),
+//!   one check per measurement against [`Thresholds`]; 503 when a check fails.
+//! - `GET /metrics`: the Prometheus text exposition.
+//! - `GET /entities/{id}`, `GET /search?q=&kind=&limit=&cursor=` (the `x-cache` header says
+//!   `hit` or `miss`), `POST /resolve` with `{"names": [{"name": ..., "kind": ...}]}`.
+//!
+//! With an admin token configured, the three monitoring endpoints need it as a bearer token.
+//! Every request runs under a time limit and a body limit; errors are
+//! `application/problem+json` (RFC 9457) naming what is wrong.
 
+mod api;
+mod health;
 mod problem;
-
-use std::time::{Duration, Instant};
+pub mod telemetry;
+pub mod thresholds;
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, Query, State};
-use axum::http::{StatusCode, header};
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{HeaderValue, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::json;
+use subtle::ConstantTimeEq;
 
-use crate::db::repo::entities;
-use crate::db::resolve::{NameToResolve, Thresholds, resolve_batch};
-use crate::db::search::{Cursor, SearchRequest};
-use crate::db::search_cache::{DEFAULT_TTL, SearchCache, Served};
-use crate::db::{Db, DbError, EntityKind};
+use crate::db::search_cache::{DEFAULT_TTL, SearchCache};
+use crate::db::{Db, DbError, MeteredConnection};
 
-pub use problem::Problem;
+pub use health::{DATABASE_CHECK_TIMEOUT, HEALTH_JSON, STATS_MAX_AGE};
+pub use problem::{PROBLEM_JSON, Problem};
+pub use telemetry::{Operation, Telemetry};
+pub use thresholds::{Thresholds, ThresholdsError};
 
-/// How long `GET /health/database` waits for `SELECT 1`, acquiring a connection included.
-pub const DATABASE_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+/// How the service runs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The alert thresholds of the detailed health endpoint.
+    pub thresholds: Thresholds,
+    /// The bearer token the monitoring endpoints need; none: they are open.
+    pub admin_token: Option<String>,
+    /// The largest request body accepted, bytes.
+    pub body_limit: usize,
+    /// The longest a request may take; past it the answer is 503.
+    pub request_timeout: Duration,
+    /// How long a cached search page lives.
+    pub cache_ttl: Duration,
+}
 
-/// The media type of health responses (IETF health check draft).
-const HEALTH_JSON: &str = "application/health+json";
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            thresholds: Thresholds::default(),
+            admin_token: None,
+            body_limit: 1024 * 1024,
+            request_timeout: Duration::from_secs(10),
+            cache_ttl: DEFAULT_TTL,
+        }
+    }
+}
 
 /// What every handler shares.
 #[derive(Clone)]
 struct AppState {
     db: Db,
     cache: Arc<SearchCache>,
+    telemetry: Arc<Telemetry>,
+    monitor: Arc<health::Monitor>,
+    config: Arc<Config>,
 }
 
-/// The service's routes over `db`.
+impl AppState {
+    /// A pool connection, its wait timed (and a timeout counted for the health checks).
+    async fn acquire(&self) -> Result<MeteredConnection, DbError> {
+        let started = Instant::now();
+        let result = self.db.acquire().await;
+        self.telemetry.observe(
+            "pgperf_pool_acquire_duration_seconds",
+            &[],
+            started.elapsed().as_secs_f64(),
+        );
+        if let Err(DbError::Unavailable {
+            source: sqlx::Error::PoolTimedOut,
+        }) = &result
+        {
+            self.telemetry.acquire_timeouts.count(1);
+        }
+        result
+    }
+
+    /// Search cache hits and misses since the service started.
+    fn cache_totals(&self) -> (u64, u64) {
+        let c = self.cache.counts();
+        (c.hits, c.misses)
+    }
+}
+
+/// The service's routes over `db` with the default configuration.
 pub fn router(db: Db) -> Router {
-    Router::new()
-        .route("/health/live", get(live))
-        .route("/health/database", get(database))
-        .route("/entities/{id}", get(entity))
-        .route("/search", get(search))
-        .route("/resolve", post(resolve))
-        .with_state(AppState {
-            db,
-            cache: Arc::new(SearchCache::new(DEFAULT_TTL).expect("the default TTL is valid")),
-        })
+    router_with(db, Config::default()).expect("the default configuration is valid")
 }
 
-fn health(status: StatusCode, body: serde_json::Value) -> Response {
-    (
-        status,
-        [(header::CONTENT_TYPE, HEALTH_JSON)],
-        body.to_string(),
-    )
-        .into_response()
+/// The service's routes over `db`; refuses a cache TTL out of range.
+pub fn router_with(db: Db, config: Config) -> Result<Router, DbError> {
+    let window = Duration::from_secs(config.thresholds.window_seconds);
+    let state = AppState {
+        db,
+        cache: Arc::new(SearchCache::new(config.cache_ttl)?),
+        telemetry: Arc::new(Telemetry::new(window)),
+        monitor: Arc::new(health::Monitor::default()),
+        config: Arc::new(config),
+    };
+    let admin = Router::new()
+        .route("/health/database/metrics", get(health::metrics))
+        .route("/health/database/detailed", get(health::detailed))
+        .route("/metrics", get(health::prometheus))
+        .route_layer(middleware::from_fn_with_state(state.clone(), admin_only));
+    Ok(Router::new()
+        .route("/health/live", get(health::live))
+        .route("/health/database", get(health::database))
+        .route("/entities/{id}", get(api::entity))
+        .route("/search", get(api::search))
+        .route("/resolve", post(api::resolve))
+        .merge(admin)
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(state.config.body_limit))
+        .layer(middleware::from_fn_with_state(state.clone(), timed))
+        .with_state(state))
 }
 
-async fn live() -> Response {
-    health(StatusCode::OK, json!({ "status": "pass" }))
+async fn not_found(request: Request) -> Response {
+    Problem::not_found(format!(
+        "no route for {} {}",
+        request.method(),
+        request.uri().path()
+    ))
+    .into_response()
 }
 
-/// Why the database check failed, in words that hold no address or secret.
-fn reason(e: &DbError) -> &'static str {
-    if e.is_unavailable() {
-        "the database is unavailable"
-    } else {
-        "the check query failed"
-    }
-}
-
-async fn database(State(state): State<AppState>) -> Response {
+/// Every request: under the time limit, counted and timed per route (the matched pattern,
+/// so ids do not make new series), and 5xx counted in the error window.
+async fn timed(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", |p| p.as_str())
+        .to_owned();
+    let method = request.method().as_str().to_owned();
     let started = Instant::now();
-    let check = async {
-        let mut c = state.db.acquire().await?;
-        sqlx::query("SELECT 1").execute(&mut *c).await?;
-        Ok::<_, DbError>(())
+    let limit = state.config.request_timeout;
+    let response = match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(r) => r,
+        Err(_) => Problem::unavailable(format!(
+            "the request took longer than its limit of {} ms",
+            limit.as_millis()
+        ))
+        .into_response(),
     };
-    match tokio::time::timeout(DATABASE_CHECK_TIMEOUT, check).await {
-        Ok(Ok(())) => health(
-            StatusCode::OK,
-            json!({
-                "status": "pass",
-                "latency_ms": (started.elapsed().as_secs_f64() * 1e3 * 1e3).round() / 1e3,
-            }),
-        ),
-        Ok(Err(e)) => {
-            tracing::warn!("health check of the database failed: {e}");
-            health(
-                StatusCode::SERVICE_UNAVAILABLE,
-                json!({ "status": "fail", "reason": reason(&e) }),
-            )
-        }
-        Err(_) => health(
-            StatusCode::SERVICE_UNAVAILABLE,
-            json!({
-                "status": "fail",
-                "reason": format!(
-                    "no answer within {} ms",
-                    DATABASE_CHECK_TIMEOUT.as_millis()
-                ),
-            }),
-        ),
-    }
-}
-
-async fn entity(State(state): State<AppState>, Path(id): Path<String>) -> Response {
-    let Ok(id) = id.parse::<i64>() else {
-        return Problem::bad_input("id", format!("{id:?} is not an entity id (an integer)"))
-            .into_response();
+    let took = started.elapsed();
+    let status = response.status();
+    let t = &state.telemetry;
+    t.observe(
+        "pgperf_http_request_duration_seconds",
+        &[("route", route.clone()), ("method", method.clone())],
+        took.as_secs_f64(),
+    );
+    t.increment(
+        "pgperf_http_requests_total",
+        &[
+            ("route", route),
+            ("method", method),
+            ("status", status.as_u16().to_string()),
+        ],
+        1,
+    );
+    let outcome = if status.is_server_error() {
+        telemetry::Outcome::Error
+    } else {
+        telemetry::Outcome::Ok
     };
-    let found = async {
-        let mut c = state.db.acquire().await?;
-        entities::get(&mut c, id).await
-    }
-    .await;
-    match found {
-        Ok(e) => Json(e).into_response(),
-        Err(DbError::NotFound { .. }) => {
-            Problem::not_found(format!("no entity has id {id}")).into_response()
-        }
-        Err(e) => Problem::from_db(&e).into_response(),
-    }
+    t.http.record(took, outcome);
+    response
 }
 
-/// The query string of `GET /search`.
-#[derive(Debug, Deserialize)]
-struct SearchParams {
-    q: Option<String>,
-    kind: Option<String>,
-    limit: Option<String>,
-    cursor: Option<String>,
-}
-
-/// A cursor as the API writes it: `score,id` (the last hit's).
-fn cursor_text(c: &Cursor) -> String {
-    format!("{},{}", c.score, c.id)
-}
-
-fn parse_cursor(text: &str) -> Option<Cursor> {
-    let (score, id) = text.split_once(',')?;
-    let score: f64 = score.parse().ok()?;
-    (score.is_finite()).then_some(())?;
-    Some(Cursor {
-        score,
-        id: id.parse().ok()?,
-    })
-}
-
-/// The search request in a query string, or the problem naming the bad parameter.
-fn search_request(p: SearchParams) -> Result<SearchRequest, Problem> {
-    let text =
-        p.q.ok_or_else(|| Problem::bad_input("q", "is missing (the text to search for)"))?;
-    let kind = p
-        .kind
-        .map(|k| EntityKind::parse(&k))
-        .transpose()
-        .map_err(|e| Problem::from_db(&e))?;
-    let limit = match p.limit {
-        None => 10,
-        Some(l) => l
-            .parse()
-            .map_err(|_| Problem::bad_input("limit", format!("{l:?} is not a number")))?,
+/// The monitoring endpoints: with a token configured, `Authorization: Bearer <token>`,
+/// compared in constant time.
+async fn admin_only(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let Some(token) = state.config.admin_token.as_deref() else {
+        return next.run(request).await;
     };
-    let after = match p.cursor {
-        None => None,
-        Some(c) => Some(parse_cursor(&c).ok_or_else(|| {
-            Problem::bad_input(
-                "cursor",
-                format!("{c:?} is not a cursor from a page's next"),
-            )
-        })?),
-    };
-    Ok(SearchRequest {
-        text,
-        kind,
-        source: None,
-        limit,
-        after,
-    })
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if bool::from(given.as_bytes().ct_eq(token.as_bytes())) {
+        return next.run(request).await;
+    }
+    let mut response = Problem::unauthorized().into_response();
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer realm=\"pgperf monitoring\""),
+    );
+    response
 }
 
-async fn search(State(state): State<AppState>, Query(params): Query<SearchParams>) -> Response {
-    let req = match search_request(params) {
-        Ok(req) => req,
-        Err(problem) => return problem.into_response(),
-    };
-    let answer = async {
-        let mut c = state.db.acquire().await?;
-        state.cache.search(&mut c, &req).await
-    }
-    .await;
-    match answer {
-        Ok((page, served)) => {
-            let cache = match served {
-                Served::Hit => "hit",
-                Served::Miss => "miss",
-            };
-            let body = json!({
-                "hits": page.hits,
-                "next": page.next.as_ref().map(cursor_text),
-            });
-            ([("x-cache", cache)], Json(body)).into_response()
-        }
-        Err(e) => Problem::from_db(&e).into_response(),
-    }
-}
-
-/// The body of `POST /resolve`.
-#[derive(Debug, Deserialize)]
-struct ResolveBody {
-    names: Vec<NameToResolve>,
-}
-
-async fn resolve(
-    State(state): State<AppState>,
-    body: Result<Json<ResolveBody>, JsonRejection>,
-) -> Response {
-    let names = match body {
-        Ok(Json(body)) => body.names,
-        Err(rejection) => {
-            return Problem::bad_input("body", rejection.body_text()).into_response();
-        }
-    };
-    let answer = async {
-        let mut c = state.db.acquire().await?;
-        resolve_batch(&mut c, &names, Thresholds::default()).await
-    }
-    .await;
-    match answer {
-        Ok(resolutions) => Json(resolutions).into_response(),
-        Err(e) => Problem::from_db(&e).into_response(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cursors_round_trip_and_nonsense_is_refused() {
-        let c = Cursor {
-            score: 0.911565,
-            id: 42,
-        };
-        assert_eq!(parse_cursor(&cursor_text(&c)), Some(c));
-        for bad in ["", "1", "x,1", "1,x", "NaN,1", "inf,3"] {
-            assert_eq!(parse_cursor(bad), None, "{bad}");
-        }
-    }
+/// Serves `router` on `listener` until `shutdown` resolves, then lets in-flight requests
+/// finish (new connections are refused) and closes the pool.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    db: Db,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let served = axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await;
+    db.close().await;
+    served
 }

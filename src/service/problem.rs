@@ -64,6 +64,44 @@ impl Problem {
         }
     }
 
+    /// 401: the monitoring endpoints need the admin token.
+    pub fn unauthorized() -> Self {
+        Self {
+            kind: "https://pgperf.dev/problems/unauthorized",
+            title: "Unauthorized",
+            status: 401,
+            detail:
+                "this endpoint needs the admin token: Authorization: Bearer <PGPERF_ADMIN_TOKEN>"
+                    .to_owned(),
+            invalid_params: Vec::new(),
+        }
+    }
+
+    /// 413: the body is over the limit.
+    pub fn too_large(limit: usize) -> Self {
+        Self {
+            kind: "https://pgperf.dev/problems/too-large",
+            title: "Request body too large",
+            status: 413,
+            detail: format!("the request body is over the limit of {limit} bytes"),
+            invalid_params: vec![InvalidParam {
+                name: "body".to_owned(),
+                reason: format!("over {limit} bytes"),
+            }],
+        }
+    }
+
+    /// 503: the service cannot answer now.
+    pub fn unavailable(detail: impl Into<String>) -> Self {
+        Self {
+            kind: "https://pgperf.dev/problems/unavailable",
+            title: "Service unavailable",
+            status: 503,
+            detail: detail.into(),
+            invalid_params: Vec::new(),
+        }
+    }
+
     /// The answer for a data-layer error: bad input is 400 naming the field, an unavailable
     /// database 503; anything else is 500 without internals (they are logged).
     pub fn from_db(e: &DbError) -> Self {

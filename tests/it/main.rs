@@ -10,6 +10,7 @@ mod faults;
 mod hangs;
 mod ingest;
 mod migrations;
+mod monitoring;
 mod plans;
 mod pool;
 mod resolve;

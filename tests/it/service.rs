@@ -1,33 +1,89 @@
 //! The HTTP API over real HTTP (reqwest) on 127.0.0.1, port chosen by the system, against a
 //! test database: status codes, media types and exact JSON bodies.
 
+use std::time::{Duration, Instant};
+
 use pretty_assertions::assert_eq;
 use serde_json::{Value, json};
 
-use pgperf::db::{Db, EntityKind};
-use pgperf::service::router;
+use pgperf::db::{Db, EntityKind, PoolSettings};
+use pgperf::service::{Config, router_with, serve as serve_until};
 
+use crate::support::bounded::{eventually, within};
+use crate::support::dedicated::Dedicated;
 use crate::support::{TestDb, entity};
 
-/// Serves `db` on a free local port; returns the base URL. The server lives as long as the
-/// test's runtime.
-async fn serve(db: Db) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, router(db)).await });
-    format!("http://{addr}")
+/// A service on a free local port, stopped (gracefully) by [`Running::stop`].
+struct Running {
+    base: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
-/// Status, content type and JSON body of a GET.
-async fn get(url: &str) -> (u16, String, Value) {
-    let response = reqwest::get(url).await.unwrap();
+impl Running {
+    async fn start(db: Db, config: Config) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let router = router_with(db.clone(), config).unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(serve_until(listener, router, db, async {
+            let _ = rx.await;
+        }));
+        Self {
+            base: format!("http://{addr}"),
+            stop: Some(tx),
+            task,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Asks for a graceful stop; the returned task ends when in-flight requests are done.
+    fn stop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Serves `db` with the default configuration; returns the base URL. The server lives as
+/// long as the test's runtime.
+async fn serve(db: Db) -> String {
+    let running = Running::start(db, Config::default()).await;
+    let base = running.base.clone();
+    std::mem::forget(running.stop);
+    base
+}
+
+/// Status, content type and JSON body of a response.
+async fn parts(response: reqwest::Response) -> (u16, String, Value) {
     let status = response.status().as_u16();
     let media = response
         .headers()
         .get("content-type")
         .map(|v| v.to_str().unwrap().to_owned())
         .unwrap_or_default();
-    (status, media, response.json().await.unwrap())
+    let text = response.text().await.unwrap();
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, media, body)
+}
+
+/// Status, content type and JSON body of a GET.
+async fn get(url: &str) -> (u16, String, Value) {
+    parts(reqwest::get(url).await.unwrap()).await
+}
+
+/// The same with a bearer token.
+async fn get_with_token(url: &str, token: &str) -> (u16, String, Value) {
+    let response = reqwest::Client::new()
+        .get(url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    parts(response).await
 }
 
 #[tokio::test]
@@ -183,8 +239,8 @@ async fn names_resolve_in_a_batch_and_a_bad_body_is_a_problem() {
             .send()
             .await
             .unwrap();
-        let status = r.status().as_u16();
-        (status, r.json::<Value>().await.unwrap())
+        let (status, _, body) = parts(r).await;
+        (status, body)
     };
 
     let (status, body) = post(json!({ "names": [
@@ -219,4 +275,584 @@ async fn names_resolve_in_a_batch_and_a_bad_body_is_a_problem() {
         (400, &json!("names")),
         "{body}"
     );
+}
+
+#[tokio::test]
+async fn the_metrics_endpoint_reports_the_pool_the_operations_the_cache_and_the_server() {
+    let t = TestDb::new().await;
+    let mut c = t.db.acquire().await.unwrap();
+    let id = entity(&mut c, EntityKind::Organization, "Acme Corporation").await;
+    drop(c);
+    let s = Running::start(t.db.clone(), Config::default()).await;
+    for path in [
+        "/search?q=ACME".to_owned(),
+        "/search?q=ACME".to_owned(),
+        format!("/entities/{id}"),
+        "/health/database".to_owned(),
+    ] {
+        assert_eq!(get(&s.url(&path)).await.0, 200, "{path}");
+    }
+
+    let (status, media, body) = get(&s.url("/health/database/metrics")).await;
+
+    assert_eq!(
+        (status, media.as_str()),
+        (200, "application/json"),
+        "{body}"
+    );
+    let count = |op: &str| body["queries"][op]["count"].clone();
+    assert_eq!(
+        [
+            count("search_uncached"),
+            count("search_cached"),
+            count("get_entity"),
+            count("health_check"),
+            count("resolve"),
+        ],
+        [json!(1), json!(1), json!(1), json!(1), json!(0)],
+        "{body}"
+    );
+    assert_eq!(
+        body["search_cache"],
+        json!({ "hits": 1, "misses": 1, "hit_ratio": 0.5 })
+    );
+    let pool = &body["pool"];
+    assert_eq!(
+        (
+            &pool["max"],
+            &pool["active"],
+            &pool["pending"],
+            &pool["timeouts"],
+            &pool["utilization"]
+        ),
+        (&json!(5), &json!(0), &json!(0), &json!(0), &json!(0.0)),
+        "{pool}"
+    );
+    assert!(pool["acquired"].as_u64().unwrap() >= 4, "{pool}");
+    assert!(pool["acquire_time_ms"]["p99"].as_f64().is_some(), "{pool}");
+    let db = &body["database"];
+    assert_eq!(
+        (&db["status"], &db["deadlocks"]),
+        (&json!("up"), &json!(0)),
+        "{db}"
+    );
+    assert!(db["commits"].as_i64().unwrap() > 0, "{db}");
+    assert!(db["connections"]["active"].as_i64().unwrap() >= 1, "{db}");
+    let ratio = db["buffer_hit_ratio"].as_f64().unwrap();
+    assert!(ratio > 0.0 && ratio <= 1.0, "{db}");
+    let mut keys: Vec<_> = body.as_object().unwrap().keys().cloned().collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            "database",
+            "pool",
+            "queries",
+            "search_cache",
+            "window_seconds"
+        ]
+    );
+}
+
+fn statuses(body: &Value) -> Vec<(String, String)> {
+    body["checks"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(name, c)| (name.clone(), c[0]["status"].as_str().unwrap().to_owned()))
+        .collect()
+}
+
+fn check_of<'a>(body: &'a Value, name: &str) -> &'a Value {
+    &body["checks"][name][0]
+}
+
+#[tokio::test]
+async fn the_detailed_check_warns_then_fails_as_the_pool_saturates() {
+    let t = TestDb::new().await;
+    let s = Running::start(t.db.clone(), Config::default()).await;
+    let detailed = s.url("/health/database/detailed");
+
+    let (status, media, body) = get(&detailed).await;
+    assert_eq!((status, media.as_str()), (200, "application/health+json"));
+    assert_eq!(body["status"], "pass", "{body}");
+    let pass = |n: &str| (n.to_owned(), "pass".to_owned());
+    assert_eq!(
+        statuses(&body),
+        [
+            pass("database:connectivity"),
+            pass("database:longRunningQueries"),
+            pass("database:responseTime"),
+            pass("http:errorRate"),
+            pass("pool:acquireTimeouts"),
+            pass("pool:pendingAcquirers"),
+            pass("pool:utilization"),
+            pass("queries:p95"),
+            pass("search:cacheHitRatio"),
+            pass("search:cachedP95"),
+        ]
+    );
+    let u = check_of(&body, "pool:utilization");
+    assert_eq!(
+        (&u["observedValue"], &u["observedUnit"], &u["threshold"]),
+        (
+            &json!(0.0),
+            &json!("ratio"),
+            &json!({ "warn": 0.8, "fail": 1.0 })
+        )
+    );
+
+    // 4 of 5 connections held: utilization 0.8, the warn threshold.
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(t.db.acquire().await.unwrap());
+    }
+    let (status, _, body) = get(&detailed).await;
+    let u = check_of(&body, "pool:utilization");
+    assert_eq!(
+        (status, &body["status"], &u["status"], &u["observedValue"]),
+        (200, &json!("warn"), &json!("warn"), &json!(0.8)),
+        "{body}"
+    );
+
+    // All 5 held, and a request waiting for one: fail, 503.
+    held.push(t.db.acquire().await.unwrap());
+    let waiting = tokio::spawn(get(s.url("/entities/1").leak()));
+    eventually(
+        Duration::from_secs(10),
+        "a request waiting for a connection",
+        || async {
+            let w = t.db.snapshot().waiting;
+            if w == 1 {
+                Ok(())
+            } else {
+                Err(format!("{w} waiting"))
+            }
+        },
+    )
+    .await;
+    let (status, _, body) = get(&detailed).await;
+    let u = check_of(&body, "pool:utilization");
+    let p = check_of(&body, "pool:pendingAcquirers");
+    assert_eq!(
+        (status, &body["status"], &u["status"], &u["observedValue"]),
+        (503, &json!("fail"), &json!("fail"), &json!(1.0)),
+        "{body}"
+    );
+    assert_eq!(
+        (&p["status"], &p["observedValue"]),
+        (&json!("warn"), &json!(1)),
+        "{body}"
+    );
+
+    drop(held);
+    let (status, _, _) = within(Duration::from_secs(10), "the waiting request", waiting)
+        .await
+        .unwrap();
+    assert_eq!(
+        status, 404,
+        "the waiting request got a connection and its answer"
+    );
+    let (status, _, body) = get(&detailed).await;
+    assert_eq!((status, &body["status"]), (200, &json!("pass")), "{body}");
+}
+
+#[tokio::test]
+async fn the_monitoring_endpoints_need_the_admin_token_when_one_is_set() {
+    let t = TestDb::new().await;
+    let token = "s3cret-admin-token";
+    let config = Config {
+        admin_token: Some(token.to_owned()),
+        ..Config::default()
+    };
+    let s = Running::start(t.db.clone(), config).await;
+
+    for path in [
+        "/health/database/metrics",
+        "/health/database/detailed",
+        "/metrics",
+    ] {
+        let bare = reqwest::get(s.url(path)).await.unwrap();
+        let challenge = bare.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let (status, media, body) = parts(bare).await;
+        assert_eq!(
+            (status, media.as_str(), challenge.as_str(), &body["title"]),
+            (
+                401,
+                "application/problem+json",
+                "Bearer realm=\"pgperf monitoring\"",
+                &json!("Unauthorized")
+            ),
+            "{path}"
+        );
+        assert!(!body.to_string().contains(token), "{body}");
+        let wrong = get_with_token(&s.url(path), "s3cret-admin-tokeN").await;
+        assert_eq!(wrong.0, 401, "{path} with a wrong token");
+        let right = get_with_token(&s.url(path), token).await;
+        assert_eq!(right.0, 200, "{path} with the token: {}", right.2);
+    }
+    for path in ["/health/live", "/health/database", "/search?q=acme"] {
+        assert_eq!(get(&s.url(path)).await.0, 200, "{path} needs no token");
+    }
+}
+
+#[tokio::test]
+async fn an_oversized_body_and_an_unknown_route_are_problems() {
+    let t = TestDb::new().await;
+    let config = Config {
+        body_limit: 1024,
+        ..Config::default()
+    };
+    let s = Running::start(t.db.clone(), config).await;
+    let names: Vec<Value> = (0..100)
+        .map(|i| json!({ "name": format!("name number {i}"), "kind": "person" }))
+        .collect();
+    let response = reqwest::Client::new()
+        .post(s.url("/resolve"))
+        .json(&json!({ "names": names }))
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(
+        parts(response).await,
+        (
+            413,
+            "application/problem+json".into(),
+            json!({
+                "type": "https://pgperf.dev/problems/too-large",
+                "title": "Request body too large",
+                "status": 413,
+                "detail": "the request body is over the limit of 1024 bytes",
+                "invalid_params": [{ "name": "body", "reason": "over 1024 bytes" }]
+            })
+        )
+    );
+    assert_eq!(
+        get(&s.url("/nowhere")).await,
+        (
+            404,
+            "application/problem+json".into(),
+            json!({
+                "type": "https://pgperf.dev/problems/not-found",
+                "title": "Not found",
+                "status": 404,
+                "detail": "no route for GET /nowhere"
+            })
+        )
+    );
+}
+
+#[tokio::test]
+async fn a_paused_database_never_holds_a_request_past_its_timeout() {
+    let Some(d) = Dedicated::start().await else {
+        return;
+    };
+    let db = d
+        .pool(PoolSettings {
+            max_connections: 4,
+            // Longer than the request limit, so that the request limit is what answers.
+            acquire_timeout: Duration::from_secs(5),
+            ..PoolSettings::default()
+        })
+        .await;
+    let config = Config {
+        request_timeout: Duration::from_secs(3),
+        ..Config::default()
+    };
+    let s = Running::start(db, config).await;
+    assert_eq!(get(&s.url("/health/database")).await.0, 200);
+    assert_eq!(get(&s.url("/health/database/detailed")).await.0, 200);
+    let c = d.server.container().expect("a container");
+    within(Duration::from_secs(30), "docker pause", c.pause())
+        .await
+        .unwrap();
+    tokio::time::sleep(pgperf::service::STATS_MAX_AGE).await;
+
+    let started = Instant::now();
+    let health = get(&s.url("/health/database")).await;
+    let health_took = started.elapsed();
+    let started = Instant::now();
+    let detailed = get(&s.url("/health/database/detailed")).await;
+    let detailed_took = started.elapsed();
+    let started = Instant::now();
+    let search = get(&s.url("/search?q=acme")).await;
+    let search_took = started.elapsed();
+    within(Duration::from_secs(30), "docker unpause", c.unpause())
+        .await
+        .unwrap();
+
+    assert_eq!(
+        health,
+        (
+            503,
+            "application/health+json".into(),
+            json!({ "status": "fail", "reason": "no answer within 2000 ms" })
+        )
+    );
+    assert_eq!(
+        (
+            detailed.0,
+            &detailed.2["status"],
+            &check_of(&detailed.2, "database:connectivity")["observedValue"]
+        ),
+        (503, &json!("fail"), &json!("down")),
+        "{}",
+        detailed.2
+    );
+    assert_eq!(
+        (search.0, &search.2["detail"]),
+        (
+            503,
+            &json!("the request took longer than its limit of 3000 ms")
+        ),
+        "{}",
+        search.2
+    );
+    // Each answered at its own limit (2 s for the checks, 3 s for the request), with 1 s
+    // for a loaded machine; a hang would take 35 s (the pool's query timeout) or forever.
+    for (what, took, limit) in [
+        ("/health/database", health_took, 2.0),
+        ("/health/database/detailed", detailed_took, 2.0),
+        ("/search", search_took, 3.0),
+    ] {
+        let s = took.as_secs_f64();
+        assert!(
+            s >= limit - 0.05 && s < limit + 1.0,
+            "{what} answered after {s:.2} s"
+        );
+    }
+
+    eventually(
+        Duration::from_secs(30),
+        "the database check to pass again",
+        || async {
+            let (status, _, body) = get(&s.url("/health/database")).await;
+            if status == 200 {
+                Ok(())
+            } else {
+                Err(body.to_string())
+            }
+        },
+    )
+    .await;
+    eventually(
+        Duration::from_secs(30),
+        "the detailed check to pass again",
+        || async {
+            let (status, _, body) = get(&s.url("/health/database/detailed")).await;
+            if status == 200 {
+                Ok(())
+            } else {
+                Err(body.to_string())
+            }
+        },
+    )
+    .await;
+    d.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_stop_lets_in_flight_requests_finish_then_closes_the_pool() {
+    let t = TestDb::with_settings(PoolSettings {
+        max_connections: 1,
+        min_connections: 0,
+        acquire_timeout: Duration::from_secs(20),
+        ..PoolSettings::default()
+    })
+    .await;
+    let mut s = Running::start(t.db.clone(), Config::default()).await;
+    let held = t.db.acquire().await.unwrap();
+    let in_flight = tokio::spawn(get(s.url("/entities/1").leak()));
+    eventually(
+        Duration::from_secs(10),
+        "the request to wait for the connection",
+        || async {
+            let w = t.db.snapshot().waiting;
+            if w == 1 {
+                Ok(())
+            } else {
+                Err(format!("{w} waiting"))
+            }
+        },
+    )
+    .await;
+
+    s.stop();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !s.task.is_finished(),
+        "the server stopped with a request in flight"
+    );
+    drop(held);
+
+    let (status, media, _) = within(Duration::from_secs(10), "the in-flight request", in_flight)
+        .await
+        .unwrap();
+    assert_eq!((status, media.as_str()), (404, "application/problem+json"));
+    within(Duration::from_secs(10), "the server to stop", &mut s.task)
+        .await
+        .unwrap()
+        .unwrap();
+    let after = t.db.acquire().await.map(drop);
+    assert!(
+        after.as_ref().is_err_and(|e| e.is_unavailable()),
+        "the pool is closed after the stop: {after:?}"
+    );
+}
+
+#[tokio::test]
+async fn no_answer_holds_the_password_or_the_address_of_the_database() {
+    let t = TestDb::new().await;
+    let parsed = url::Url::parse(t.url.expose()).unwrap();
+    let password = parsed
+        .password()
+        .expect("the test URL has a password")
+        .to_owned();
+    let address = format!(
+        "{}:{}",
+        parsed.host_str().unwrap(),
+        parsed.port().unwrap_or(5432)
+    );
+    let s = Running::start(t.db.clone(), Config::default()).await;
+    let paths = [
+        "/health/database",
+        "/health/database/metrics",
+        "/health/database/detailed",
+        "/metrics",
+        "/search?q=acme",
+        "/search?q=acme&kind=robot",
+        "/entities/abc",
+        "/entities/1",
+    ];
+    let mut seen = String::new();
+    for round in ["up", "closed"] {
+        if round == "closed" {
+            t.db.close().await;
+            tokio::time::sleep(pgperf::service::STATS_MAX_AGE).await;
+        }
+        for path in paths {
+            let r = reqwest::get(s.url(path)).await.unwrap();
+            seen.push_str(&format!("{round} {path} {:?}\n", r.headers()));
+            seen.push_str(&r.text().await.unwrap());
+        }
+    }
+
+    assert!(seen.contains("the database is unavailable"), "{seen}");
+    for secret in [&password, &address, &t.url.expose().to_owned()] {
+        assert!(
+            !seen.contains(secret.as_str()),
+            "an answer holds {secret:?}:\n{seen}"
+        );
+    }
+}
+
+/// promtool, from scripts/monitoring-tools (or PGPERF_PROMTOOL).
+pub fn monitoring_tool(name: &str) -> std::path::PathBuf {
+    let var = format!("PGPERF_{}", name.to_uppercase());
+    if let Ok(p) = std::env::var(&var) {
+        return p.into();
+    }
+    let local = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target/tools/bin")
+        .join(name);
+    if local.exists() {
+        return local;
+    }
+    panic!(
+        "{name} not found at {} and {var} is not set: run scripts/monitoring-tools (scripts/test does)",
+        local.display()
+    );
+}
+
+#[tokio::test]
+async fn the_live_exposition_passes_promtool_and_has_every_metric_the_rules_and_dashboard_use() {
+    let t = TestDb::new().await;
+    let mut c = t.db.acquire().await.unwrap();
+    let id = entity(&mut c, EntityKind::Organization, "Acme Corporation").await;
+    drop(c);
+    let s = Running::start(t.db.clone(), Config::default()).await;
+    for path in [
+        "/search?q=ACME".to_owned(),
+        "/search?q=ACME".to_owned(),
+        format!("/entities/{id}"),
+        "/health/database".to_owned(),
+    ] {
+        get(&s.url(&path)).await;
+    }
+    reqwest::Client::new()
+        .post(s.url("/resolve"))
+        .json(&json!({ "names": [{ "name": "Acme", "kind": "organization" }] }))
+        .send()
+        .await
+        .unwrap();
+    let response = reqwest::get(s.url("/metrics")).await.unwrap();
+    assert_eq!(
+        response.headers()["content-type"],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    let exposition = response.text().await.unwrap();
+
+    let mut promtool = std::process::Command::new(monitoring_tool("promtool"))
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("running promtool");
+    use std::io::Write as _;
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(exposition.as_bytes())
+        .unwrap();
+    let out = promtool.wait_with_output().unwrap();
+    assert!(
+        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+        "promtool check metrics: {}{}\n{exposition}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("monitoring");
+    let used: std::collections::BTreeSet<String> =
+        ["prometheus/alerts.yml", "grafana/pgperf-dashboard.json"]
+            .iter()
+            .flat_map(|f| {
+                let text = std::fs::read_to_string(root.join(f)).unwrap();
+                metric_names(&text)
+            })
+            .collect();
+    assert!(used.len() >= 15, "{used:?}");
+    let missing: Vec<&String> = used
+        .iter()
+        .filter(|name| {
+            !exposition
+                .lines()
+                .any(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+        })
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "used but not exposed: {missing:?}\n{exposition}"
+    );
+}
+
+/// Every `pgperf_...` metric name in a text.
+fn metric_names(text: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("pgperf_") {
+        let tail = &rest[at..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'))
+            .unwrap_or(tail.len());
+        names.push(tail[..end].to_owned());
+        rest = &tail[end..];
+    }
+    names
 }

@@ -69,6 +69,24 @@ impl Db {
         }
     }
 
+    /// One connection outside the pool, with the pool's options and within its
+    /// `acquire_timeout`: for a monitor that must not compete with the work it watches.
+    pub async fn connect_one(&self) -> Result<sqlx::PgConnection, DbError> {
+        let options = connect_options(&self.url, &self.settings);
+        let after = self.settings.acquire_timeout;
+        match tokio::time::timeout(after, sqlx::PgConnection::connect_with(&options)).await {
+            Ok(Ok(conn)) => Ok(conn),
+            Ok(Err(source)) => Err(DbError::Connect {
+                target: self.url.to_string(),
+                source,
+            }),
+            Err(_) => Err(DbError::ConnectTimeout {
+                target: self.url.to_string(),
+                after,
+            }),
+        }
+    }
+
     /// Acquires a connection, counting the wait, the waiters and timeouts.
     pub async fn acquire(&self) -> Result<MeteredConnection, DbError> {
         let started = Instant::now();

@@ -1,0 +1,630 @@
+//! The database health endpoints and `/metrics`.
+//!
+//! The metrics, detailed and Prometheus endpoints read in-memory figures plus one cheap query
+//! on the database's statistics views ([`SERVER_STATS`]), which the [`Monitor`] runs on a
+//! connection of its own (outside the pool, so a saturated pool is reported, not suffered)
+//! and shares for [`STATS_MAX_AGE`]: a scrape storm cannot load the database.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::{Value, json};
+use sqlx::PgConnection;
+
+use super::AppState;
+use super::telemetry::{Operation, Outcome, WindowSummary};
+use super::thresholds::{Limits, Status};
+use crate::db::{Db, DbError, PoolSnapshot};
+
+/// How long `GET /health/database` and the monitor's query wait for an answer.
+pub const DATABASE_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long the monitor's figures are reused.
+pub const STATS_MAX_AGE: Duration = Duration::from_secs(1);
+
+/// The media type of health responses (IETF health check draft).
+pub const HEALTH_JSON: &str = "application/health+json";
+
+/// The monitor's one query: this database's counters and its connections by state.
+const SERVER_STATS: &str = "
+SELECT d.xact_commit, d.xact_rollback, d.blks_hit, d.blks_read, d.deadlocks, d.temp_bytes,
+       coalesce((SELECT json_object_agg(state, n)::text
+                   FROM (SELECT coalesce(a.state, 'unknown') AS state, count(*) AS n
+                           FROM pg_stat_activity a
+                          WHERE a.datname = current_database()
+                          GROUP BY 1) s), '{}') AS connections,
+       coalesce((SELECT extract(epoch FROM max(clock_timestamp() - a.query_start))::float8
+                   FROM pg_stat_activity a
+                  WHERE a.datname = current_database() AND a.state = 'active'
+                    AND a.pid <> pg_backend_pid()), 0) AS oldest_query_s
+  FROM pg_stat_database d
+ WHERE d.datname = current_database()";
+
+/// The database's own figures (pg_stat_database, pg_stat_activity).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ServerStats {
+    /// Transactions committed.
+    pub commits: i64,
+    /// Transactions rolled back.
+    pub rollbacks: i64,
+    /// Buffer hits over hits and reads (1 when nothing was read yet).
+    pub buffer_hit_ratio: f64,
+    /// Deadlocks detected.
+    pub deadlocks: i64,
+    /// Bytes written to temporary files.
+    pub temp_bytes: i64,
+    /// Connections to this database by state (`active`, `idle`, `idle in transaction`, ...).
+    pub connections: BTreeMap<String, i64>,
+    /// Age of the oldest statement running now, other than the monitor's, seconds.
+    pub oldest_query_s: f64,
+}
+
+/// The monitor's latest reading.
+#[derive(Debug, Clone)]
+pub struct Reading {
+    /// When it was taken.
+    pub at: Instant,
+    /// How long the query took.
+    pub took: Duration,
+    /// The figures, or why there are none (words without address or secret).
+    pub stats: Result<ServerStats, String>,
+}
+
+/// Runs [`SERVER_STATS`] at most once per [`STATS_MAX_AGE`], on its own connection.
+#[derive(Debug, Default)]
+pub struct Monitor {
+    state: tokio::sync::Mutex<(Option<PgConnection>, Option<Reading>)>,
+}
+
+impl Monitor {
+    /// The latest reading, taken now if the last one is older than [`STATS_MAX_AGE`].
+    /// Concurrent callers wait for one query and share it.
+    pub async fn reading(&self, db: &Db) -> Reading {
+        let mut guard = self.state.lock().await;
+        let (conn, last) = &mut *guard;
+        if let Some(r) = last.as_ref().filter(|r| r.at.elapsed() < STATS_MAX_AGE) {
+            return r.clone();
+        }
+        let started = Instant::now();
+        let result = tokio::time::timeout(DATABASE_CHECK_TIMEOUT, query(db, conn)).await;
+        let stats = match result {
+            Ok(Ok(s)) => Ok(s),
+            Ok(Err(e)) => {
+                *conn = None;
+                tracing::warn!("the monitor's query failed: {e}");
+                Err(reason(&e).to_owned())
+            }
+            Err(_) => {
+                // The connection may still get the answer later: start afresh next time.
+                *conn = None;
+                Err(format!(
+                    "no answer within {} ms",
+                    DATABASE_CHECK_TIMEOUT.as_millis()
+                ))
+            }
+        };
+        let r = Reading {
+            at: Instant::now(),
+            took: started.elapsed(),
+            stats,
+        };
+        *last = Some(r.clone());
+        r
+    }
+}
+
+async fn query(db: &Db, conn: &mut Option<PgConnection>) -> Result<ServerStats, DbError> {
+    if conn.is_none() {
+        *conn = Some(db.connect_one().await?);
+    }
+    let c = conn.as_mut().expect("connected above");
+    let row: (i64, i64, i64, i64, i64, i64, String, f64) =
+        sqlx::query_as(SERVER_STATS).fetch_one(&mut *c).await?;
+    let (commits, rollbacks, hit, read, deadlocks, temp_bytes, connections, oldest) = row;
+    Ok(ServerStats {
+        commits,
+        rollbacks,
+        buffer_hit_ratio: if hit + read == 0 {
+            1.0
+        } else {
+            hit as f64 / (hit + read) as f64
+        },
+        deadlocks,
+        temp_bytes,
+        connections: serde_json::from_str(&connections).unwrap_or_default(),
+        oldest_query_s: oldest,
+    })
+}
+
+/// Why a database call failed, in words that hold no address or secret.
+pub fn reason(e: &DbError) -> &'static str {
+    if e.is_unavailable() {
+        "the database is unavailable"
+    } else {
+        "the check query failed"
+    }
+}
+
+fn health(status: StatusCode, body: Value) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, HEALTH_JSON)],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// `GET /health/live`.
+pub async fn live() -> Response {
+    health(StatusCode::OK, json!({ "status": "pass" }))
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1e3).round() / 1e3
+}
+
+/// `GET /health/database`: `SELECT 1` through the pool within [`DATABASE_CHECK_TIMEOUT`].
+pub async fn database(State(state): State<AppState>) -> Response {
+    let started = Instant::now();
+    let check = async {
+        let mut c = state.acquire().await?;
+        sqlx::query("SELECT 1").execute(&mut *c).await?;
+        Ok::<_, DbError>(())
+    };
+    let result = tokio::time::timeout(DATABASE_CHECK_TIMEOUT, check).await;
+    let took = started.elapsed();
+    let outcome = match &result {
+        Ok(Ok(())) => Outcome::Ok,
+        Ok(Err(_)) => Outcome::Error,
+        Err(_) => Outcome::Timeout,
+    };
+    state.telemetry.query(Operation::HealthCheck, took, outcome);
+    match result {
+        Ok(Ok(())) => health(
+            StatusCode::OK,
+            json!({ "status": "pass", "latency_ms": round3(took.as_secs_f64() * 1e3) }),
+        ),
+        Ok(Err(e)) => {
+            tracing::warn!("health check of the database failed: {e}");
+            health(
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({ "status": "fail", "reason": reason(&e) }),
+            )
+        }
+        Err(_) => health(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({
+                "status": "fail",
+                "reason": format!("no answer within {} ms", DATABASE_CHECK_TIMEOUT.as_millis()),
+            }),
+        ),
+    }
+}
+
+fn window_json(w: &WindowSummary) -> Value {
+    json!({
+        "count": w.count,
+        "errors": w.errors,
+        "timeouts": w.timeouts,
+        "p50_ms": w.p50_ms,
+        "p95_ms": w.p95_ms,
+        "p99_ms": w.p99_ms,
+    })
+}
+
+fn us_to_ms(us: u64) -> f64 {
+    us as f64 / 1e3
+}
+
+fn pool_json(p: &PoolSnapshot, timeouts_in_window: u64) -> Value {
+    json!({
+        "total": p.total,
+        "idle": p.idle,
+        "active": p.in_use,
+        "pending": p.waiting,
+        "max": p.max_connections,
+        "utilization": utilization(p),
+        "acquired": p.acquired,
+        "timeouts": p.acquire_timeouts,
+        "timeouts_in_window": timeouts_in_window,
+        "acquire_errors": p.acquire_errors,
+        "created": p.created,
+        "closed": p.closed,
+        "acquire_time_ms": {
+            "p50": us_to_ms(p.acquire_time.p50_us),
+            "p95": us_to_ms(p.acquire_time.p95_us),
+            "p99": us_to_ms(p.acquire_time.p99_us),
+            "max": us_to_ms(p.acquire_time.max_us),
+        },
+        "usage_time_ms": {
+            "p50": us_to_ms(p.usage_time.p50_us),
+            "p95": us_to_ms(p.usage_time.p95_us),
+            "p99": us_to_ms(p.usage_time.p99_us),
+            "max": us_to_ms(p.usage_time.max_us),
+        },
+    })
+}
+
+fn utilization(p: &PoolSnapshot) -> f64 {
+    if p.max_connections == 0 {
+        0.0
+    } else {
+        round3(f64::from(p.in_use) / f64::from(p.max_connections))
+    }
+}
+
+fn cache_json(hits: u64, misses: u64) -> Value {
+    let lookups = hits + misses;
+    json!({
+        "hits": hits,
+        "misses": misses,
+        "hit_ratio": if lookups == 0 { Value::Null } else { json!(round3(hits as f64 / lookups as f64)) },
+    })
+}
+
+fn server_json(r: &Reading) -> Value {
+    match &r.stats {
+        Ok(s) => json!({
+            "status": "up",
+            "response_ms": round3(r.took.as_secs_f64() * 1e3),
+            "commits": s.commits,
+            "rollbacks": s.rollbacks,
+            "buffer_hit_ratio": round3(s.buffer_hit_ratio),
+            "deadlocks": s.deadlocks,
+            "temp_bytes": s.temp_bytes,
+            "connections": s.connections,
+            "oldest_query_s": round3(s.oldest_query_s),
+        }),
+        Err(why) => json!({ "status": "down", "reason": why }),
+    }
+}
+
+/// `GET /health/database/metrics`: the pool, the operations of the window, the cache and the
+/// database's own figures, as JSON.
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    let reading = state.monitor.reading(&state.db).await;
+    let t = &state.telemetry;
+    let pool = state.db.snapshot();
+    let queries: serde_json::Map<String, Value> = Operation::ALL
+        .iter()
+        .map(|op| (op.name().to_owned(), window_json(&t.window(*op).summary())))
+        .collect();
+    let (hits, misses) = state.cache_totals();
+    let body = json!({
+        "window_seconds": state.config.thresholds.window_seconds,
+        "pool": pool_json(&pool, t.acquire_timeouts.summary().count),
+        "queries": queries,
+        "search_cache": cache_json(hits, misses),
+        "database": server_json(&reading),
+    });
+    (StatusCode::OK, axum::Json(body)).into_response()
+}
+
+/// One check of the detailed report (the draft's check object, with its thresholds).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Check {
+    component_type: &'static str,
+    observed_value: Value,
+    observed_unit: &'static str,
+    status: Status,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    threshold: Option<Limits>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    output: Option<String>,
+    time: String,
+}
+
+/// `GET /health/database/detailed`: `application/health+json` (IETF health check draft); 503
+/// when any check fails.
+pub async fn detailed(State(state): State<AppState>) -> Response {
+    let reading = state.monitor.reading(&state.db).await;
+    let th = &state.config.thresholds;
+    let t = &state.telemetry;
+    let time = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let check = |component_type,
+                 value: Value,
+                 unit,
+                 status,
+                 threshold: Option<&Limits>,
+                 output: Option<String>| {
+        vec![Check {
+            component_type,
+            observed_value: value,
+            observed_unit: unit,
+            status,
+            threshold: threshold.copied(),
+            output,
+            time: time.clone(),
+        }]
+    };
+    let few = |n: u64| {
+        format!(
+            "{n} samples in the window, fewer than {} to judge",
+            th.min_samples
+        )
+    };
+    let mut checks: BTreeMap<&'static str, Vec<Check>> = BTreeMap::new();
+
+    let (up, response_ms, oldest) = match &reading.stats {
+        Ok(s) => (
+            true,
+            reading.took.as_secs_f64() * 1e3,
+            Some(s.oldest_query_s),
+        ),
+        Err(_) => (false, reading.took.as_secs_f64() * 1e3, None),
+    };
+    checks.insert(
+        "database:connectivity",
+        check(
+            "datastore",
+            json!(if up { "up" } else { "down" }),
+            "state",
+            if up { Status::Pass } else { Status::Fail },
+            None,
+            reading.stats.as_ref().err().cloned(),
+        ),
+    );
+    checks.insert(
+        "database:responseTime",
+        check(
+            "datastore",
+            json!(round3(response_ms)),
+            "ms",
+            if up {
+                th.response_time_ms.above(response_ms)
+            } else {
+                Status::Fail
+            },
+            Some(&th.response_time_ms),
+            None,
+        ),
+    );
+    if let Some(oldest) = oldest {
+        checks.insert(
+            "database:longRunningQueries",
+            check(
+                "datastore",
+                json!(round3(oldest)),
+                "s",
+                th.long_running_query_s.above(oldest),
+                Some(&th.long_running_query_s),
+                None,
+            ),
+        );
+    }
+
+    let pool = state.db.snapshot();
+    let u = utilization(&pool);
+    checks.insert(
+        "pool:utilization",
+        check(
+            "component",
+            json!(u),
+            "ratio",
+            th.pool_utilization.above(u),
+            Some(&th.pool_utilization),
+            Some(format!(
+                "{} of {} connections in use",
+                pool.in_use, pool.max_connections
+            )),
+        ),
+    );
+    let pending = f64::from(pool.waiting);
+    checks.insert(
+        "pool:pendingAcquirers",
+        check(
+            "component",
+            json!(pool.waiting),
+            "requests",
+            th.pending_acquirers.above(pending),
+            Some(&th.pending_acquirers),
+            None,
+        ),
+    );
+    let timeouts = t.acquire_timeouts.summary().count;
+    checks.insert(
+        "pool:acquireTimeouts",
+        check(
+            "component",
+            json!(timeouts),
+            "timeouts in window",
+            th.acquire_timeouts.above(timeouts as f64),
+            Some(&th.acquire_timeouts),
+            None,
+        ),
+    );
+
+    let judged = |w: &WindowSummary, l: &Limits, value: f64| {
+        if w.count < th.min_samples {
+            (Status::Pass, Some(few(w.count)))
+        } else {
+            (l.above(value), None)
+        }
+    };
+    let all = t.all_queries();
+    let (status, output) = judged(&all, &th.query_p95_ms, all.p95_ms);
+    checks.insert(
+        "queries:p95",
+        check(
+            "component",
+            json!(all.p95_ms),
+            "ms",
+            status,
+            Some(&th.query_p95_ms),
+            output,
+        ),
+    );
+    let cached = t.window(Operation::SearchCached).summary();
+    let (status, output) = judged(&cached, &th.cached_search_p95_ms, cached.p95_ms);
+    checks.insert(
+        "search:cachedP95",
+        check(
+            "component",
+            json!(cached.p95_ms),
+            "ms",
+            status,
+            Some(&th.cached_search_p95_ms),
+            output,
+        ),
+    );
+    let (hits, misses) = (t.cache_hits.summary().count, t.cache_misses.summary().count);
+    let lookups = hits + misses;
+    let ratio = if lookups == 0 {
+        0.0
+    } else {
+        round3(hits as f64 / lookups as f64)
+    };
+    let (status, output) = if lookups < th.min_samples {
+        (Status::Pass, Some(few(lookups)))
+    } else {
+        (th.cache_hit_ratio.below(ratio), None)
+    };
+    checks.insert(
+        "search:cacheHitRatio",
+        check(
+            "component",
+            json!(ratio),
+            "ratio",
+            status,
+            Some(&th.cache_hit_ratio),
+            output,
+        ),
+    );
+    let http = t.http.summary();
+    let rate = if http.count == 0 {
+        0.0
+    } else {
+        round3(http.errors as f64 / http.count as f64)
+    };
+    let (status, output) = if http.count < th.min_samples {
+        (Status::Pass, Some(few(http.count)))
+    } else {
+        (th.error_rate.above(rate), None)
+    };
+    checks.insert(
+        "http:errorRate",
+        check(
+            "component",
+            json!(rate),
+            "ratio",
+            status,
+            Some(&th.error_rate),
+            output,
+        ),
+    );
+
+    let overall = checks
+        .values()
+        .flatten()
+        .map(|c| c.status)
+        .max()
+        .unwrap_or(Status::Pass);
+    let code = if overall == Status::Fail {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    health(
+        code,
+        json!({
+            "status": overall,
+            "description": "pgperf: the database as this service sees it",
+            "checks": checks,
+        }),
+    )
+}
+
+/// `GET /metrics`: the Prometheus text exposition, with the pool and database figures set
+/// at scrape time.
+pub async fn prometheus(State(state): State<AppState>) -> Response {
+    let reading = state.monitor.reading(&state.db).await;
+    let t = &state.telemetry;
+    let p = state.db.snapshot();
+    let none: &[(&'static str, String)] = &[];
+    let st = |s: &str| [("state", s.to_owned())];
+    t.gauge(
+        "pgperf_pool_connections",
+        &st("active"),
+        f64::from(p.in_use),
+    );
+    t.gauge(
+        "pgperf_pool_connections",
+        &st("idle"),
+        f64::from(p.total.saturating_sub(p.in_use)),
+    );
+    t.gauge(
+        "pgperf_pool_max_connections",
+        none,
+        f64::from(p.max_connections),
+    );
+    t.gauge("pgperf_pool_pending_acquirers", none, f64::from(p.waiting));
+    t.absolute(
+        "pgperf_pool_acquire_timeouts_total",
+        none,
+        p.acquire_timeouts,
+    );
+    t.absolute("pgperf_pool_acquires_total", none, p.acquired);
+    t.absolute("pgperf_pool_connections_created_total", none, p.created);
+    let (hits, misses) = state.cache_totals();
+    t.absolute(
+        "pgperf_search_cache_requests_total",
+        &[("result", "hit".to_owned())],
+        hits,
+    );
+    t.absolute(
+        "pgperf_search_cache_requests_total",
+        &[("result", "miss".to_owned())],
+        misses,
+    );
+    t.gauge(
+        "pgperf_database_response_seconds",
+        none,
+        reading.took.as_secs_f64(),
+    );
+    match &reading.stats {
+        Ok(s) => {
+            t.gauge("pgperf_database_up", none, 1.0);
+            let result = |r: &str| [("result", r.to_owned())];
+            t.absolute(
+                "pgperf_database_transactions_total",
+                &result("commit"),
+                s.commits.max(0) as u64,
+            );
+            t.absolute(
+                "pgperf_database_transactions_total",
+                &result("rollback"),
+                s.rollbacks.max(0) as u64,
+            );
+            t.absolute(
+                "pgperf_database_deadlocks_total",
+                none,
+                s.deadlocks.max(0) as u64,
+            );
+            t.gauge("pgperf_database_buffer_hit_ratio", none, s.buffer_hit_ratio);
+            t.gauge(
+                "pgperf_database_oldest_query_seconds",
+                none,
+                s.oldest_query_s,
+            );
+            for state in ["active", "idle", "idle in transaction"] {
+                let n = s.connections.get(state).copied().unwrap_or(0);
+                t.gauge("pgperf_database_connections", &st(state), n as f64);
+            }
+        }
+        Err(_) => t.gauge("pgperf_database_up", none, 0.0),
+    }
+    (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        t.render(),
+    )
+        .into_response()
+}

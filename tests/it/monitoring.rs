@@ -1,0 +1,65 @@
+//! The monitoring files: the alert rules pass their unit tests (`promtool test rules`), and
+//! the rules, the Prometheus example and the Alertmanager example pass their tools' checks.
+//! promtool and amtool come from Debian's packages (scripts/monitoring-tools).
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::service::monitoring_tool;
+
+fn run(tool: &str, args: &[&str]) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("monitoring");
+    let out = Command::new(monitoring_tool(tool))
+        .args(args)
+        .current_dir(&root)
+        .output()
+        .unwrap_or_else(|e| panic!("running {tool}: {e}"));
+    assert!(
+        out.status.success(),
+        "{tool} {}: {}{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn the_alert_rules_pass_their_unit_tests() {
+    run("promtool", &["test", "rules", "prometheus/alerts.test.yml"]);
+}
+
+#[test]
+fn the_rules_and_the_prometheus_example_are_valid() {
+    run("promtool", &["check", "rules", "prometheus/alerts.yml"]);
+    run(
+        "promtool",
+        &["check", "config", "prometheus/prometheus.yml"],
+    );
+}
+
+#[test]
+fn the_alertmanager_example_is_valid() {
+    run("amtool", &["check-config", "alertmanager/alertmanager.yml"]);
+}
+
+#[test]
+fn the_dashboard_is_json_with_a_query_in_every_panel() {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("monitoring/grafana/pgperf-dashboard.json");
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let panels = dashboard["panels"].as_array().unwrap();
+    let charts: Vec<_> = panels.iter().filter(|p| p["type"] != "row").collect();
+    assert!(charts.len() >= 15, "{} panels", charts.len());
+    for p in charts {
+        let targets = p["targets"].as_array().unwrap();
+        assert!(
+            !targets.is_empty()
+                && targets
+                    .iter()
+                    .all(|t| t["expr"].as_str().is_some_and(|e| e.contains("pgperf_"))),
+            "panel {} has no pgperf query",
+            p["title"]
+        );
+    }
+}
