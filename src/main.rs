@@ -32,6 +32,9 @@ enum Command {
     Accuracy(cli::accuracy::AccuracyArgs),
     /// The HTTP API: health endpoints, entities, search and resolution.
     Serve(cli::serve::ServeArgs),
+    /// The API service's figures in one run: cached search over HTTP against the data layer,
+    /// /health/database at a fixed rate, 1,000 concurrent keep-alive connections.
+    ServeBench(cli::serve_bench::ServeBenchArgs),
     /// Starts (or reaches) the server, applies the migrations to a template, and reports timings.
     CheckServer,
 }
@@ -84,6 +87,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Scale(args) => cli::scale::run(args).await,
         Command::Accuracy(args) => cli::accuracy::run(args).await,
         Command::Serve(args) => cli::serve::run(args).await,
+        Command::ServeBench(args) => cli::serve_bench::run(args).await,
         Command::CheckServer => cli::check_server::run().await,
     }
 }

@@ -9,6 +9,7 @@ pub mod pgbench;
 pub mod run;
 pub mod scale;
 pub mod serve;
+pub mod serve_bench;
 
 use std::time::Instant;
 

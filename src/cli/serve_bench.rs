@@ -1,0 +1,425 @@
+//! `pgperf serve-bench`: the API service's own figures, measured in one run against one
+//! container database (seeded through the COPY path), with the service in this process on
+//! 127.0.0.1 and a keep-alive HTTP client:
+//!
+//! 1. **HTTP overhead of a cached search**: `GET /search` for popular queries (all cache
+//!    hits) against the same cached lookup called directly on the data layer
+//!    ([`SearchCache::search`]), in alternating blocks so that both see the same noise; the
+//!    target is a p50 difference of at most 0.3 ms;
+//! 2. **`/health/database` at a fixed rate** (open model: requests start on schedule whatever
+//!    the previous ones do, and latency counts from the scheduled start, so a slow answer
+//!    cannot hide itself by delaying the next request); the target is p99 <= 5 ms at 100/s;
+//! 3. **1,000 concurrent keep-alive connections**: 1,000 requests at once, three rounds on
+//!    the same client; the server-side sockets are counted in /proc/net/tcp while they idle,
+//!    and no request may fail.
+//!
+//! The report goes to stdout and `target/pgperf/serve-bench.json`; a missed target exits 1.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use serde::Serialize;
+
+use pgperf::db::PoolSettings;
+use pgperf::db::search::SearchRequest;
+use pgperf::db::search_cache::{SearchCache, Served};
+use pgperf::perf::stats::{Summary, latency_histogram, record};
+use pgperf::service::Config;
+
+use super::scale::parse_count;
+use super::{Failure, with_workspace};
+
+/// Options of `pgperf serve-bench`.
+#[derive(Debug, clap::Args)]
+pub struct ServeBenchArgs {
+    /// Entities to seed (with aliases), e.g. 100k.
+    #[arg(long, default_value = "100k", value_parser = parse_count)]
+    pub entities: u64,
+    /// Cached searches per side (HTTP and direct).
+    #[arg(long, default_value_t = 4_000)]
+    pub searches: u32,
+    /// Rate of the /health/database phase, requests per second.
+    #[arg(long, default_value_t = 100)]
+    pub health_rate: u32,
+    /// Length of the /health/database phase, seconds.
+    #[arg(long, default_value_t = 20)]
+    pub health_seconds: u32,
+    /// Concurrent keep-alive connections.
+    #[arg(long, default_value_t = 1_000)]
+    pub connections: u32,
+}
+
+/// The targets of the issue, checked at the end.
+const MAX_CACHED_OVERHEAD_MS: f64 = 0.3;
+const MAX_HEALTH_P99_MS: f64 = 5.0;
+
+/// The popular queries of the cached phase.
+const POPULAR: [&str; 10] = [
+    "acme",
+    "quatex",
+    "zenulm",
+    "jexost",
+    "llapelep",
+    "xaltexgri",
+    "faliumtex",
+    "grifalcey",
+    "llallanex",
+    "corp",
+];
+
+#[derive(Debug, Serialize)]
+struct Report {
+    entities: u64,
+    cached_search_direct: Summary,
+    cached_search_http: Summary,
+    cached_overhead_p50_ms: f64,
+    health_rate_per_s: u32,
+    health: Summary,
+    health_late_starts: u64,
+    connections_wanted: u32,
+    connections_held: usize,
+    connection_rounds: Vec<RoundResult>,
+    passed: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct RoundResult {
+    ok: u32,
+    errors: u32,
+    seconds: f64,
+}
+
+/// Raises the open-files limit to its hard maximum: 1,000 connections need 2,000 sockets in
+/// this process (both ends).
+fn raise_fd_limit() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid pointer to an rlimit.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
+            lim.rlim_cur = lim.rlim_max;
+            let _ = libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+            libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+        }
+    }
+    lim.rlim_cur
+}
+
+/// Established TCP sockets whose local port is `port` (the server's side of connections).
+fn established_on(port: u16) -> usize {
+    let text = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    let wanted = format!(":{port:04X}");
+    text.lines()
+        .skip(1)
+        .filter(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.len() > 3 && f[1].ends_with(&wanted) && f[3] == "01"
+        })
+        .count()
+}
+
+fn ms(us: f64) -> f64 {
+    us / 1e3
+}
+
+/// Runs the benchmark.
+pub async fn run(args: ServeBenchArgs) -> anyhow::Result<()> {
+    if args.searches == 0 || args.health_rate == 0 || args.health_seconds == 0 {
+        return Err(Failure::Usage(
+            "--searches, --health-rate and --health-seconds must be above zero".to_owned(),
+        )
+        .into());
+    }
+    let limit = raise_fd_limit();
+    if u64::from(args.connections) * 2 + 100 > limit {
+        return Err(Failure::Usage(format!(
+            "{} connections need about {} open files; this process may have {limit} (ulimit -n)",
+            args.connections,
+            u64::from(args.connections) * 2 + 100
+        ))
+        .into());
+    }
+    with_workspace("serve_bench", async |ws| {
+        let db = ws
+            .pool(PoolSettings {
+                max_connections: 10,
+                application_name: "pgperf-serve-bench".to_owned(),
+                ..PoolSettings::default()
+            })
+            .await?;
+        {
+            let mut c = db.acquire().await?;
+            let started = Instant::now();
+            pgperf::db::ingest::copy_entities(&mut c, pgperf::dataset::entities(42, args.entities))
+                .await?;
+            sqlx::query("ANALYZE entities, entity_aliases")
+                .execute(&mut *c)
+                .await?;
+            eprintln!(
+                "pgperf: seeded {} entities in {:.1} s",
+                args.entities,
+                started.elapsed().as_secs_f64()
+            );
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let port = listener.local_addr()?.port();
+        let base = format!("http://127.0.0.1:{port}");
+        let router = pgperf::service::router_with(db.clone(), Config::default())?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(pgperf::service::serve(
+            listener,
+            router,
+            db.clone(),
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(usize::MAX)
+            .pool_idle_timeout(Duration::from_secs(120))
+            .timeout(Duration::from_secs(30))
+            .build()?;
+
+        // Warm the cache: the first request of each query is a miss and stores the page.
+        for q in POPULAR {
+            let r = client.get(format!("{base}/search?q={q}")).send().await?;
+            anyhow::ensure!(
+                r.status().is_success(),
+                "warming /search?q={q}: {}",
+                r.status()
+            );
+        }
+        let cache = SearchCache::default();
+        let mut direct = latency_histogram();
+        let mut http = latency_histogram();
+        let block = 200u32;
+        let mut done = 0u32;
+        let started = Instant::now();
+        let mut conn = db.acquire().await?;
+        while done < args.searches {
+            let n = block.min(args.searches - done);
+            for i in 0..n {
+                let q = POPULAR[((done + i) as usize) % POPULAR.len()];
+                let req = SearchRequest {
+                    text: q.to_owned(),
+                    kind: None,
+                    source: None,
+                    limit: 10,
+                    after: None,
+                };
+                let t = Instant::now();
+                let (_, served) = cache.search(&mut conn, &req).await?;
+                record(&mut direct, t.elapsed());
+                anyhow::ensure!(
+                    served == Served::Hit,
+                    "direct lookup of {q:?} missed the cache"
+                );
+            }
+            for i in 0..n {
+                let q = POPULAR[((done + i) as usize) % POPULAR.len()];
+                let t = Instant::now();
+                let r = client.get(format!("{base}/search?q={q}")).send().await?;
+                let hit = r.headers().get("x-cache").is_some_and(|v| v == "hit");
+                let ok = r.status().is_success();
+                let _ = r.bytes().await?;
+                record(&mut http, t.elapsed());
+                anyhow::ensure!(ok && hit, "GET /search?q={q} was not a cache hit");
+            }
+            done += n;
+        }
+        drop(conn);
+        let wall = started.elapsed();
+        let direct = Summary::of(&direct, 0, wall);
+        let http = Summary::of(&http, 0, wall);
+        let overhead = ms(http.p50_us - direct.p50_us);
+        eprintln!(
+            "pgperf: cached search p50: HTTP {:.3} ms, data layer {:.3} ms",
+            ms(http.p50_us),
+            ms(direct.p50_us)
+        );
+
+        // /health/database at a fixed rate, latency from the scheduled start.
+        let period = Duration::from_secs_f64(1.0 / f64::from(args.health_rate));
+        let total = args.health_rate * args.health_seconds;
+        let began = tokio::time::Instant::now();
+        let mut tasks = Vec::with_capacity(total as usize);
+        let mut late = 0u64;
+        for i in 0..total {
+            let at = began + period * i;
+            tokio::time::sleep_until(at).await;
+            if tokio::time::Instant::now() > at + period {
+                late += 1;
+            }
+            let client = client.clone();
+            let url = format!("{base}/health/database");
+            tasks.push(tokio::spawn(async move {
+                let r = client.get(url).send().await;
+                let ok = match r {
+                    Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
+                    Err(_) => false,
+                };
+                (at.elapsed(), ok)
+            }));
+        }
+        let mut h = latency_histogram();
+        let mut errors = 0u64;
+        for t in tasks {
+            let (took, ok) = t.await.context("a health request task")?;
+            if ok {
+                record(&mut h, took);
+            } else {
+                errors += 1;
+            }
+        }
+        let health = Summary::of(&h, errors, began.elapsed());
+        eprintln!(
+            "pgperf: /health/database at {}/s: p50 {:.3} ms, p99 {:.3} ms, {errors} errors",
+            args.health_rate,
+            ms(health.p50_us),
+            ms(health.p99_us)
+        );
+
+        // 1,000 concurrent keep-alive connections, three rounds on one client.
+        let mut rounds = Vec::new();
+        let mut held = 0;
+        for round in 0..3 {
+            let started = Instant::now();
+            let mut set = tokio::task::JoinSet::new();
+            for i in 0..args.connections {
+                let client = client.clone();
+                let q = POPULAR[(i as usize) % POPULAR.len()];
+                let url = if round == 1 {
+                    format!("{base}/health/live")
+                } else {
+                    format!("{base}/search?q={q}")
+                };
+                set.spawn(async move {
+                    match client.get(url).send().await {
+                        Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
+                        Err(_) => false,
+                    }
+                });
+            }
+            let (mut ok, mut errors) = (0, 0);
+            while let Some(r) = set.join_next().await {
+                if r.unwrap_or(false) {
+                    ok += 1;
+                } else {
+                    errors += 1;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            held = held.max(established_on(port));
+            rounds.push(RoundResult {
+                ok,
+                errors,
+                seconds: started.elapsed().as_secs_f64(),
+            });
+        }
+        eprintln!(
+            "pgperf: {} concurrent requests x3: {:?}; {held} server-side connections held",
+            args.connections,
+            rounds.iter().map(|r| (r.ok, r.errors)).collect::<Vec<_>>()
+        );
+        drop(client);
+        let _ = stop.send(());
+        let _ = server.await;
+
+        let passed = overhead <= MAX_CACHED_OVERHEAD_MS
+            && ms(health.p99_us) <= MAX_HEALTH_P99_MS
+            && health.errors == 0
+            && rounds.iter().all(|r| r.errors == 0)
+            && held >= args.connections as usize;
+        let report = Report {
+            entities: args.entities,
+            cached_search_direct: direct,
+            cached_search_http: http,
+            cached_overhead_p50_ms: overhead,
+            health_rate_per_s: args.health_rate,
+            health,
+            health_late_starts: late,
+            connections_wanted: args.connections,
+            connections_held: held,
+            connection_rounds: rounds,
+            passed,
+        };
+        print_report(&report);
+        std::fs::create_dir_all("target/pgperf")?;
+        std::fs::write(
+            "target/pgperf/serve-bench.json",
+            serde_json::to_string_pretty(&report)?,
+        )?;
+        if !passed {
+            return Err(Failure::Regressed(
+                "a service target was missed (see the report)".to_owned(),
+            )
+            .into());
+        }
+        Ok(())
+    })
+    .await
+}
+
+fn print_report(r: &Report) {
+    let verdict = |ok: bool| if ok { "ok" } else { "MISSED" };
+    println!(
+        "pgperf serve-bench: {} entities, service on 127.0.0.1, one run",
+        r.entities
+    );
+    println!();
+    println!("| Measure | p50 | p95 | p99 | Target | |");
+    println!("|---|---|---|---|---|---|");
+    let row = |name: &str, s: &Summary, target: &str, ok: &str| {
+        println!(
+            "| {name} | {:.3} ms | {:.3} ms | {:.3} ms | {target} | {ok} |",
+            ms(s.p50_us),
+            ms(s.p95_us),
+            ms(s.p99_us)
+        );
+    };
+    row("Cached search, data layer", &r.cached_search_direct, "", "");
+    row(
+        "Cached search, GET /search",
+        &r.cached_search_http,
+        &format!(
+            "p50 within {MAX_CACHED_OVERHEAD_MS} ms of the data layer (is {:.3} ms)",
+            r.cached_overhead_p50_ms
+        ),
+        verdict(r.cached_overhead_p50_ms <= MAX_CACHED_OVERHEAD_MS),
+    );
+    row(
+        &format!("GET /health/database at {}/s", r.health_rate_per_s),
+        &r.health,
+        &format!(
+            "p99 <= {MAX_HEALTH_P99_MS} ms, no error ({} errors)",
+            r.health.errors
+        ),
+        verdict(ms(r.health.p99_us) <= MAX_HEALTH_P99_MS && r.health.errors == 0),
+    );
+    println!();
+    for (i, round) in r.connection_rounds.iter().enumerate() {
+        println!(
+            "Round {} of {} concurrent requests: {} ok, {} errors, {:.2} s",
+            i + 1,
+            r.connections_wanted,
+            round.ok,
+            round.errors,
+            round.seconds
+        );
+    }
+    println!(
+        "Server-side connections held open (keep-alive): {} of {} wanted: {}",
+        r.connections_held,
+        r.connections_wanted,
+        verdict(
+            r.connections_held >= r.connections_wanted as usize
+                && r.connection_rounds.iter().all(|x| x.errors == 0)
+        )
+    );
+    println!(
+        "Health requests started late by more than one period: {}",
+        r.health_late_starts
+    );
+}
