@@ -226,6 +226,14 @@ pub enum PerfError {
         source: std::io::Error,
     },
 
+    /// The API service of an HTTP case could not start.
+    #[error("the API service for an HTTP case could not start on 127.0.0.1: {source}")]
+    Service {
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+
     /// A URL could not be aimed at the relay.
     #[error(transparent)]
     Url(#[from] crate::db::UrlError),

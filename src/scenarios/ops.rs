@@ -75,6 +75,12 @@ pub enum Op {
     ResolveOne,
     /// Resolution of 10 noisy names in one statement.
     ResolveBatch10,
+    /// `GET /search` through the API service (on 127.0.0.1, keep-alive), over the 20 cached
+    /// queries of [`Op::SearchCached`]: the service's cost on top of the data layer's.
+    HttpSearchCached,
+    /// `GET /search` of a noisy name through the API service, with entries expiring at once
+    /// so that every request misses the cache: lookup, search and store.
+    HttpSearchUncached,
 }
 
 type DbOp<S> = Operation<S, DbError>;
@@ -167,6 +173,8 @@ pub(super) async fn run<T>(
         Op::SearchCached => r.search_cached(at_start).await,
         Op::ResolveOne => r.with_rng(at_start, resolve_names(1)).await,
         Op::ResolveBatch10 => r.with_rng(at_start, resolve_names(10)).await,
+        Op::HttpSearchCached => r.http_search(at_start, true).await,
+        Op::HttpSearchUncached => r.http_search(at_start, false).await,
     }
 }
 
@@ -220,6 +228,11 @@ fn noisy(rng: &mut ChaCha8Rng) -> String {
     super::plans::noisy_name(rng.random_range(0..ENTITIES))
 }
 
+/// A query-string value, percent-encoded.
+fn encode(text: &str) -> String {
+    percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
 fn search_uncached() -> WithRng {
     Arc::new(|(c, rng)| {
         let req = SearchRequest::new(noisy(rng), 10);
@@ -244,10 +257,10 @@ fn resolve_names(n: usize) -> WithRng {
 }
 
 impl Run<'_> {
-    async fn go<S: Send + 'static, T>(
+    async fn go<S: Send + 'static, E: std::fmt::Display + Send + 'static, T>(
         &self,
         states: Vec<S>,
-        op: DbOp<S>,
+        op: Operation<S, E>,
         at_start: impl Future<Output = T>,
     ) -> (Measurement, T) {
         let config = crate::perf::MeasureConfig {
@@ -410,6 +423,85 @@ impl Run<'_> {
                 Box::pin(async move { cache.search(c, &req).await.map(drop) })
             });
         Ok(self.go(states, op, at_start).await)
+    }
+
+    /// The API service on this case's pool, on 127.0.0.1 for the measurement only, and one
+    /// keep-alive client per task.
+    async fn http_search<T>(&self, at_start: impl Future<Output = T>, cached: bool) -> Outcome<T> {
+        let config = crate::service::Config {
+            cache_ttl: if cached {
+                crate::db::search_cache::DEFAULT_TTL
+            } else {
+                std::time::Duration::from_millis(1)
+            },
+            ..crate::service::Config::default()
+        };
+        let router = crate::service::router_with(self.db.clone(), config)?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(|source| PerfError::Service { source })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| PerfError::Service { source })?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await
+        });
+        let base = format!("http://{addr}/search?limit=10&q=");
+        let client = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(30))
+            .build()
+            .map_err(|e| PerfError::Service {
+                source: std::io::Error::other(e),
+            })?;
+        if cached {
+            // Store the 20 popular pages now: the case measures hits.
+            for i in 0..CACHED_QUERIES {
+                let url = format!("{base}{}", encode(&super::plans::noisy_name(i * 977)));
+                let _ = client
+                    .get(url)
+                    .send()
+                    .await
+                    .and_then(|r| r.error_for_status());
+            }
+        }
+        let states: Vec<_> = rngs(self.n)
+            .into_iter()
+            .map(|rng| (client.clone(), base.clone(), rng))
+            .collect();
+        let op: Operation<(reqwest::Client, String, ChaCha8Rng), String> =
+            Arc::new(move |(client, base, rng)| {
+                let query = if cached {
+                    super::plans::noisy_name(rng.random_range(0..CACHED_QUERIES) * 977)
+                } else {
+                    noisy(rng)
+                };
+                let request = client.get(format!("{base}{}", encode(&query)));
+                Box::pin(async move {
+                    let r = request
+                        .send()
+                        .await
+                        .map_err(|e| format!("GET /search: {e}"))?;
+                    let status = r.status();
+                    let body = r.bytes().await.map_err(|e| format!("GET /search: {e}"))?;
+                    if status.is_success() {
+                        Ok(())
+                    } else {
+                        Err(format!(
+                            "GET /search: {status}: {}",
+                            String::from_utf8_lossy(&body)
+                        ))
+                    }
+                })
+            });
+        let out = self.go(states, op, at_start).await;
+        let _ = stop.send(());
+        let _ = server.await;
+        Ok(out)
     }
 
     async fn acquire_new_connection<T>(&self, at_start: impl Future<Output = T>) -> Outcome<T> {
