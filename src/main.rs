@@ -32,6 +32,10 @@ enum Command {
     Accuracy(cli::accuracy::AccuracyArgs),
     /// The HTTP API: health endpoints, entities, search and resolution.
     Serve(cli::serve::ServeArgs),
+    /// Load tests against the API service (goose): smoke, throughput, load, stress, spike, soak.
+    Load(cli::load::LoadArgs),
+    /// The trend of past load runs: a table and an SVG plot.
+    History(cli::load::history::HistoryArgs),
     /// The API service's figures in one run: cached search over HTTP against the data layer,
     /// /health/database at a fixed rate, 1,000 concurrent keep-alive connections.
     ServeBench(cli::serve_bench::ServeBenchArgs),
@@ -88,6 +92,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Accuracy(args) => cli::accuracy::run(args).await,
         Command::Serve(args) => cli::serve::run(args).await,
         Command::ServeBench(args) => cli::serve_bench::run(args).await,
+        Command::Load(args) => cli::load::run(args).await,
+        Command::History(args) => cli::load::history::run(args),
         Command::CheckServer => cli::check_server::run().await,
     }
 }

@@ -5,6 +5,7 @@ pub mod accuracy;
 pub mod check_server;
 mod child;
 pub mod ingest_bench;
+pub mod load;
 pub mod pgbench;
 pub mod run;
 pub mod scale;

@@ -91,7 +91,7 @@ struct RoundResult {
 
 /// Raises the open-files limit to its hard maximum: 1,000 connections need 2,000 sockets in
 /// this process (both ends).
-fn raise_fd_limit() -> u64 {
+pub(crate) fn raise_fd_limit() -> u64 {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,

@@ -1,0 +1,647 @@
+//! `pgperf load --profile NAME`: load tests against the API service, with goose as the load
+//! engine (Apache-2.0; k6 is AGPL and excluded by our dependency policy).
+//!
+//! By default the command starts the service itself (`pgperf serve`, a child process of its
+//! own so that its CPU and memory can be watched) on a container database seeded with 100k
+//! entities through the COPY path; `--target URL` aims at a running service instead (a
+//! loopback address unless `--allow-remote`).
+//!
+//! Profiles follow k6's model: stages of users with think time (closed model) for `load`, and
+//! open-model arrival rates everywhere a rate is the target: each virtual user keeps its own
+//! schedule, and a request's latency counts from its scheduled start, so a slow server cannot
+//! quietly lower the load or hide its slowness (coordinated omission). While the run goes, the
+//! service's `/health/database/metrics` is sampled every second. Thresholds
+//! (`load/thresholds.toml`) are checked at the end; the error rate also aborts the run early
+//! (goose's killswitch). Ctrl-C stops the run, and the summary is still written.
+//!
+//! Output: a terminal summary; `summary.json`, `report.md`, `latency.svg`, `rps.svg` and
+//! `pool.svg` in the run's directory; a line appended to the history file (`pgperf history`).
+
+pub mod history;
+pub mod profile;
+pub mod record;
+mod report;
+mod thresholds;
+
+use std::net::ToSocketAddrs;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use goose::prelude::*;
+use rand::Rng;
+
+use pgperf::scenarios::plans::noisy_name;
+
+use self::profile::{Kind, Overrides, Profile, ProfileName, Shape, Weights};
+use self::record::{Recorder, Sample, proc_stat};
+use self::thresholds::LoadThresholds;
+use super::scale::parse_count;
+use super::{Failure, with_workspace};
+
+/// The dataset seed (the suite's and `pgperf serve --seed`'s).
+const SEED: u64 = 42;
+/// Popular queries of the cached searches.
+const POPULAR: usize = 20;
+
+/// Options of `pgperf load`.
+#[derive(Debug, clap::Args)]
+pub struct LoadArgs {
+    /// The profile to run.
+    #[arg(long, value_enum)]
+    pub profile: ProfileName,
+    /// A running service to aim at (e.g. http://127.0.0.1:8080); default: start one.
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Allow a target that is not a loopback address.
+    #[arg(long)]
+    pub allow_remote: bool,
+    /// Entities to seed (the started service), or the id range of a target's entities.
+    #[arg(long, default_value = "100k", value_parser = parse_count)]
+    pub entities: u64,
+    /// The thresholds file (default: the committed load/thresholds.toml, built in).
+    #[arg(long)]
+    pub thresholds: Option<PathBuf>,
+    /// Multiply every duration of the profile (load defaults to 0.25: 4 minutes).
+    #[arg(long)]
+    pub time_scale: Option<f64>,
+    /// Virtual users (open model: users sharing the rate; load: the peak).
+    #[arg(long)]
+    pub users: Option<usize>,
+    /// The peak rate, requests per second (open-model profiles).
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// The main hold's length, seconds (before the time scale).
+    #[arg(long)]
+    pub duration: Option<f64>,
+    /// The request mix, e.g. cached=40,uncached=20,resolve=10,entity=20,health=10.
+    #[arg(long)]
+    pub weights: Option<Weights>,
+    /// Where the run's files go (default target/pgperf/load/<profile>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// The history file every run appends to.
+    #[arg(long, default_value = "target/pgperf/load/history.jsonl")]
+    pub history: PathBuf,
+    /// The admin token of the target's monitoring endpoints.
+    #[arg(long, env = "PGPERF_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+}
+
+/// What every virtual user shares.
+struct RunState {
+    started: Instant,
+    shape: Shape,
+    weights: Weights,
+    entities: u64,
+    recorder: Recorder,
+}
+
+/// One user's schedule (open model).
+#[derive(Debug, Clone)]
+struct Pacer {
+    next: Instant,
+}
+
+fn popular_query(i: usize) -> String {
+    // The first word of a popular entity's name: many hits, one cache entry each.
+    let name = pgperf::dataset::entity_name(SEED, i as u64 * 7 + 1);
+    name.split_whitespace().next().unwrap_or("acme").to_owned()
+}
+
+fn encode(text: &str) -> String {
+    percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+impl RunState {
+    fn elapsed(&self) -> f64 {
+        self.started.elapsed().as_secs_f64()
+    }
+
+    /// The index of the step or stage at `t`.
+    fn segment_at(&self, t: f64) -> usize {
+        let secs: Vec<f64> = match &self.shape {
+            Shape::Rate { steps, .. } => steps.iter().map(|s| s.secs).collect(),
+            Shape::Users { stages, .. } => stages.iter().map(|s| s.secs).collect(),
+        };
+        let mut from = 0.0;
+        for (i, s) in secs.iter().enumerate() {
+            if t < from + s {
+                return i;
+            }
+            from += s;
+        }
+        secs.len().saturating_sub(1)
+    }
+
+    /// One iteration of a virtual user: wait for its turn, send one request of the mix.
+    async fn iterate(&self, user: &mut GooseUser) -> TransactionResult {
+        let scheduled = match &self.shape {
+            Shape::Rate { users, .. } => {
+                let now = Instant::now();
+                let t = self.elapsed();
+                let rate = self.shape.rate_at(t);
+                if rate <= 0.0 {
+                    // Past the schedule's end: idle until goose stops the user.
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    return Ok(());
+                }
+                let interval = Duration::from_secs_f64(*users as f64 / rate);
+                let next = match user.get_session_data::<Pacer>() {
+                    Some(p) => p.next,
+                    None => {
+                        // Spread the users' first requests over one interval.
+                        let jitter = rand::rng().random_range(0.0..1.0);
+                        now + interval.mul_f64(jitter)
+                    }
+                };
+                if now > next + interval {
+                    self.recorder.late();
+                }
+                user.set_session_data(Pacer {
+                    next: next + interval,
+                });
+                tokio::time::sleep_until(next.into()).await;
+                next
+            }
+            Shape::Users { .. } => Instant::now(),
+        };
+        let kind = self
+            .weights
+            .pick(rand::rng().random_range(0..self.weights.total()));
+        let segment = self.segment_at(
+            scheduled
+                .saturating_duration_since(self.started)
+                .as_secs_f64(),
+        );
+        let (ok, served) = self.send(user, kind).await;
+        let latency = scheduled.elapsed();
+        self.recorder
+            .record(served, segment, self.elapsed(), latency, ok);
+        if let Shape::Users { think, .. } = &self.shape {
+            let secs = rand::rng().random_range(think.0..=think.1);
+            tokio::time::sleep(Duration::from_secs_f64(secs)).await;
+        }
+        Ok(())
+    }
+
+    /// Sends one request of `kind`; whether it succeeded, and the kind it turned out to be
+    /// (a search is cached or not as the service's `x-cache` says).
+    async fn send(&self, user: &mut GooseUser, kind: Kind) -> (bool, Kind) {
+        // Everything random first: the generator may not live across an await.
+        let (path, name, body) = {
+            let mut rng = rand::rng();
+            let entities = self.entities.max(1);
+            let mut entity = || rng.random_range(0..entities);
+            match kind {
+                Kind::CachedSearch => {
+                    let q = popular_query((entity() as usize) % POPULAR);
+                    (format!("/search?limit=10&q={}", encode(&q)), "search", None)
+                }
+                Kind::UncachedSearch => {
+                    let q = noisy_name(entity());
+                    (format!("/search?limit=10&q={}", encode(&q)), "search", None)
+                }
+                Kind::Resolve => {
+                    let names: Vec<serde_json::Value> = (0..10)
+                        .map(|_| {
+                            serde_json::json!({
+                                "name": noisy_name(entity()),
+                                "kind": "organization"
+                            })
+                        })
+                        .collect();
+                    (
+                        "/resolve".to_owned(),
+                        "/resolve",
+                        Some(serde_json::json!({ "names": names })),
+                    )
+                }
+                Kind::Entity => (
+                    format!("/entities/{}", entity() + 1),
+                    "/entities/{id}",
+                    None,
+                ),
+                Kind::Health => ("/health/database".to_owned(), "/health/database", None),
+            }
+        };
+        let response = match &body {
+            Some(json) => user.post_json(&path, json).await,
+            None => user.get_named(&path, name).await,
+        };
+        let Ok(goose) = response else {
+            return (false, kind);
+        };
+        match goose.response {
+            Ok(r) => {
+                let status = r.status();
+                let served = if kind.is_search() {
+                    match r.headers().get("x-cache").map(|v| v.as_bytes()) {
+                        Some(b"hit") => Kind::CachedSearch,
+                        _ => Kind::UncachedSearch,
+                    }
+                } else {
+                    kind
+                };
+                let body = r.bytes().await;
+                // A 404 of an entity id beyond a target's data is an answer, not a failure.
+                let ok = body.is_ok() && (status.is_success() || status.as_u16() == 404);
+                (ok && !status.is_server_error(), served)
+            }
+            Err(_) => (false, kind),
+        }
+    }
+}
+
+/// Whether `url`'s host resolves to loopback addresses only.
+fn is_loopback(url: &url::Url) -> bool {
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    let port = url.port_or_known_default().unwrap_or(80);
+    match (host.trim_matches(['[', ']']), port).to_socket_addrs() {
+        Ok(addrs) => {
+            let addrs: Vec<_> = addrs.collect();
+            !addrs.is_empty() && addrs.iter().all(|a| a.ip().is_loopback())
+        }
+        Err(_) => false,
+    }
+}
+
+/// The service `pgperf load` started: a child `pgperf serve` in a process group of its own
+/// (so a terminal's Ctrl-C reaches the load test, which stops the service itself).
+struct Child {
+    process: std::process::Child,
+    base: String,
+}
+
+impl Child {
+    async fn start(
+        url: &pgperf::db::DatabaseUrl,
+        entities: u64,
+        log: &std::path::Path,
+    ) -> anyhow::Result<Self> {
+        use std::os::unix::process::CommandExt as _;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let log_file =
+            std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+        let mut command = std::process::Command::new(std::env::current_exe()?);
+        command
+            .args([
+                "serve",
+                "--bind",
+                &format!("127.0.0.1:{port}"),
+                "--seed",
+                &entities.to_string(),
+            ])
+            .env("PGPERF_DATABASE_URL", url.expose())
+            .env_remove("PGPERF_ADMIN_TOKEN")
+            .stdout(std::process::Stdio::null())
+            .stderr(log_file)
+            .process_group(0);
+        // SAFETY: prctl in the child before exec; it only asks for SIGTERM when we die.
+        unsafe {
+            command.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                Ok(())
+            });
+        }
+        let process = command.spawn().context("starting pgperf serve")?;
+        let child = Self {
+            process,
+            base: format!("http://127.0.0.1:{port}"),
+        };
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(300);
+        loop {
+            if let Ok(r) = client
+                .get(format!("{}/health/live", child.base))
+                .send()
+                .await
+                && r.status().is_success()
+            {
+                return Ok(child);
+            }
+            if Instant::now() > deadline {
+                anyhow::bail!(
+                    "pgperf serve did not answer within 300 s; see {}",
+                    log.display()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.process.id()
+    }
+
+    /// SIGTERM (the service drains), then waits up to 15 s, then kills.
+    async fn stop(mut self) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe {
+            libc::kill(self.process.id() as i32, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.process.try_wait() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+/// Runs a profile.
+pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
+    let profile = Profile::build(
+        args.profile,
+        &Overrides {
+            users: args.users,
+            rate: args.rate,
+            duration: args.duration,
+            time_scale: args.time_scale,
+            weights: args.weights.clone(),
+        },
+    )
+    .map_err(Failure::Usage)?;
+    let thresholds = match &args.thresholds {
+        Some(p) => LoadThresholds::load(p)?,
+        None => LoadThresholds::default(),
+    };
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("target/pgperf/load/{}", profile.name)));
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    super::serve_bench::raise_fd_limit();
+    match &args.target {
+        Some(target) => {
+            let url = url::Url::parse(target)
+                .map_err(|e| Failure::Usage(format!("--target {target:?}: {e}")))?;
+            if !matches!(url.scheme(), "http" | "https") {
+                return Err(Failure::Usage(format!(
+                    "--target {target:?}: an http:// or https:// URL"
+                ))
+                .into());
+            }
+            if !args.allow_remote && !is_loopback(&url) {
+                return Err(Failure::Usage(format!(
+                    "--target {target:?} is not a loopback address: load tests target only this machine \
+                     unless --allow-remote is given (aim at staging deliberately, never by accident)"
+                ))
+                .into());
+            }
+            let base = target.trim_end_matches('/').to_owned();
+            attack(&args, &profile, &thresholds, &out, &base, None).await
+        }
+        None => {
+            with_workspace("load", async |ws| {
+                eprintln!(
+                    "pgperf: starting pgperf serve on a database seeded with {} entities (log: {})",
+                    args.entities,
+                    out.join("serve.log").display()
+                );
+                let child = Child::start(&ws.url, args.entities, &out.join("serve.log")).await?;
+                let base = child.base.clone();
+                let pid = child.pid();
+                let result = attack(&args, &profile, &thresholds, &out, &base, Some(pid)).await;
+                child.stop().await;
+                result
+            })
+            .await
+        }
+    }
+}
+
+/// Samples the service every second until `done`; aborts the run (goose's killswitch) when
+/// the error rate over the last window passes the abort threshold, or a stress step breaks.
+/// What the watcher shares with the run.
+struct Watch {
+    state: Arc<RunState>,
+    base: String,
+    token: Option<String>,
+    pid: Option<u32>,
+    thresholds: LoadThresholds,
+    profile: Profile,
+    done: Arc<AtomicBool>,
+    samples: Arc<Mutex<Vec<Sample>>>,
+    aborted: Arc<Mutex<Option<String>>>,
+    steps_judged: Arc<Mutex<Vec<report::StepVerdict>>>,
+}
+
+async fn watch(w: Watch) {
+    let Watch {
+        state,
+        base,
+        token,
+        pid,
+        thresholds,
+        profile,
+        done,
+        samples,
+        aborted,
+        steps_judged,
+    } = w;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .expect("an HTTP client");
+    let ticks_per_s = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let page_mib = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as f64 / 1_048_576.0;
+    let mut last_cpu: Option<(Instant, u64)> = None;
+    let mut interval = tokio::time::interval(Duration::from_secs(1));
+    let mut judged_steps = 0usize;
+    let bound = profile.shape.secs() + 120.0;
+    while !done.load(Ordering::Relaxed) && state.elapsed() < bound {
+        interval.tick().await;
+        let t = state.elapsed();
+        let mut request = client.get(format!("{base}/health/database/metrics"));
+        if let Some(tok) = &token {
+            request = request.bearer_auth(tok);
+        }
+        let mut sample = match request.send().await {
+            Ok(r) if r.status().is_success() => match r.json::<serde_json::Value>().await {
+                Ok(body) => Sample::from_metrics(t, &body),
+                Err(_) => Sample {
+                    t,
+                    ..Sample::default()
+                },
+            },
+            _ => Sample {
+                t,
+                ..Sample::default()
+            },
+        };
+        if let Some(pid) = pid
+            && let Some((cpu, rss)) = proc_stat(pid)
+        {
+            let now = Instant::now();
+            if let Some((then, before)) = last_cpu {
+                let secs = now.duration_since(then).as_secs_f64();
+                sample.cpu_percent = Some((cpu - before) as f64 / ticks_per_s / secs * 100.0);
+            }
+            last_cpu = Some((now, cpu));
+            sample.rss_mib = Some(rss as f64 * page_mib);
+        }
+        if let Ok(mut s) = samples.lock() {
+            s.push(sample);
+        }
+        // The error rate over the last window.
+        let seconds = state.recorder.seconds();
+        let window = thresholds.errors.abort_window_s as usize;
+        if t >= window as f64 && seconds.len() > 1 {
+            let recent = &seconds[seconds.len().saturating_sub(window + 1)..seconds.len() - 1];
+            let (n, e): (u64, u64) = recent
+                .iter()
+                .fold((0, 0), |(n, e), s| (n + s.total(), e + s.errors));
+            if n >= 20 && e as f64 / n as f64 > thresholds.errors.abort_rate {
+                let reason = format!(
+                    "error rate {:.1} % over the last {window} s (abort threshold {:.1} %)",
+                    100.0 * e as f64 / n as f64,
+                    100.0 * thresholds.errors.abort_rate
+                );
+                eprintln!("pgperf: aborting the run: {reason}");
+                if let Ok(mut a) = aborted.lock() {
+                    a.get_or_insert(reason.clone());
+                }
+                goose::trigger_killswitch(&reason);
+                break;
+            }
+        }
+        // Stress: judge each step once it is over (with a second for its last responses).
+        if profile.name == ProfileName::Stress
+            && let Shape::Rate { steps, .. } = &profile.shape
+        {
+            let mut end = 0.0;
+            for (i, s) in steps.iter().enumerate() {
+                end += s.secs;
+                if i == judged_steps && t >= end + 1.0 {
+                    let verdict = report::judge_step(i, s, &state.recorder.segment(i), &thresholds);
+                    eprintln!(
+                        "pgperf: stress step {:>5.0}/s: {}",
+                        s.rate,
+                        verdict.summary()
+                    );
+                    let broke = !verdict.breaches.is_empty();
+                    if let Ok(mut v) = steps_judged.lock() {
+                        v.push(verdict);
+                    }
+                    judged_steps += 1;
+                    if broke {
+                        goose::trigger_killswitch("stress: a step broke a threshold");
+                        done.store(true, Ordering::Relaxed);
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn attack(
+    args: &LoadArgs,
+    profile: &Profile,
+    thresholds: &LoadThresholds,
+    out: &std::path::Path,
+    base: &str,
+    pid: Option<u32>,
+) -> anyhow::Result<()> {
+    let state = Arc::new(RunState {
+        started: Instant::now(),
+        shape: profile.shape.clone(),
+        weights: profile.weights.clone(),
+        entities: args.entities,
+        recorder: Recorder::default(),
+    });
+    let in_tx = Arc::clone(&state);
+    let transaction: TransactionFunction = Arc::new(move |user| {
+        let state = Arc::clone(&in_tx);
+        Box::pin(async move { state.iterate(user).await })
+    });
+    let scenario =
+        scenario!("api").register_transaction(Transaction::new(transaction).set_name("request"));
+    let mut config = goose::config::GooseConfiguration::default();
+    config.quiet = 1;
+    let attack = GooseAttack::initialize_with_config(config)
+        .context("configuring goose")?
+        .register_scenario(scenario)
+        .set_default(GooseDefault::Host, base)?
+        .set_default(GooseDefault::TestPlan, profile.shape.test_plan().as_str())?
+        .set_default(GooseDefault::NoPrintMetrics, true)?
+        .set_default(GooseDefault::NoTelnet, true)?
+        .set_default(GooseDefault::NoErrorSummary, true)?
+        .set_default(GooseDefault::Timeout, "30")?;
+
+    let done = Arc::new(AtomicBool::new(false));
+    let samples = Arc::new(Mutex::new(Vec::new()));
+    let aborted = Arc::new(Mutex::new(None));
+    let steps = Arc::new(Mutex::new(Vec::new()));
+    let watcher = tokio::spawn(watch(Watch {
+        state: Arc::clone(&state),
+        base: base.to_owned(),
+        token: args.admin_token.clone(),
+        pid,
+        thresholds: thresholds.clone(),
+        profile: profile.clone(),
+        done: Arc::clone(&done),
+        samples: Arc::clone(&samples),
+        aborted: Arc::clone(&aborted),
+        steps_judged: Arc::clone(&steps),
+    }));
+    eprintln!(
+        "pgperf: load profile {} against {base}: {:.0} s, up to {} users, plan {}",
+        profile.name,
+        profile.shape.secs(),
+        profile.shape.max_users(),
+        profile.shape.test_plan()
+    );
+    // Goose stops at the end of its plan, on Ctrl-C (its own handler) or on the killswitch;
+    // a plan that overruns by far is cut (every loop is bounded in time).
+    let limit = Duration::from_secs_f64(profile.shape.secs() + 180.0);
+    let metrics = tokio::time::timeout(limit, attack.execute()).await;
+    done.store(true, Ordering::Relaxed);
+    let _ = watcher.await;
+    let goose = match metrics {
+        Ok(Ok(m)) => Some(m),
+        Ok(Err(e)) => anyhow::bail!("the load engine (goose) failed: {e:?}"),
+        Err(_) => {
+            eprintln!("pgperf: the run passed its time bound and was cut");
+            None
+        }
+    };
+    let interrupted = goose::is_killswitch_triggered();
+    goose::reset_killswitch();
+    let samples = samples.lock().map(|s| s.clone()).unwrap_or_default();
+    let aborted = aborted.lock().ok().and_then(|a| a.clone());
+    let steps = steps.lock().map(|s| s.clone()).unwrap_or_default();
+    let summary = report::summarize(
+        profile,
+        thresholds,
+        &state.recorder,
+        &samples,
+        goose.as_ref(),
+        aborted,
+        interrupted,
+        steps,
+        state.elapsed(),
+    );
+    report::write(out, &summary, &state.recorder, &samples)?;
+    history::append(&args.history, &summary)?;
+    report::print(&summary, out);
+    if summary.breaches.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure::Regressed(format!(
+            "{} threshold(s) broken: {}",
+            summary.breaches.len(),
+            summary.breaches.join("; ")
+        ))
+        .into())
+    }
+}

@@ -1,0 +1,640 @@
+//! A run's verdict and its files: the summary (JSON), the report (Markdown, fits a CI job
+//! summary) and the plots (SVG).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::Context;
+use serde::Serialize;
+
+use pgperf::perf::plot::{Chart, Series, line_chart};
+
+use super::profile::{Kind, Profile, ProfileName, Shape, Step};
+use super::record::{KindSummary, Recorder, Sample, correlation, q_ms};
+use super::thresholds::LoadThresholds;
+
+/// A stress step judged.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepVerdict {
+    /// The step's index.
+    pub index: usize,
+    /// Its scheduled rate.
+    pub rate: f64,
+    /// Responses per second achieved.
+    pub achieved_per_s: f64,
+    /// Cached search p50, ms.
+    pub cached_p50_ms: f64,
+    /// Uncached search p95, ms.
+    pub uncached_p95_ms: f64,
+    /// Failed over all.
+    pub error_rate: f64,
+    /// What broke.
+    pub breaches: Vec<String>,
+}
+
+impl StepVerdict {
+    /// One line.
+    pub fn summary(&self) -> String {
+        format!(
+            "{:.0}/s achieved, cached p50 {:.1} ms, uncached p95 {:.1} ms, errors {:.2} %: {}",
+            self.achieved_per_s,
+            self.cached_p50_ms,
+            self.uncached_p95_ms,
+            100.0 * self.error_rate,
+            if self.breaches.is_empty() {
+                "held".to_owned()
+            } else {
+                format!("BROKE ({})", self.breaches.join("; "))
+            }
+        )
+    }
+}
+
+fn totals(kinds: &BTreeMap<Kind, KindSummary>) -> (u64, u64) {
+    kinds
+        .values()
+        .fold((0, 0), |(n, e), k| (n + k.ok + k.errors, e + k.errors))
+}
+
+/// Judges one stress step by the product thresholds.
+pub fn judge_step(
+    index: usize,
+    step: &Step,
+    kinds: &BTreeMap<Kind, KindSummary>,
+    t: &LoadThresholds,
+) -> StepVerdict {
+    let (n, errors) = totals(kinds);
+    let achieved = n as f64 / step.secs;
+    let cached = kinds.get(&Kind::CachedSearch).map_or(0.0, |k| k.p50_ms);
+    let uncached = kinds.get(&Kind::UncachedSearch).map_or(0.0, |k| k.p95_ms);
+    let error_rate = if n == 0 {
+        0.0
+    } else {
+        errors as f64 / n as f64
+    };
+    let mut breaches = Vec::new();
+    if cached > t.cached_search.p50_ms {
+        breaches.push(format!(
+            "cached search p50 {cached:.1} ms > {} ms",
+            t.cached_search.p50_ms
+        ));
+    }
+    if uncached > t.uncached_search.p95_ms {
+        breaches.push(format!(
+            "uncached search p95 {uncached:.1} ms > {} ms",
+            t.uncached_search.p95_ms
+        ));
+    }
+    if error_rate > t.errors.rate {
+        breaches.push(format!(
+            "error rate {:.2} % > {:.2} %",
+            100.0 * error_rate,
+            100.0 * t.errors.rate
+        ));
+    }
+    if achieved < step.rate * t.throughput.min_ratio {
+        breaches.push(format!(
+            "achieved {achieved:.0}/s < {:.0}/s ({:.0} % of the scheduled {:.0}/s)",
+            step.rate * t.throughput.min_ratio,
+            100.0 * t.throughput.min_ratio,
+            step.rate
+        ));
+    }
+    StepVerdict {
+        index,
+        rate: step.rate,
+        achieved_per_s: achieved,
+        cached_p50_ms: cached,
+        uncached_p95_ms: uncached,
+        error_rate,
+        breaches,
+    }
+}
+
+/// Goose's own count of a request name.
+#[derive(Debug, Clone, Serialize)]
+pub struct GooseCount {
+    /// The name (`search`, `/resolve`, ...).
+    pub name: String,
+    /// Successes.
+    pub success: usize,
+    /// Failures.
+    pub fail: usize,
+}
+
+/// Everything a run found.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    /// The profile as run.
+    pub profile: Profile,
+    /// The thresholds it was held to.
+    pub thresholds: LoadThresholds,
+    /// When it ended (UTC).
+    pub finished_at: String,
+    /// The commit of the working tree (`git rev-parse --short HEAD`), if any.
+    pub commit: Option<String>,
+    /// How long it ran, seconds.
+    pub seconds: f64,
+    /// Figures by request kind (searches by the service's `x-cache`).
+    pub kinds: BTreeMap<Kind, KindSummary>,
+    /// Every response.
+    pub requests: u64,
+    /// Failed responses over all.
+    pub error_rate: f64,
+    /// Responses per second over the run.
+    pub achieved_per_s: f64,
+    /// Searches per second over the scheduled part of the run.
+    pub achieved_searches_per_s: f64,
+    /// Requests that started later than one interval after their schedule.
+    pub late_starts: u64,
+    /// The worst database p95 the service reported, ms.
+    pub db_query_p95_ms: f64,
+    /// The most pool connections in use over the maximum.
+    pub pool_utilization_max: f64,
+    /// Mean waiting acquirers.
+    pub pool_waiting_mean: f64,
+    /// Correlation of waiting acquirers with the p95 of each second.
+    pub corr_waiting_p95: Option<f64>,
+    /// Correlation of pool utilization with the p95 of each second.
+    pub corr_utilization_p95: Option<f64>,
+    /// Whether the pool looks like the bottleneck, in words.
+    pub pool_verdict: String,
+    /// Stress: each step judged, and the highest rate that held every threshold.
+    pub steps: Vec<StepVerdict>,
+    /// Stress: the breaking point (the highest step rate that met every threshold).
+    pub breaking_point_per_s: Option<f64>,
+    /// Spike: seconds from the spike's end until latency was back to its level before.
+    pub spike_recovery_s: Option<f64>,
+    /// Soak: p95 of the first tenth and of the last tenth, ms.
+    pub drift_p95_ms: Option<(f64, f64)>,
+    /// The service's RSS at the start and the end, MiB (when known).
+    pub rss_mib: Option<(f64, f64)>,
+    /// Mean service CPU, percent of one core (when known).
+    pub cpu_percent_mean: Option<f64>,
+    /// Connections the pool opened during the run (churn).
+    pub pool_connections_opened: Option<f64>,
+    /// Goose's own counts.
+    pub goose: Vec<GooseCount>,
+    /// Why the run stopped early, if it did.
+    pub stopped_early: Option<String>,
+    /// Every threshold broken, with the measured value.
+    pub breaches: Vec<String>,
+}
+
+fn commit() -> Option<String> {
+    let out = std::process::Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+fn p95_per_second(recorder: &Recorder) -> Vec<f64> {
+    recorder
+        .seconds()
+        .iter()
+        .map(|s| q_ms(&s.all, 0.95))
+        .collect()
+}
+
+/// Builds the summary and judges it.
+#[allow(clippy::too_many_arguments)]
+pub fn summarize(
+    profile: &Profile,
+    t: &LoadThresholds,
+    recorder: &Recorder,
+    samples: &[Sample],
+    goose: Option<&goose::metrics::GooseMetrics>,
+    aborted: Option<String>,
+    interrupted: bool,
+    steps: Vec<StepVerdict>,
+    seconds: f64,
+) -> Summary {
+    let kinds = recorder.by_kind();
+    let (requests, errors) = totals(&kinds);
+    let error_rate = if requests == 0 {
+        0.0
+    } else {
+        errors as f64 / requests as f64
+    };
+    let per_second = recorder.seconds();
+    let scheduled = profile.shape.secs().min(seconds).max(1.0);
+    let searches: u64 = per_second.iter().map(|s| s.searches_done()).sum();
+    let achieved_searches_per_s = searches as f64 / scheduled;
+    let achieved_per_s = requests as f64 / scheduled;
+    let db_query_p95_ms = samples.iter().map(|s| s.query_p95_ms).fold(0.0, f64::max);
+
+    // The pool against latency, second by second.
+    let p95s = p95_per_second(recorder);
+    let (mut waiting, mut util, mut lat) = (Vec::new(), Vec::new(), Vec::new());
+    for s in samples {
+        if let Some(p) = p95s.get(s.t as usize).filter(|p| **p > 0.0) {
+            waiting.push(s.waiting);
+            util.push(s.utilization());
+            lat.push(*p);
+        }
+    }
+    let corr_waiting_p95 = correlation(&waiting, &lat);
+    let corr_utilization_p95 = correlation(&util, &lat);
+    let pool_utilization_max = samples.iter().map(Sample::utilization).fold(0.0, f64::max);
+    let pool_waiting_mean = if samples.is_empty() {
+        0.0
+    } else {
+        samples.iter().map(|s| s.waiting).sum::<f64>() / samples.len() as f64
+    };
+    let saturated = samples.iter().filter(|s| s.utilization() >= 0.99).count() as f64
+        / samples.len().max(1) as f64;
+    let pool_verdict = if pool_waiting_mean >= 0.5 && corr_waiting_p95.is_some_and(|c| c >= 0.5) {
+        format!(
+            "the pool was the bottleneck: {pool_waiting_mean:.1} requests waited for a connection on average, and latency rose with them (r = {:.2})",
+            corr_waiting_p95.unwrap_or(0.0)
+        )
+    } else if saturated >= 0.2 {
+        format!(
+            "the pool ran full {:.0} % of the time: close to being the bottleneck",
+            100.0 * saturated
+        )
+    } else {
+        format!(
+            "the pool was not the bottleneck: at most {:.0} % in use, {pool_waiting_mean:.2} waiting on average",
+            100.0 * pool_utilization_max
+        )
+    };
+
+    let breaking_point_per_s = (profile.name == ProfileName::Stress).then(|| {
+        steps
+            .iter()
+            .take_while(|s| s.breaches.is_empty())
+            .map(|s| s.rate)
+            .fold(0.0, f64::max)
+    });
+    let spike_recovery_s = spike_recovery(profile, &p95s);
+    let drift_p95_ms = (profile.name == ProfileName::Soak && per_second.len() >= 20).then(|| {
+        let tenth = per_second.len() / 10;
+        let merged = |range: &[super::record::Second]| {
+            let mut h = hdrhistogram::Histogram::<u32>::new_with_bounds(1, 120_000_000, 2)
+                .expect("valid bounds");
+            for s in range {
+                let _ = h.add(&s.all);
+            }
+            q_ms(&h, 0.95)
+        };
+        (
+            merged(&per_second[..tenth]),
+            merged(&per_second[per_second.len() - tenth..]),
+        )
+    });
+    let rss: Vec<f64> = samples.iter().filter_map(|s| s.rss_mib).collect();
+    let rss_mib = (rss.len() >= 2).then(|| (rss[0], rss[rss.len() - 1]));
+    let cpu: Vec<f64> = samples.iter().filter_map(|s| s.cpu_percent).collect();
+    let cpu_percent_mean = (!cpu.is_empty()).then(|| cpu.iter().sum::<f64>() / cpu.len() as f64);
+    let created: Vec<f64> = samples
+        .iter()
+        .map(|s| s.pool_created)
+        .filter(|c| *c > 0.0)
+        .collect();
+    let pool_connections_opened =
+        (created.len() >= 2).then(|| created[created.len() - 1] - created[0]);
+
+    let goose = goose
+        .map(|m| {
+            let mut v: Vec<GooseCount> = m
+                .requests
+                .iter()
+                .map(|(name, a)| GooseCount {
+                    name: name.clone(),
+                    success: a.success_count,
+                    fail: a.fail_count,
+                })
+                .collect();
+            v.sort_by(|a, b| a.name.cmp(&b.name));
+            v
+        })
+        .unwrap_or_default();
+
+    let mut breaches = Vec::new();
+    let cached = kinds.get(&Kind::CachedSearch).copied();
+    if let Some(c) = cached.filter(|c| c.ok > 0)
+        && c.p50_ms > t.cached_search.p50_ms
+    {
+        breaches.push(format!(
+            "cached search p50 {:.1} ms > {} ms",
+            c.p50_ms, t.cached_search.p50_ms
+        ));
+    }
+    if let Some(u) = kinds.get(&Kind::UncachedSearch).filter(|u| u.ok > 0)
+        && u.p95_ms > t.uncached_search.p95_ms
+    {
+        breaches.push(format!(
+            "uncached search p95 {:.1} ms > {} ms",
+            u.p95_ms, t.uncached_search.p95_ms
+        ));
+    }
+    if db_query_p95_ms > t.database.query_p95_ms {
+        breaches.push(format!(
+            "database query p95 {db_query_p95_ms:.1} ms > {} ms (the service's own metrics)",
+            t.database.query_p95_ms
+        ));
+    }
+    if error_rate > t.errors.rate {
+        breaches.push(format!(
+            "error rate {:.2} % > {:.2} % ({errors} of {requests})",
+            100.0 * error_rate,
+            100.0 * t.errors.rate
+        ));
+    }
+    if let Some(target) = profile.target_searches_per_s
+        && achieved_searches_per_s < target * t.throughput.min_ratio
+    {
+        breaches.push(format!(
+            "achieved {achieved_searches_per_s:.1} searches/s < {:.1}/s ({:.0} % of the target {target:.0}/s)",
+            target * t.throughput.min_ratio,
+            100.0 * t.throughput.min_ratio
+        ));
+    }
+    if requests == 0 {
+        breaches.push("no request was answered".to_owned());
+    }
+    if let Some(a) = &aborted {
+        breaches.push(format!("stopped early: {a}"));
+    }
+    let stopped_early = aborted.or_else(|| {
+        (interrupted && profile.name != ProfileName::Stress)
+            .then(|| "interrupted (Ctrl-C)".to_owned())
+    });
+    Summary {
+        profile: profile.clone(),
+        thresholds: t.clone(),
+        finished_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        commit: commit(),
+        seconds,
+        kinds,
+        requests,
+        error_rate,
+        achieved_per_s,
+        achieved_searches_per_s,
+        late_starts: recorder.late_starts(),
+        db_query_p95_ms,
+        pool_utilization_max,
+        pool_waiting_mean,
+        corr_waiting_p95,
+        corr_utilization_p95,
+        pool_verdict,
+        steps,
+        breaking_point_per_s,
+        spike_recovery_s,
+        drift_p95_ms,
+        rss_mib,
+        cpu_percent_mean,
+        pool_connections_opened,
+        goose,
+        stopped_early,
+        breaches,
+    }
+}
+
+/// Seconds from the end of the spike step until the p95 of a second is back within 1.5x
+/// of the median per-second p95 before the spike (or 5 ms above it, for fast baselines).
+fn spike_recovery(profile: &Profile, p95s: &[f64]) -> Option<f64> {
+    if profile.name != ProfileName::Spike {
+        return None;
+    }
+    let Shape::Rate { steps, .. } = &profile.shape else {
+        return None;
+    };
+    let (before, spike) = (steps.first()?.secs, steps.get(1)?.secs);
+    let mut base: Vec<f64> = p95s
+        .iter()
+        .take(before as usize)
+        .skip(2)
+        .copied()
+        .filter(|p| *p > 0.0)
+        .collect();
+    base.sort_by(f64::total_cmp);
+    let normal = *base.get(base.len() / 2)?;
+    let limit = (normal * 1.5).max(normal + 5.0);
+    let end = (before + spike) as usize;
+    p95s.iter()
+        .enumerate()
+        .skip(end)
+        .find(|(_, p)| **p > 0.0 && **p <= limit)
+        .map(|(i, _)| (i - end) as f64)
+}
+
+fn ms(v: f64) -> String {
+    if v >= 100.0 {
+        format!("{v:.0} ms")
+    } else {
+        format!("{v:.2} ms")
+    }
+}
+
+/// The Markdown report.
+pub fn markdown(s: &Summary) -> String {
+    let mut m = String::new();
+    let verdict = if s.breaches.is_empty() {
+        "PASSED"
+    } else {
+        "FAILED"
+    };
+    m.push_str(&format!(
+        "### pgperf load: {} — {verdict}\n\n{} requests in {:.0} s ({:.1}/s; {:.1} searches/s), errors {:.2} %, commit {}\n\n",
+        s.profile.name,
+        s.requests,
+        s.seconds,
+        s.achieved_per_s,
+        s.achieved_searches_per_s,
+        100.0 * s.error_rate,
+        s.commit.as_deref().unwrap_or("unknown")
+    ));
+    m.push_str(
+        "| request | ok | errors | p50 | p95 | p99 | max |\n|---|---|---|---|---|---|---|\n",
+    );
+    for (k, v) in &s.kinds {
+        if v.ok + v.errors == 0 {
+            continue;
+        }
+        m.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} | {} |\n",
+            k.name(),
+            v.ok,
+            v.errors,
+            ms(v.p50_ms),
+            ms(v.p95_ms),
+            ms(v.p99_ms),
+            ms(v.max_ms)
+        ));
+    }
+    m.push_str(&format!(
+        "\nDatabase query p95 (the service's metrics, worst second): {}. Pool: at most {:.0} % in use, {:.2} waiting on average; {}.\n",
+        ms(s.db_query_p95_ms),
+        100.0 * s.pool_utilization_max,
+        s.pool_waiting_mean,
+        s.pool_verdict
+    ));
+    if let Some(c) = s.corr_waiting_p95 {
+        m.push_str(&format!(
+            "Correlation of waiting acquirers with the p95 of each second: {c:.2}.\n"
+        ));
+    }
+    if let (Some(cpu), Some((a, b))) = (s.cpu_percent_mean, s.rss_mib) {
+        m.push_str(&format!(
+            "Service: {cpu:.0} % of a core on average; RSS {a:.1} → {b:.1} MiB.\n"
+        ));
+    }
+    if s.late_starts > 0 {
+        m.push_str(&format!(
+            "{} requests started more than one interval late (users behind their schedule).\n",
+            s.late_starts
+        ));
+    }
+    if !s.steps.is_empty() {
+        m.push_str("\n| step rate | achieved | cached p50 | uncached p95 | errors | verdict |\n|---|---|---|---|---|---|\n");
+        for v in &s.steps {
+            m.push_str(&format!(
+                "| {:.0}/s | {:.0}/s | {} | {} | {:.2} % | {} |\n",
+                v.rate,
+                v.achieved_per_s,
+                ms(v.cached_p50_ms),
+                ms(v.uncached_p95_ms),
+                100.0 * v.error_rate,
+                if v.breaches.is_empty() {
+                    "held".to_owned()
+                } else {
+                    v.breaches.join("; ")
+                }
+            ));
+        }
+    }
+    if let Some(b) = s.breaking_point_per_s {
+        m.push_str(&format!(
+            "\n**Breaking point: {b:.0} requests/s** (the highest step that met every threshold).\n"
+        ));
+    }
+    if s.profile.name == ProfileName::Spike {
+        match s.spike_recovery_s {
+            Some(r) => m.push_str(&format!(
+                "\nLatency recovered {r:.0} s after the spike ended.\n"
+            )),
+            None => m.push_str("\nLatency did not recover before the run ended.\n"),
+        }
+    }
+    if let Some((a, b)) = s.drift_p95_ms {
+        m.push_str(&format!(
+            "\nDrift: p95 {} in the first tenth, {} in the last.\n",
+            ms(a),
+            ms(b)
+        ));
+    }
+    if let Some(c) = s.pool_connections_opened {
+        m.push_str(&format!(
+            "Pool connections opened during the run (churn): {c:.0}.\n"
+        ));
+    }
+    if let Some(why) = &s.stopped_early {
+        m.push_str(&format!("\nStopped early: {why}.\n"));
+    }
+    if s.breaches.is_empty() {
+        m.push_str("\nEvery threshold held.\n");
+    } else {
+        m.push_str("\n**Thresholds broken:**\n");
+        for b in &s.breaches {
+            m.push_str(&format!("- {b}\n"));
+        }
+    }
+    m
+}
+
+/// Writes summary.json, report.md and the plots.
+pub fn write(
+    out: &Path,
+    s: &Summary,
+    recorder: &Recorder,
+    samples: &[Sample],
+) -> anyhow::Result<()> {
+    let path = out.join("summary.json");
+    std::fs::write(&path, serde_json::to_string_pretty(s)?)
+        .with_context(|| format!("writing {}", path.display()))?;
+    let path = out.join("report.md");
+    std::fs::write(&path, markdown(s)).with_context(|| format!("writing {}", path.display()))?;
+    let seconds = recorder.seconds();
+    let series = |name: &str, f: &dyn Fn(usize, &super::record::Second) -> Option<f64>| Series {
+        name: name.to_owned(),
+        points: seconds
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| f(i, s).map(|v| (i as f64 + 0.5, v)))
+            .collect(),
+    };
+    let pct = |q: f64| {
+        move |_: usize, s: &super::record::Second| (!s.all.is_empty()).then(|| q_ms(&s.all, q))
+    };
+    let plots: [(&str, Chart<'_>, Vec<Series>); 3] = [
+        (
+            "latency.svg",
+            Chart {
+                title: "Latency per second (all requests)",
+                x_desc: "seconds into the run",
+                y_desc: "ms",
+                log_log: false,
+            },
+            vec![
+                series("p50", &pct(0.5)),
+                series("p95", &pct(0.95)),
+                series("p99", &pct(0.99)),
+            ],
+        ),
+        (
+            "rps.svg",
+            Chart {
+                title: "Responses per second",
+                x_desc: "seconds into the run",
+                y_desc: "per second",
+                log_log: false,
+            },
+            vec![
+                series("all", &|_, s| Some(s.total() as f64)),
+                series("searches", &|_, s| Some(s.searches_done() as f64)),
+                series("errors", &|_, s| Some(s.errors as f64)),
+            ],
+        ),
+        (
+            "pool.svg",
+            Chart {
+                title: "Pool: connections in use (% of max) and waiting acquirers",
+                x_desc: "seconds into the run",
+                y_desc: "% in use / waiting",
+                log_log: false,
+            },
+            vec![
+                Series {
+                    name: "in use, % of max".to_owned(),
+                    points: samples
+                        .iter()
+                        .map(|s| (s.t, 100.0 * s.utilization()))
+                        .collect(),
+                },
+                Series {
+                    name: "waiting acquirers".to_owned(),
+                    points: samples.iter().map(|s| (s.t, s.waiting)).collect(),
+                },
+            ],
+        ),
+    ];
+    for (file, chart, series) in plots {
+        line_chart(&out.join(file), &chart, &series)
+            .map_err(|e| anyhow::anyhow!("drawing {file}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// The terminal summary.
+pub fn print(s: &Summary, out: &Path) {
+    println!("{}", markdown(s));
+    println!(
+        "Files: {0}/summary.json, {0}/report.md, {0}/latency.svg, {0}/rps.svg, {0}/pool.svg",
+        out.display()
+    );
+}
