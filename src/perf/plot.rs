@@ -27,8 +27,10 @@ pub struct Chart<'a> {
     pub log_log: bool,
 }
 
-/// The range covering every point's coordinate `pick`, widened so a flat line still shows.
-fn span(series: &[Series], pick: impl Fn(&(f64, f64)) -> f64) -> (f64, f64) {
+/// The range covering every point's coordinate `pick`: on a log axis widened by 1.5x each
+/// way; on a linear one from zero (or the lowest negative value) to 5 % above the highest.
+/// A flat line of zeros still gets an axis.
+fn span(series: &[Series], pick: impl Fn(&(f64, f64)) -> f64, log: bool) -> (f64, f64) {
     let values = series.iter().flat_map(|s| s.points.iter().map(&pick));
     let (lo, hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
         (lo.min(v), hi.max(v))
@@ -36,7 +38,16 @@ fn span(series: &[Series], pick: impl Fn(&(f64, f64)) -> f64) -> (f64, f64) {
     if !lo.is_finite() {
         return (1.0, 10.0);
     }
-    (lo / 1.5, hi * 1.5)
+    let (lo, hi) = if log {
+        (lo / 1.5, hi * 1.5)
+    } else {
+        (lo.min(0.0), hi + hi.abs() * 0.05)
+    };
+    if hi - lo < 1e-9 {
+        (lo, lo + 1.0)
+    } else {
+        (lo, hi)
+    }
 }
 
 /// Draws `series` into an SVG file at `path`.
@@ -44,8 +55,8 @@ pub fn line_chart(path: &Path, chart: &Chart<'_>, series: &[Series]) -> Result<(
     let draw = || -> Result<(), Box<dyn std::error::Error>> {
         let root = SVGBackend::new(path, (960, 600)).into_drawing_area();
         root.fill(&WHITE)?;
-        let (x0, x1) = span(series, |p| p.0);
-        let (y0, y1) = span(series, |p| p.1);
+        let (x0, x1) = span(series, |p| p.0, chart.log_log);
+        let (y0, y1) = span(series, |p| p.1, chart.log_log);
         let mut builder = ChartBuilder::on(&root);
         builder
             .caption(chart.title, ("sans-serif", 22))
@@ -122,6 +133,16 @@ mod tests {
             assert!(svg.contains(text), "{text} missing");
         }
         assert_eq!(svg.matches("<circle").count(), 5, "one marker per point");
+    }
+
+    #[test]
+    fn linear_axes_start_at_zero_and_a_flat_zero_line_still_has_one() {
+        let flat = [Series {
+            name: "waiting".into(),
+            points: vec![(1.0, 0.0), (2.0, 0.0)],
+        }];
+        assert_eq!(span(&flat, |p| p.1, false), (0.0, 1.0));
+        assert_eq!(span(&flat, |p| p.0, false), (0.0, 2.1));
     }
 
     #[test]

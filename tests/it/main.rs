@@ -9,6 +9,7 @@ mod crud;
 mod faults;
 mod hangs;
 mod ingest;
+mod load;
 mod migrations;
 mod monitoring;
 mod plans;

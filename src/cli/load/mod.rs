@@ -25,7 +25,7 @@ mod thresholds;
 
 use std::net::ToSocketAddrs;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -97,13 +97,17 @@ struct RunState {
     weights: Weights,
     entities: u64,
     recorder: Recorder,
+    /// Open model: the next arrival to hand out.
+    arrivals: AtomicU64,
 }
 
-/// One user's schedule (open model).
-#[derive(Debug, Clone)]
-struct Pacer {
-    next: Instant,
-}
+/// Open model: the schedule starts this long after the run, once goose has launched every
+/// user (its plan ramps them up in one second), so the first arrivals do not wait for users.
+const LAUNCH: Duration = Duration::from_secs(1);
+
+/// A request that starts this much after its scheduled time is counted late: every virtual
+/// user was busy when it was due.
+const LATE: Duration = Duration::from_millis(50);
 
 fn popular_query(i: usize) -> String {
     // The first word of a popular entity's name: many hits, one cache entry each.
@@ -137,45 +141,38 @@ impl RunState {
     }
 
     /// One iteration of a virtual user: wait for its turn, send one request of the mix.
+    ///
+    /// Open model: the schedule's arrivals are numbered, arrival k being due when the
+    /// schedule's cumulative rate reaches k; each user takes the next number, sleeps until it
+    /// is due and sends it (k6's arrival-rate executors work alike). A rate change applies at
+    /// once, and an arrival no user was free for is sent late, its latency counted from when
+    /// it was due.
     async fn iterate(&self, user: &mut GooseUser) -> TransactionResult {
         let scheduled = match &self.shape {
-            Shape::Rate { users, .. } => {
-                let now = Instant::now();
-                let t = self.elapsed();
-                let rate = self.shape.rate_at(t);
-                if rate <= 0.0 {
+            Shape::Rate { .. } => {
+                let k = self.arrivals.fetch_add(1, Ordering::Relaxed);
+                let Some(due) = self.shape.arrival_time(k) else {
                     // Past the schedule's end: idle until goose stops the user.
                     tokio::time::sleep(Duration::from_millis(200)).await;
                     return Ok(());
-                }
-                let interval = Duration::from_secs_f64(*users as f64 / rate);
-                let next = match user.get_session_data::<Pacer>() {
-                    Some(p) => p.next,
-                    None => {
-                        // Spread the users' first requests over one interval.
-                        let jitter = rand::rng().random_range(0.0..1.0);
-                        now + interval.mul_f64(jitter)
-                    }
                 };
-                if now > next + interval {
+                let due = self.started + LAUNCH + Duration::from_secs_f64(due);
+                if Instant::now() > due + LATE {
                     self.recorder.late();
                 }
-                user.set_session_data(Pacer {
-                    next: next + interval,
-                });
-                tokio::time::sleep_until(next.into()).await;
-                next
+                tokio::time::sleep_until(due.into()).await;
+                due
             }
             Shape::Users { .. } => Instant::now(),
         };
         let kind = self
             .weights
             .pick(rand::rng().random_range(0..self.weights.total()));
-        let segment = self.segment_at(
-            scheduled
-                .saturating_duration_since(self.started)
-                .as_secs_f64(),
-        );
+        let offset = match self.shape {
+            Shape::Rate { .. } => self.started + LAUNCH,
+            Shape::Users { .. } => self.started,
+        };
+        let segment = self.segment_at(scheduled.saturating_duration_since(offset).as_secs_f64());
         let (ok, served) = self.send(user, kind).await;
         let latency = scheduled.elapsed();
         self.recorder
@@ -522,7 +519,7 @@ async fn watch(w: Watch) {
             let mut end = 0.0;
             for (i, s) in steps.iter().enumerate() {
                 end += s.secs;
-                if i == judged_steps && t >= end + 1.0 {
+                if i == judged_steps && t >= end + LAUNCH.as_secs_f64() + 1.0 {
                     let verdict = report::judge_step(i, s, &state.recorder.segment(i), &thresholds);
                     eprintln!(
                         "pgperf: stress step {:>5.0}/s: {}",
@@ -558,6 +555,7 @@ async fn attack(
         weights: profile.weights.clone(),
         entities: args.entities,
         recorder: Recorder::default(),
+        arrivals: AtomicU64::new(0),
     });
     let in_tx = Arc::clone(&state);
     let transaction: TransactionFunction = Arc::new(move |user| {

@@ -16,7 +16,8 @@ pub enum ProfileName {
     Load,
     /// The rate stepped up until a threshold breaks; reports the breaking point.
     Stress,
-    /// A sudden 10x jump in rate and back; reports the recovery time.
+    /// A sudden 10x jump in rate (80/s to 800/s for 10 s) and back; reports the recovery
+    /// time.
     Spike,
     /// A long hold (30 min); reports drift, RSS growth and connection churn.
     Soak,
@@ -212,19 +213,23 @@ impl Shape {
         }
     }
 
-    /// The rate scheduled `t` seconds in (open model), 0 after the end.
-    pub fn rate_at(&self, t: f64) -> f64 {
+    /// When arrival `k` (from 0) is due, seconds into the run: the time at which the
+    /// schedule's cumulative rate reaches `k` (open model); `None` past the end.
+    pub fn arrival_time(&self, k: u64) -> Option<f64> {
         let Self::Rate { steps, .. } = self else {
-            return 0.0;
+            return None;
         };
-        let mut from = 0.0;
+        let (mut from, mut before) = (0.0, 0.0);
+        let k = k as f64;
         for s in steps {
-            if t < from + s.secs {
-                return s.rate;
+            let here = s.rate * s.secs;
+            if k < before + here {
+                return Some(from + (k - before) / s.rate);
             }
             from += s.secs;
+            before += here;
         }
-        0.0
+        None
     }
 
     /// Goose's test plan: `users,duration;...` (whole seconds, rounded up).
@@ -320,8 +325,9 @@ impl Profile {
                 vec![],
                 1.0,
             ),
+            // 10x, from a comfortable rate to beyond this machine's breaking point (600/s).
             ProfileName::Spike => (
-                vec![step(20.0, 30.0), step(15.0, 300.0), step(40.0, 30.0)],
+                vec![step(20.0, 80.0), step(10.0, 800.0), step(40.0, 80.0)],
                 vec![],
                 1.0,
             ),
@@ -455,14 +461,16 @@ mod tests {
         )
         .unwrap();
         assert_eq!(t.target_searches_per_s, Some(80.0));
+        assert_eq!(t.shape.secs(), 10.0);
         assert_eq!(
-            (t.shape.secs(), t.shape.rate_at(5.0), t.shape.rate_at(11.0)),
-            (10.0, 80.0, 0.0)
+            [0, 1, 799, 800].map(|k| t.shape.arrival_time(k)),
+            [Some(0.0), Some(0.0125), Some(9.9875), None]
         );
         let spike = Profile::build(ProfileName::Spike, &Overrides::default()).unwrap();
+        // 1 600 arrivals in the first 20 s at 80/s, then 800/s.
         assert_eq!(
-            [10.0, 25.0, 40.0].map(|t| spike.shape.rate_at(t)),
-            [30.0, 300.0, 30.0]
+            [1_599, 1_600, 1_601].map(|k| spike.shape.arrival_time(k)),
+            [Some(1_599.0 / 80.0), Some(20.0), Some(20.0 + 1.0 / 800.0)]
         );
         assert!(
             Profile::build(

@@ -179,8 +179,8 @@ impl Recorder {
             .unwrap_or_else(|| summarize(&kind_histograms()))
     }
 
-    /// Counts a request that started more than one interval after its scheduled time (its
-    /// user had fallen behind: the schedule is not being kept).
+    /// Counts a request that started well after it was due (every virtual user was busy:
+    /// the schedule is not being kept).
     pub fn late(&self) {
         if let Ok(mut inner) = self.inner.lock() {
             inner.late_starts += 1;
