@@ -58,7 +58,7 @@ async fn a_short_smoke_run_passes_then_an_impossible_threshold_fails_it_by_name(
     assert_eq!(summary["error_rate"], 0.0, "{summary}");
     assert_eq!(summary["breaches"], serde_json::json!([]));
     assert!(
-        summary["kinds"]["cached"]["ok"].as_u64().unwrap() > 0,
+        summary["kinds"]["cached_search"]["ok"].as_u64().unwrap() > 0,
         "{summary}"
     );
     let report = std::fs::read_to_string(out_dir.join("report.md")).unwrap();
