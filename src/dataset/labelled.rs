@@ -206,8 +206,8 @@ fn punctuated(rng: &mut ChaCha8Rng, first: &str, second: &str, legal: &str) -> S
     }
 }
 
-/// Varies `name` (of entity `i`) by `variation`; `None` when it cannot (a decoy is made by
-/// [`evaluation_set`]).
+/// Varies `name` by `variation`. Not for [`Variation::Decoy`]: a decoy is another entity's
+/// words, made by [`evaluation_set`] (and [`variant_of`] never picks it).
 fn vary(rng: &mut ChaCha8Rng, name: &str, variation: Variation) -> String {
     let (first, second, legal) = parts(name);
     match variation {
@@ -228,11 +228,14 @@ fn vary(rng: &mut ChaCha8Rng, name: &str, variation: Variation) -> String {
         Variation::Case => name.to_lowercase(),
         Variation::Accents => accented(rng, name),
         Variation::Punctuation => punctuated(rng, &first, &second, &legal),
-        Variation::TwoTypos | Variation::Decoy => {
+        Variation::TwoTypos => {
             let a = [Variation::Insert, Variation::Delete, Variation::Substitute]
                 [rng.random_range(0..3)];
             let b = [Variation::Substitute, Variation::Transpose][rng.random_range(0..2)];
             join(&typo(rng, &first, a), &typo(rng, &second, b), &legal)
+        }
+        Variation::Decoy => {
+            unreachable!("a decoy is made by evaluation_set, not by varying a name")
         }
     }
 }
