@@ -99,6 +99,8 @@ struct RunState {
     recorder: Recorder,
     /// Open model: the next arrival to hand out.
     arrivals: AtomicU64,
+    /// Where each step or stage ends, seconds into its schedule.
+    segment_ends: Vec<f64>,
 }
 
 /// Open model: the schedule starts this long after the run, once goose has launched every
@@ -126,18 +128,10 @@ impl RunState {
 
     /// The index of the step or stage at `t`.
     fn segment_at(&self, t: f64) -> usize {
-        let secs: Vec<f64> = match &self.shape {
-            Shape::Rate { steps, .. } => steps.iter().map(|s| s.secs).collect(),
-            Shape::Users { stages, .. } => stages.iter().map(|s| s.secs).collect(),
-        };
-        let mut from = 0.0;
-        for (i, s) in secs.iter().enumerate() {
-            if t < from + s {
-                return i;
-            }
-            from += s;
-        }
-        secs.len().saturating_sub(1)
+        self.segment_ends
+            .iter()
+            .position(|end| t < *end)
+            .unwrap_or(self.segment_ends.len().saturating_sub(1))
     }
 
     /// One iteration of a virtual user: wait for its turn, send one request of the mix.
@@ -491,13 +485,9 @@ async fn watch(w: Watch) {
             s.push(sample);
         }
         // The error rate over the last window.
-        let seconds = state.recorder.seconds();
         let window = thresholds.errors.abort_window_s as usize;
-        if t >= window as f64 && seconds.len() > 1 {
-            let recent = &seconds[seconds.len().saturating_sub(window + 1)..seconds.len() - 1];
-            let (n, e): (u64, u64) = recent
-                .iter()
-                .fold((0, 0), |(n, e), s| (n + s.total(), e + s.errors));
+        if t >= window as f64 {
+            let (n, e) = state.recorder.recent(window);
             if n >= 20 && e as f64 / n as f64 > thresholds.errors.abort_rate {
                 let reason = format!(
                     "error rate {:.1} % over the last {window} s (abort threshold {:.1} %)",
@@ -556,6 +546,7 @@ async fn attack(
         entities: args.entities,
         recorder: Recorder::default(),
         arrivals: AtomicU64::new(0),
+        segment_ends: profile.shape.segment_ends(),
     });
     let in_tx = Arc::clone(&state);
     let transaction: TransactionFunction = Arc::new(move |user| {

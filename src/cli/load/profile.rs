@@ -213,6 +213,20 @@ impl Shape {
         }
     }
 
+    /// Where each step or stage ends, seconds from the start.
+    pub fn segment_ends(&self) -> Vec<f64> {
+        let secs: Vec<f64> = match self {
+            Self::Rate { steps, .. } => steps.iter().map(|s| s.secs).collect(),
+            Self::Users { stages, .. } => stages.iter().map(|s| s.secs).collect(),
+        };
+        secs.iter()
+            .scan(0.0, |end, s| {
+                *end += s;
+                Some(*end)
+            })
+            .collect()
+    }
+
     /// When arrival `k` (from 0) is due, seconds into the run: the time at which the
     /// schedule's cumulative rate reaches `k` (open model); `None` past the end.
     pub fn arrival_time(&self, k: u64) -> Option<f64> {
@@ -467,6 +481,7 @@ mod tests {
             [Some(0.0), Some(0.0125), Some(9.9875), None]
         );
         let spike = Profile::build(ProfileName::Spike, &Overrides::default()).unwrap();
+        assert_eq!(spike.shape.segment_ends(), [20.0, 30.0, 70.0]);
         // 1 600 arrivals in the first 20 s at 80/s, then 800/s.
         assert_eq!(
             [1_599, 1_600, 1_601].map(|k| spike.shape.arrival_time(k)),

@@ -195,6 +195,18 @@ impl Recorder {
             .unwrap_or_default()
     }
 
+    /// Responses and failures in the last `window` whole seconds before the current one
+    /// (read in place: the watcher asks every second, and a soak keeps 1,800 seconds).
+    pub fn recent(&self, window: usize) -> (u64, u64) {
+        let Ok(inner) = self.inner.lock() else {
+            return (0, 0);
+        };
+        let end = inner.seconds.len().saturating_sub(1);
+        inner.seconds[end.saturating_sub(window)..end]
+            .iter()
+            .fold((0, 0), |(n, e), s| (n + s.total(), e + s.errors))
+    }
+
     /// Requests that started late.
     pub fn late_starts(&self) -> u64 {
         self.inner.lock().map(|i| i.late_starts).unwrap_or(0)

@@ -56,6 +56,28 @@ fn totals(kinds: &BTreeMap<Kind, KindSummary>) -> (u64, u64) {
         .fold((0, 0), |(n, e), k| (n + k.ok + k.errors, e + k.errors))
 }
 
+/// The search latency thresholds `kinds` breaks (a kind with no answer is not judged).
+fn search_breaches(kinds: &BTreeMap<Kind, KindSummary>, t: &LoadThresholds) -> Vec<String> {
+    let mut breaches = Vec::new();
+    if let Some(c) = kinds.get(&Kind::CachedSearch).filter(|c| c.ok > 0)
+        && c.p50_ms > t.cached_search.p50_ms
+    {
+        breaches.push(format!(
+            "cached search p50 {:.1} ms > {} ms",
+            c.p50_ms, t.cached_search.p50_ms
+        ));
+    }
+    if let Some(u) = kinds.get(&Kind::UncachedSearch).filter(|u| u.ok > 0)
+        && u.p95_ms > t.uncached_search.p95_ms
+    {
+        breaches.push(format!(
+            "uncached search p95 {:.1} ms > {} ms",
+            u.p95_ms, t.uncached_search.p95_ms
+        ));
+    }
+    breaches
+}
+
 /// Judges one stress step by the product thresholds.
 pub fn judge_step(
     index: usize,
@@ -72,19 +94,7 @@ pub fn judge_step(
     } else {
         errors as f64 / n as f64
     };
-    let mut breaches = Vec::new();
-    if cached > t.cached_search.p50_ms {
-        breaches.push(format!(
-            "cached search p50 {cached:.1} ms > {} ms",
-            t.cached_search.p50_ms
-        ));
-    }
-    if uncached > t.uncached_search.p95_ms {
-        breaches.push(format!(
-            "uncached search p95 {uncached:.1} ms > {} ms",
-            t.uncached_search.p95_ms
-        ));
-    }
+    let mut breaches = search_breaches(kinds, t);
     if error_rate > t.errors.rate {
         breaches.push(format!(
             "error rate {:.2} % > {:.2} %",
@@ -319,24 +329,7 @@ pub fn summarize(
         })
         .unwrap_or_default();
 
-    let mut breaches = Vec::new();
-    let cached = kinds.get(&Kind::CachedSearch).copied();
-    if let Some(c) = cached.filter(|c| c.ok > 0)
-        && c.p50_ms > t.cached_search.p50_ms
-    {
-        breaches.push(format!(
-            "cached search p50 {:.1} ms > {} ms",
-            c.p50_ms, t.cached_search.p50_ms
-        ));
-    }
-    if let Some(u) = kinds.get(&Kind::UncachedSearch).filter(|u| u.ok > 0)
-        && u.p95_ms > t.uncached_search.p95_ms
-    {
-        breaches.push(format!(
-            "uncached search p95 {:.1} ms > {} ms",
-            u.p95_ms, t.uncached_search.p95_ms
-        ));
-    }
+    let mut breaches = search_breaches(&kinds, t);
     if db_query_p95_ms > t.database.query_p95_ms {
         breaches.push(format!(
             "database query p95 {db_query_p95_ms:.1} ms > {} ms (the service's own metrics)",
