@@ -21,6 +21,12 @@ struct Cli {
 enum Command {
     /// The main job: runs every scenario as a benchmark and compares it with the baseline.
     Run(cli::run::RunArgs),
+    /// The paired guard: this build against a base revision, measured side by side in
+    /// alternating rounds; fails on a confident slowdown or a counter that grew.
+    Ab(cli::ab::AbArgs),
+    /// One side of `pgperf ab` (started by it; speaks JSON lines on stdin and stdout).
+    #[command(hide = true)]
+    AbWorker,
     /// Primary-key lookups through the harness versus pgbench -S -M prepared, as ratios.
     ComparePgbench(cli::pgbench::PgbenchArgs),
     /// Bulk ingestion through pgperf's COPY versus psql \copy of the same rows, as ratios.
@@ -86,6 +92,8 @@ impl std::io::Write for MaskingStderr {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Run(args) => cli::run::run(args).await,
+        Command::Ab(args) => cli::ab::run(args).await,
+        Command::AbWorker => cli::ab::worker::run().await,
         Command::ComparePgbench(args) => cli::pgbench::run(args).await,
         Command::IngestBench(args) => cli::ingest_bench::run(args).await,
         Command::Scale(args) => cli::scale::run(args).await,

@@ -1,6 +1,7 @@
 //! The CLI's commands. Each gets a server (a container, or PGPERF_DATABASE_URL), its own
 //! database cloned from the migrated template, and cleans both up at the end.
 
+pub mod ab;
 pub mod accuracy;
 pub mod check_server;
 mod child;

@@ -175,7 +175,7 @@ impl Counter {
 }
 
 /// What a counting pass measured.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Counted {
     /// The counters, when the server has `pg_stat_statements` (round trips are always counted).
     pub counters: Option<Counters>,

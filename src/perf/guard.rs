@@ -360,7 +360,7 @@ impl Guard {
             (Verdict::CeilingBreached, _) => PerfError::CeilingBreached {
                 case,
                 p95_us: last.summary.p95_us,
-                ceiling_us: baseline.bound.p95_ceiling_us.unwrap_or_default(),
+                ceiling_us: confirm.ceiling_us,
                 path,
             },
             (Verdict::CounterRegressed, Some(b)) => {

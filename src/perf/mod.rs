@@ -1,7 +1,8 @@
 //! The measuring harness: measurement ([`measure`]), statistics ([`stats`]), the in-run
 //! references ([`calibrate`]), per-operation counters ([`counters`], with round trips counted
 //! by the relay in [`wire`]), baselines and the bound policy ([`baseline`]), the guard that
-//! ties them together ([`guard`]), and reports ([`report`]). It uses the data layer; the data
+//! ties them together ([`guard`]), the paired comparison of two builds ([`paired`]), and
+//! reports ([`report`]). It uses the data layer; the data
 //! layer never uses it.
 
 pub mod accuracy;
@@ -11,6 +12,7 @@ pub mod counters;
 pub mod error;
 pub mod guard;
 pub mod measure;
+pub mod paired;
 pub mod plan;
 pub mod plot;
 pub mod report;

@@ -178,13 +178,55 @@ pub fn table(reports: &[CaseReport]) -> String {
     out
 }
 
-/// A Markdown table for `$GITHUB_STEP_SUMMARY`.
+/// The cases whose time this run could not judge (the machine is outside the model).
+fn unjudged(reports: &[CaseReport]) -> Vec<&CaseReport> {
+    reports
+        .iter()
+        .filter(|r| {
+            r.comparison
+                .is_some_and(|c| c.verdict == super::baseline::Verdict::OutOfModel)
+        })
+        .collect()
+}
+
+/// What to say of cases whose time was not judged: on this runner the committed baseline
+/// judges only their counters, and the paired check (`pgperf ab`) judges their time.
+fn unjudged_text(cases: &[&CaseReport]) -> Option<String> {
+    (!cases.is_empty()).then(|| {
+        format!(
+            "time NOT judged by the committed baseline for {} case(s) on this runner ({}): its \
+             references moved beyond the timing model's range. Counters were judged; the paired \
+             check (`pgperf ab --base <PR base>`, the perf job) judges their time.",
+            cases.len(),
+            cases
+                .iter()
+                .map(|r| r.case.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    })
+}
+
+/// GitHub Actions annotations (`::error ...::`) for cases whose time was not judged: printed
+/// by the callers when running in CI, so that the gap is never buried in a note.
+pub fn unjudged_annotations(reports: &[CaseReport]) -> Option<String> {
+    unjudged_text(&unjudged(reports)).map(|t| format!("::error title=time not judged::{t}"))
+}
+
+/// A Markdown table for `$GITHUB_STEP_SUMMARY`; cases whose time was not judged are called
+/// out above it.
 pub fn markdown(title: &str, reports: &[CaseReport]) -> String {
-    let mut out = format!(
-        "### {title}\n\n| {} |\n|{}\n",
+    let mut out = format!("### {title}\n\n");
+    if let Some(text) = unjudged_text(&unjudged(reports)) {
+        writeln!(out, "> [!CAUTION]\n> {text}\n").ok();
+    }
+    write!(
+        out,
+        "| {} |\n|{}\n",
         HEADERS.join(" | "),
         "---|".repeat(HEADERS.len())
-    );
+    )
+    .ok();
     for row in rows(reports) {
         writeln!(out, "| {} |", row.join(" | ")).ok();
     }

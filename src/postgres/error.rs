@@ -29,6 +29,19 @@ pub enum ServerError {
         reason: String,
     },
 
+    /// `docker update` of the container failed (a set-up that reproduces another machine).
+    #[error(
+        "docker update {args} of container {id} failed: {reason}; check the arguments (for example --cpus 1 or --cpuset-cpus 0)"
+    )]
+    ContainerUpdate {
+        /// The container.
+        id: String,
+        /// The arguments given.
+        args: String,
+        /// What docker said.
+        reason: String,
+    },
+
     /// The container was created but did not become ready, or another engine error.
     #[error(
         "PostgreSQL container from {image} failed to start: {reason}; see `docker logs` of the container, or run with TESTCONTAINERS_COMMAND=keep to keep it"

@@ -265,6 +265,33 @@ pub async fn observe(
     })
 }
 
+/// Measures one batch of `case`: `iterations` recorded operations after `warmup` per task,
+/// with no calibration and no counting. The paired comparison of two builds (`pgperf ab`)
+/// alternates such batches between its sides.
+pub async fn sample(
+    db: &Db,
+    case: &Case,
+    iterations: u64,
+    warmup: u64,
+) -> Result<crate::perf::Summary, PerfError> {
+    let batch = Case {
+        config: case.config.iterations(iterations).warmup(warmup),
+        ..case.clone()
+    };
+    let limit = measuring_limit(&batch.config);
+    let (m, ()) = within(
+        case,
+        "measuring",
+        limit,
+        ops::run(db, &batch, None, async {}),
+    )
+    .await?;
+    if m.summary.errors > 0 {
+        return Err(operation_failed(case, &m));
+    }
+    Ok(m.summary)
+}
+
 fn operation_failed(case: &Case, m: &Measurement) -> PerfError {
     PerfError::Operation {
         case: case.name.clone(),

@@ -69,7 +69,7 @@ pub struct Outcome {
 /// How long [`settle`] may take: merging after the write cases takes well under a second.
 const SETTLE_LIMIT: std::time::Duration = std::time::Duration::from_secs(3);
 
-async fn settle(db: &Db) {
+pub async fn settle(db: &Db) {
     let merge = async {
         let mut c = db.acquire().await?;
         crate::db::ingest::merge_pending_entries(&mut c).await

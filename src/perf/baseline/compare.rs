@@ -25,13 +25,33 @@ use serde::Serialize;
 
 use super::model::{CaseBaseline, MakeUp};
 use crate::perf::calibrate::References;
-use crate::perf::counters::{Counted, Counter};
+use crate::perf::counters::{Counted, Counter, Counters};
 use crate::perf::stats::Summary;
 
 /// How far (either way) a reference may move from its recorded value before the timing model
 /// is no longer trusted on this machine. Set-ups that move references up to ~5x (round trips
 /// 150 µs dearer, a core shared by client and server) were checked to hold.
 pub const MAX_STRETCH: f64 = 8.0;
+
+/// A case's p95 may be at most this many times its recorded p95 (scaled by how much slower
+/// this machine should be, never below 1) plus [`P95_CEILING_SLACK_US`]: a tail that far out is
+/// broken whatever the p50 says. A `p95_ceiling_us` in the bound can only lower it.
+pub const P95_CEILING_FACTOR: f64 = 10.0;
+
+/// Added to the derived p95 ceiling: a few scheduler time slices, so a microsecond case is
+/// not failed by one descheduled burst on a loaded machine.
+pub const P95_CEILING_SLACK_US: f64 = 10_000.0;
+
+/// The p95 a case may not exceed on a machine where its p50 (or mean latency) is expected at
+/// `expected_us`: see [`P95_CEILING_FACTOR`].
+pub fn p95_ceiling_us(baseline: &CaseBaseline, expected_us: f64, recorded_us: f64) -> f64 {
+    let scale = (expected_us / recorded_us).max(1.0);
+    let derived = P95_CEILING_FACTOR * baseline.p95_us * scale + P95_CEILING_SLACK_US;
+    baseline
+        .bound
+        .p95_ceiling_us
+        .map_or(derived, |c| c.min(derived))
+}
 
 /// What one measurement of a case saw.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -192,6 +212,8 @@ pub struct Comparison {
     pub counters_checked: bool,
     /// The first counter above its bound, if any.
     pub counter_breach: Option<CounterBreach>,
+    /// The p95 this run may not exceed ([`p95_ceiling_us`]).
+    pub ceiling_us: f64,
     /// The outcome.
     pub verdict: Verdict,
 }
@@ -210,9 +232,15 @@ fn stretch(then: &References, now: &References) -> f64 {
 
 fn counter_breach(baseline: &CaseBaseline, observed: &Observation) -> Option<CounterBreach> {
     let (then, now) = (baseline.counters?, observed.counted.counters?);
+    first_counter_breach(&then, &now, baseline.bound.counter_ratio)
+}
+
+/// The first counter of `now` above `then` x `ratio` plus the counter's slack: the one rule
+/// for counters, whether `then` is a recorded baseline or the base build of a paired run.
+pub fn first_counter_breach(then: &Counters, now: &Counters, ratio: f64) -> Option<CounterBreach> {
     Counter::ALL.into_iter().find_map(|counter| {
-        let (recorded, measured) = (counter.of(&then), counter.of(&now));
-        let limit = recorded * baseline.bound.counter_ratio + counter.slack();
+        let (recorded, measured) = (counter.of(then), counter.of(now));
+        let limit = recorded * ratio + counter.slack();
         (measured > limit).then_some(CounterBreach {
             counter,
             recorded,
@@ -228,7 +256,7 @@ pub fn compare(baseline: &CaseBaseline, observed: &Observation) -> Comparison {
     let (then, now) = (&baseline.references_us, &observed.references);
     let by_make_up = baseline.make_up_us.expected_us(then, now);
     let tasks = f64::from(baseline.concurrency.max(1));
-    let (p50, expected_p50_us) = if tasks > 1.0 {
+    let (p50, expected_p50_us, recorded_us) = if tasks > 1.0 {
         // Several tasks: judge the mean latency, tasks / throughput (Little's law), which does
         // not flip between modes as a p50 can when the tasks fall into step or out of it.
         let mean = |throughput: f64| tasks * 1e6 / throughput;
@@ -238,21 +266,28 @@ pub fn compare(baseline: &CaseBaseline, observed: &Observation) -> Comparison {
         (
             mean(observed.summary.throughput_per_s),
             by_chain.max(by_cores),
+            recorded,
         )
     } else {
         let trips = baseline.make_up_us.round_trips_us / then.round_trip_us;
-        let floor = baseline.cpu_us.floor_us(trips, then, now);
-        (observed.summary.p50_us, by_make_up.max(floor))
+        // The CPU per operation is a mean; the time judged is a p50. Taken at the p50 (the
+        // mean scaled by this run's p50 over its mean), a case with a slow tail (resolution:
+        // mean far above median) no longer gets a floor above its own median.
+        let at_p50 = (observed.summary.p50_us / observed.summary.mean_us).clamp(0.0, 1.0);
+        let floor = baseline.cpu_us.floor_us(trips, then, now) * at_p50;
+        (
+            observed.summary.p50_us,
+            by_make_up.max(floor),
+            baseline.p50_us,
+        )
     };
+    let ceiling_us = p95_ceiling_us(baseline, expected_p50_us, recorded_us);
     let ratio = p50 / expected_p50_us;
     let excess_us = p50 - expected_p50_us;
     let floor_us = bound.floor_us.max(now.round_trip_us);
     let stretch = stretch(&baseline.references_us, &observed.references);
     let counter_breach = counter_breach(baseline, observed);
-    let verdict = if bound
-        .p95_ceiling_us
-        .is_some_and(|c| observed.summary.p95_us > c)
-    {
+    let verdict = if observed.summary.p95_us > ceiling_us {
         Verdict::CeilingBreached
     } else if counter_breach.is_some() {
         Verdict::CounterRegressed
@@ -276,6 +311,7 @@ pub fn compare(baseline: &CaseBaseline, observed: &Observation) -> Comparison {
         stretch,
         counters_checked: baseline.counters.is_some() && observed.counted.counters.is_some(),
         counter_breach,
+        ceiling_us,
         verdict,
     }
 }
@@ -492,6 +528,37 @@ mod tests {
         b.bound.p95_ceiling_us = Some(250.0);
         let c = compare(&b, &seen(200.0, THEN, counters(2.0, 8.0)));
         assert_eq!(c.verdict, Verdict::CeilingBreached);
+    }
+
+    #[test]
+    fn a_p95_ten_times_the_recorded_one_fails_without_an_absolute_ceiling() {
+        let b = baseline();
+        let limit = P95_CEILING_FACTOR * b.p95_us + P95_CEILING_SLACK_US;
+        let mut o = seen(200.0, THEN, counters(2.0, 8.0));
+        o.summary.p95_us = limit * 1.01;
+        let c = compare(&b, &o);
+        assert_eq!(c.verdict, Verdict::CeilingBreached, "{c:?}");
+        o.summary.p95_us = limit * 0.99;
+        assert_eq!(compare(&b, &o).verdict, Verdict::Unchanged);
+    }
+
+    #[test]
+    fn the_cpu_floor_is_taken_at_the_p50_not_the_mean() {
+        let mut b = baseline();
+        // CPU per operation (a mean) above the recorded p50: a slow tail.
+        b.cpu_us = CpuPerOp {
+            client_us: 250.0,
+            server_us: 50.0,
+        };
+        let mut o = seen(200.0, THEN, counters(2.0, 8.0));
+        o.summary.mean_us = 400.0;
+        let c = compare(&b, &o);
+        assert!(c.expected_p50_us <= 200.0 + 1e-9, "{c:?}");
+        // Twice as slow, tail included: judged against the p50's 200 µs, not the mean's 300.
+        o.summary.p50_us = 400.0;
+        o.summary.mean_us = 800.0;
+        let c = compare(&b, &o);
+        assert_eq!(c.verdict, Verdict::Regressed, "{c:?}");
     }
 
     #[test]

@@ -10,7 +10,7 @@ pub mod mode;
 pub mod model;
 pub mod storage;
 
-pub use compare::{Comparison, Observation, Verdict, compare};
+pub use compare::{Comparison, CounterBreach, Observation, Verdict, compare, first_counter_breach};
 pub use mode::Mode;
 pub use model::{
     BaselineFile, Bound, CaseBaseline, CaseName, CpuPerOp, Environment, MakeUp, SCHEMA_VERSION,

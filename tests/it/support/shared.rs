@@ -41,34 +41,8 @@ pub fn shared() -> &'static Shared {
     }
 }
 
-/// Test-only: `docker update` arguments applied to the run's container once it is up
-/// (`--cpus 1`, `--cpuset-cpus 1`, ...), to reproduce another machine's make-up on this one.
-const CONTAINER_UPDATE_VAR: &str = "PGPERF_CONTAINER_UPDATE";
-
 /// The relay that delays every client message (`PGPERF_WIRE_DELAY_US`), kept for the run.
 static DELAY_RELAY: OnceLock<Relay> = OnceLock::new();
-
-fn update_container(id: &str) -> anyhow::Result<()> {
-    let Ok(args) = std::env::var(CONTAINER_UPDATE_VAR) else {
-        return Ok(());
-    };
-    let args: Vec<&str> = args.split_whitespace().collect();
-    if args.is_empty() {
-        return Ok(());
-    }
-    let out = std::process::Command::new("docker")
-        .arg("update")
-        .args(&args)
-        .arg(id)
-        .output()?;
-    anyhow::ensure!(
-        out.status.success(),
-        "{CONTAINER_UPDATE_VAR}: docker update {} failed: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr).trim()
-    );
-    Ok(())
-}
 
 /// With `PGPERF_WIRE_DELAY_US` set, every connection goes through a relay that delays each
 /// client message: the admin URL returned is the relay's.
@@ -90,9 +64,9 @@ async fn start() -> anyhow::Result<Shared> {
     cleanup::on_signals();
     let server = Server::from_env().await?;
     let is_container = server.container_id().is_some();
-    if let Some(id) = server.container_id() {
-        update_container(id)?;
-    }
+    server.update_container(
+        &std::env::var(pgperf::postgres::CONTAINER_UPDATE_VAR).unwrap_or_default(),
+    )?;
     let admin = delayed(server.admin_url().clone())?;
     let template = Template::ensure(&admin).await?;
     if !is_container {

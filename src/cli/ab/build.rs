@@ -1,0 +1,186 @@
+//! The two binaries of a paired run. The head is the running binary; the base is built from
+//! a git worktree of its revision into the SAME target folder, so the dependencies compiled
+//! for the head serve the base too and only the pgperf crate itself is compiled again (its
+//! path differs, so cargo keeps both builds side by side). Each binary is copied out of the
+//! target folder, where the next build would overwrite it, and a base binary is kept per
+//! revision and profile, so a second run against the same base builds nothing.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, bail};
+
+/// A revision resolved to its commit.
+#[derive(Debug, Clone)]
+pub struct Revision {
+    /// What the user gave (`HEAD~1`, a branch, a SHA).
+    pub given: String,
+    /// The full commit SHA.
+    pub sha: String,
+}
+
+impl Revision {
+    /// Resolves `given` in the repository at `repo`; an unknown revision is a usage error.
+    pub fn resolve(repo: &Path, given: &str) -> Result<Self, super::super::Failure> {
+        let sha = git(
+            repo,
+            &["rev-parse", "--verify", &format!("{given}^{{commit}}")],
+        )
+        .map_err(|e| super::super::Failure::Usage(format!("--base {given:?}: {e:#}")))?;
+        Ok(Self {
+            given: given.to_owned(),
+            sha,
+        })
+    }
+
+    /// The first 12 characters of the SHA.
+    pub fn short(&self) -> &str {
+        &self.sha[..12.min(self.sha.len())]
+    }
+}
+
+/// Runs git in `repo` and returns its trimmed standard output.
+pub fn git(repo: &Path, args: &[&str]) -> anyhow::Result<String> {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(repo)
+        .args(args)
+        .output()
+        .context("running git")?;
+    if !out.status.success() {
+        bail!(
+            "git {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// Where the binaries are built and kept.
+#[derive(Debug, Clone)]
+pub struct Builds {
+    /// The repository's top folder.
+    pub repo: PathBuf,
+    /// Cargo's target folder (the running binary's).
+    pub target: PathBuf,
+    /// The profile of the running binary, which the base is built with too.
+    pub profile: &'static str,
+    /// Where copies of the binaries are kept.
+    pub bin: PathBuf,
+}
+
+impl Builds {
+    /// The folders for the running binary, with results under `out`.
+    pub fn here(out: &Path) -> anyhow::Result<Self> {
+        let repo = PathBuf::from(git(Path::new("."), &["rev-parse", "--show-toplevel"])?);
+        let exe = std::env::current_exe().context("locating the running binary")?;
+        let target = exe
+            .parent()
+            .and_then(Path::parent)
+            .filter(|t| t.join("CACHEDIR.TAG").exists())
+            .map_or_else(|| repo.join("target"), Path::to_path_buf);
+        let profile = if cfg!(debug_assertions) {
+            "dev"
+        } else {
+            "release"
+        };
+        Ok(Self {
+            repo,
+            target,
+            profile,
+            bin: out.join("bin"),
+        })
+    }
+
+    fn profile_dir(&self) -> &'static str {
+        if self.profile == "dev" {
+            "debug"
+        } else {
+            self.profile
+        }
+    }
+
+    /// A copy of the running binary (the head), safe from the base build's overwrite.
+    pub fn head(&self) -> anyhow::Result<PathBuf> {
+        std::fs::create_dir_all(&self.bin)?;
+        let to = self.bin.join("pgperf-head");
+        let exe = std::env::current_exe()?;
+        std::fs::copy(&exe, &to).with_context(|| format!("copying {}", exe.display()))?;
+        Ok(to)
+    }
+
+    /// The base binary for `rev`, built unless a copy of it is kept already.
+    pub fn base(&self, rev: &Revision) -> anyhow::Result<PathBuf> {
+        let to = self
+            .bin
+            .join(format!("pgperf-base-{}-{}", rev.short(), self.profile));
+        if to.exists() {
+            eprintln!(
+                "pgperf ab: base {} already built ({})",
+                rev.short(),
+                to.display()
+            );
+            return Ok(to);
+        }
+        let tree = self
+            .target
+            .join(format!("pgperf-ab-worktree-{}", rev.short()));
+        let _ = git(
+            &self.repo,
+            &["worktree", "remove", "--force", &tree.to_string_lossy()],
+        );
+        git(
+            &self.repo,
+            &[
+                "worktree",
+                "add",
+                "--detach",
+                "--force",
+                &tree.to_string_lossy(),
+                &rev.sha,
+            ],
+        )?;
+        let built = self.cargo_build(&tree);
+        let _ = git(
+            &self.repo,
+            &["worktree", "remove", "--force", &tree.to_string_lossy()],
+        );
+        built?;
+        let exe = self.target.join(self.profile_dir()).join("pgperf");
+        std::fs::create_dir_all(&self.bin)?;
+        std::fs::copy(&exe, &to).with_context(|| format!("copying {}", exe.display()))?;
+        Ok(to)
+    }
+
+    fn cargo_build(&self, tree: &Path) -> anyhow::Result<()> {
+        eprintln!(
+            "pgperf ab: building the base ({} profile) in {} ...",
+            self.profile,
+            tree.display()
+        );
+        let started = std::time::Instant::now();
+        let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+            .current_dir(tree)
+            .args([
+                "build",
+                "--quiet",
+                "--locked",
+                "--bin",
+                "pgperf",
+                "--profile",
+                self.profile,
+            ])
+            .env("CARGO_TARGET_DIR", &self.target)
+            .status()
+            .context("running cargo build for the base")?;
+        if !status.success() {
+            bail!("cargo build of the base failed ({status}); see its output above");
+        }
+        eprintln!(
+            "pgperf ab: base built in {:.0} s",
+            started.elapsed().as_secs_f64()
+        );
+        Ok(())
+    }
+}

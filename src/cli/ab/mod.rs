@@ -1,0 +1,134 @@
+//! `pgperf ab --base REV`: the paired guard. The base revision is built beside the running
+//! binary (the head), both run as workers against one PostgreSQL server, each on a database
+//! of its own build's migrations, and every case is measured in alternating rounds (ABBA), so
+//! that drift of the machine hits both sides alike. A case fails when the head is slower
+//! with confidence ([`pgperf::perf::paired`]) or when a counter grew (an added round trip, a
+//! lost index); a slowdown named in `--accept` or a `Perf-accepted:` commit trailer is reported
+//! and passes.
+
+mod build;
+mod compare;
+mod protocol;
+mod report;
+mod side;
+pub mod worker;
+
+use std::path::PathBuf;
+
+use pgperf::db::DatabaseUrl;
+use pgperf::perf::paired::Rule;
+use pgperf::perf::wire::{self, Relay};
+use pgperf::postgres::Server;
+
+use super::Failure;
+use build::{Builds, Revision};
+use side::Side;
+
+/// Options of `pgperf ab`.
+#[derive(Debug, clap::Args)]
+pub struct AbArgs {
+    /// The revision to compare with (a SHA, a branch, HEAD~1). The head is this binary.
+    #[arg(long)]
+    pub base: String,
+    /// Only cases whose name contains this text.
+    #[arg(long)]
+    pub filter: Option<String>,
+    /// Rounds per case (each measures a batch on both sides).
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(5..=1000))]
+    pub rounds: u32,
+    /// Target time of one batch, in milliseconds.
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(10..=10_000))]
+    pub batch_ms: u64,
+    /// A case fails only when its interval's lower bound is above this ratio.
+    #[arg(long, default_value_t = 1.10)]
+    pub threshold: f64,
+    /// ...and its point estimate is at least this ratio.
+    #[arg(long, default_value_t = 1.25)]
+    pub min_effect: f64,
+    /// A case whose slowdown is intended: reported, not failed (repeatable). Commits between
+    /// the base and HEAD may say the same with a `Perf-accepted: <case>` trailer.
+    #[arg(long)]
+    pub accept: Vec<String>,
+    /// Directory for ab.json, summary.md, the workers' logs and the binaries.
+    #[arg(long, default_value = "target/pgperf/ab")]
+    pub results: PathBuf,
+}
+
+impl AbArgs {
+    fn rule(&self) -> Result<Rule, Failure> {
+        if !(self.threshold >= 1.0 && self.min_effect >= self.threshold) {
+            return Err(Failure::Usage(format!(
+                "--threshold {} and --min-effect {} must satisfy 1 <= threshold <= min-effect",
+                self.threshold, self.min_effect
+            )));
+        }
+        Ok(Rule {
+            threshold: self.threshold,
+            min_effect: self.min_effect,
+            ..Rule::default()
+        })
+    }
+}
+
+/// The set-ups of `scripts/check-portability`, read here at the edge: `docker update`
+/// arguments for the container (`PGPERF_CONTAINER_UPDATE`) and a delay on every client
+/// message (`PGPERF_WIRE_DELAY_US`, through a relay whose URL the workers then get).
+fn machine_setup(server: &Server) -> anyhow::Result<(DatabaseUrl, Option<Relay>)> {
+    let update = std::env::var(pgperf::postgres::CONTAINER_UPDATE_VAR).unwrap_or_default();
+    server.update_container(&update)?;
+    let admin = server.admin_url().clone();
+    let Some(delay) = wire::delay_from_env().map_err(anyhow::Error::msg)? else {
+        return Ok((admin, None));
+    };
+    let relay = Relay::start(&admin.host_port(), delay)?;
+    eprintln!("pgperf ab: every client message is delayed by {delay:?}");
+    Ok((admin.via("127.0.0.1", relay.port())?, Some(relay)))
+}
+
+/// Starts both workers on `server` and compares the cases.
+async fn compare_on(
+    server: &Server,
+    bins: [&std::path::Path; 2],
+    args: &AbArgs,
+    plan: &compare::Plan,
+) -> anyhow::Result<Vec<compare::CaseResult>> {
+    let (admin, _relay) = machine_setup(server)?;
+    let log = |side: &str| args.results.join(format!("{side}.log"));
+    let base = Side::spawn("base", bins[0], &admin, &log("base")).await?;
+    let head = Side::spawn("head", bins[1], &admin, &log("head")).await?;
+    compare::run_all(base, head, plan).await
+}
+
+/// Runs the paired comparison; fails when a case is slower or counts more.
+pub async fn run(args: AbArgs) -> anyhow::Result<()> {
+    let builds = Builds::here(&args.results)?;
+    let base_rev = Revision::resolve(&builds.repo, &args.base)?;
+    let mut accepted = args.accept.clone();
+    accepted.extend(compare::accepted_in_commits(&builds.repo, &base_rev));
+    let plan = compare::Plan {
+        rule: args.rule()?,
+        rounds: args.rounds,
+        batch: std::time::Duration::from_millis(args.batch_ms),
+        filter: args.filter.clone(),
+        accepted,
+    };
+    let head_bin = builds.head()?;
+    let base_bin = builds.base(&base_rev)?;
+    eprintln!("pgperf ab: starting PostgreSQL (or reaching PGPERF_DATABASE_URL) ...");
+    let server = Server::from_env().await?;
+    let result = compare_on(&server, [&base_bin, &head_bin], &args, &plan).await;
+    server.shutdown().await;
+    let results = result?;
+    let title = format!(
+        "pgperf ab: head against {} ({})",
+        base_rev.given,
+        base_rev.short()
+    );
+    report::write(&args.results, &title, &results)?;
+    println!("{}", report::table(&results));
+    let failed: Vec<_> = results.iter().filter(|r| r.fails()).collect();
+    if failed.is_empty() {
+        return Ok(());
+    }
+    Err(Failure::Regressed(report::failure_text(&failed, &base_rev)).into())
+}
