@@ -59,10 +59,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let (outcome, notes) = outcome?;
 
     println!("{}", report::table(&outcome.reports));
-    if std::env::var_os("CI").is_some() {
-        if let Some(annotation) = report::unjudged_annotations(&outcome.reports) {
-            println!("{annotation}");
-        }
+    if let Some(annotation) = report::unjudged_annotations(&outcome.reports)
+        && std::env::var_os("CI").is_some()
+    {
+        println!("{annotation}");
     }
     report::write_all(&args.results, "pgperf benchmark", &outcome.reports)?;
     println!(

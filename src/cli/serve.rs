@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 use pgperf::db::{DatabaseUrl, Db, PoolSettings};
-use pgperf::service::{Config, Thresholds};
+use pgperf::service::{AdminToken, Config, Thresholds};
 
 use super::scale::parse_count;
 use super::{Failure, with_workspace};
@@ -43,9 +43,55 @@ pub struct ServeArgs {
     /// The pool's maximum number of connections.
     #[arg(long, default_value_t = 10)]
     pub max_connections: u32,
-    /// The admin token the monitoring endpoints need (metrics, detailed, /metrics).
-    #[arg(long, env = "PGPERF_ADMIN_TOKEN", hide_env_values = true)]
-    pub admin_token: Option<String>,
+    /// A file holding the admin token the monitoring endpoints need (metrics, detailed,
+    /// /metrics); otherwise PGPERF_ADMIN_TOKEN. Never a flag: argv is public in /proc.
+    #[arg(long)]
+    pub admin_token_file: Option<PathBuf>,
+    /// Serve the monitoring endpoints without a token on a non-loopback address.
+    #[arg(long)]
+    pub insecure_open_monitoring: bool,
+    /// Data requests in flight at most; past it a request gets 503 with Retry-After at once.
+    #[arg(long, default_value_t = Config::default().max_in_flight)]
+    pub max_in_flight: usize,
+    /// Resolution batches in flight at most (keep it below --max-connections).
+    #[arg(long, default_value_t = Config::default().resolve_in_flight)]
+    pub resolve_in_flight: usize,
+}
+
+/// The admin token from `--admin-token-file` or `PGPERF_ADMIN_TOKEN` (read here, at the
+/// edge); none when neither is given. An empty, short or unreadable one is a usage error.
+fn admin_token(args: &ServeArgs) -> anyhow::Result<Option<AdminToken>> {
+    let (text, source) = match &args.admin_token_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading --admin-token-file {}", path.display()))?;
+            (text, "--admin-token-file")
+        }
+        None => match std::env::var(ADMIN_TOKEN_VAR) {
+            Ok(text) => (text, ADMIN_TOKEN_VAR),
+            Err(_) => return Ok(None),
+        },
+    };
+    AdminToken::new(&text)
+        .map(Some)
+        .map_err(|e| Failure::Usage(format!("{source}: {e}")).into())
+}
+
+/// The environment variable holding the admin token.
+pub const ADMIN_TOKEN_VAR: &str = "PGPERF_ADMIN_TOKEN";
+
+/// A non-loopback address without a token would open the monitoring endpoints to the
+/// network: refused unless asked for by name.
+fn check_exposure(args: &ServeArgs, token: Option<&AdminToken>) -> Result<(), Failure> {
+    if args.bind.ip().is_loopback() || token.is_some() || args.insecure_open_monitoring {
+        return Ok(());
+    }
+    Err(Failure::Usage(format!(
+        "--bind {} is not a loopback address and no admin token is set: the monitoring \
+         endpoints would be open to the network. Set {ADMIN_TOKEN_VAR} or --admin-token-file \
+         (at least 32 bytes), or pass --insecure-open-monitoring",
+        args.bind
+    )))
 }
 
 fn config(args: &ServeArgs) -> anyhow::Result<Config> {
@@ -53,23 +99,27 @@ fn config(args: &ServeArgs) -> anyhow::Result<Config> {
         Some(path) => Thresholds::load(path)?,
         None => Thresholds::default(),
     };
-    if args.request_timeout_ms == 0 || args.body_limit == 0 {
+    let limits = [
+        args.request_timeout_ms as usize,
+        args.body_limit,
+        args.max_in_flight,
+        args.resolve_in_flight,
+    ];
+    if limits.contains(&0) {
         return Err(Failure::Usage(
-            "--request-timeout-ms and --body-limit must be above zero".to_owned(),
+            "--request-timeout-ms, --body-limit, --max-in-flight and --resolve-in-flight must be above zero".to_owned(),
         )
         .into());
     }
-    if args.admin_token.as_deref().is_some_and(str::is_empty) {
-        return Err(Failure::Usage(
-            "PGPERF_ADMIN_TOKEN is set but empty: set a token or unset it".to_owned(),
-        )
-        .into());
-    }
+    let admin_token = admin_token(args)?;
+    check_exposure(args, admin_token.as_ref())?;
     Ok(Config {
         thresholds,
-        admin_token: args.admin_token.clone(),
+        admin_token,
         body_limit: args.body_limit,
         request_timeout: Duration::from_millis(args.request_timeout_ms),
+        max_in_flight: args.max_in_flight,
+        resolve_in_flight: args.resolve_in_flight,
         ..Config::default()
     })
 }
@@ -77,9 +127,13 @@ fn config(args: &ServeArgs) -> anyhow::Result<Config> {
 /// Serves until SIGINT or SIGTERM.
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let config = config(&args)?;
+    // No statement outlives the longest request: the session's statement_timeout is the
+    // request limit (resolution sets a shorter one per request, what is left of its time).
     let settings = PoolSettings {
         max_connections: args.max_connections,
         application_name: "pgperf-serve".to_owned(),
+        statement_timeout: Some(config.request_timeout),
+        query_timeout: config.request_timeout,
         ..PoolSettings::default()
     };
     match std::env::var("PGPERF_DATABASE_URL") {

@@ -9,7 +9,8 @@
 //! exactly that generation's answer, then stores it; concurrent misses of one key store the
 //! same page, and `ON CONFLICT` keeps the first (it replaces an entry only once expired). Any write to entities or aliases
 //! moves the generation in its own transaction, so an entry that could be stale is never read
-//! again; it expires after its TTL, and [`SearchCache::purge_expired`] deletes it.
+//! again; it expires after its TTL, and [`SearchCache::purge`] deletes it, and the entries
+//! closest to expiry beyond a cap. Pages reached by a cursor are never stored.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -54,11 +55,24 @@ pub struct SearchCache {
 /// enough that a source filter's lag (source records do not move the generation) stays small.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(300);
 
+/// A plain read: counting each hit in the row (an UPDATE) made every hit of a popular key
+/// wait for that row's lock and write WAL. Hits are counted in memory ([`CacheCounts`]).
 const HIT: &str = "
-UPDATE search_cache SET hit_count = hit_count + 1
+SELECT results FROM search_cache
  WHERE query_key = (SELECT 'g' || generation || ':' || $1 FROM search_generation)
-   AND expires_at > now()
-RETURNING results";
+   AND expires_at > now()";
+
+/// Entries deleted per statement by [`SearchCache::purge`], so a purge never holds many locks.
+const PURGE_BATCH: i64 = 1_000;
+
+const PURGE_EXPIRED: &str = "
+DELETE FROM search_cache WHERE query_key IN (
+  SELECT query_key FROM search_cache WHERE expires_at <= now() LIMIT $1)";
+
+const PURGE_OVER_CAP: &str = "
+DELETE FROM search_cache WHERE query_key IN (
+  SELECT query_key FROM search_cache ORDER BY expires_at
+   LIMIT LEAST($1, GREATEST((SELECT count(*) FROM search_cache) - $2, 0)))";
 
 const STORE: &str = "
 INSERT INTO search_cache (query_key, results, expires_at)
@@ -108,6 +122,11 @@ impl SearchCache {
         let Some(normalized) = req.normalized()? else {
             return Ok((search(conn, req).await?, Served::Miss));
         };
+        if req.after.is_some() {
+            // Pages reached by a cursor are not stored: every cursor would make a new key.
+            self.misses.fetch_add(1, Ordering::Relaxed);
+            return Ok((search(conn, req).await?, Served::Miss));
+        }
         let key = request_key(&normalized, req);
         if key.chars().count() > MAX_KEY_CHARS {
             // Normalization can lengthen exotic text; such a search is not worth a check
@@ -136,10 +155,28 @@ impl SearchCache {
 
     /// Deletes expired entries (older generations' included, once expired); returns how many.
     pub async fn purge_expired(conn: &mut PgConnection) -> Result<u64, DbError> {
-        let done = sqlx::query("DELETE FROM search_cache WHERE expires_at <= now()")
-            .execute(conn)
-            .await?;
-        Ok(done.rows_affected())
+        Self::purge(conn, u64::MAX).await
+    }
+
+    /// Deletes expired entries, then the entries closest to expiry while more than
+    /// `max_entries` remain, in batches of [`PURGE_BATCH`]; returns how many were deleted.
+    pub async fn purge(conn: &mut PgConnection, max_entries: u64) -> Result<u64, DbError> {
+        let cap = i64::try_from(max_entries).unwrap_or(i64::MAX);
+        let mut deleted = 0;
+        for (statement, binds_cap) in [(PURGE_EXPIRED, false), (PURGE_OVER_CAP, true)] {
+            loop {
+                let mut q = sqlx::query(statement).bind(PURGE_BATCH);
+                if binds_cap {
+                    q = q.bind(cap);
+                }
+                let n = q.execute(&mut *conn).await?.rows_affected();
+                deleted += n;
+                if n < PURGE_BATCH as u64 {
+                    break;
+                }
+            }
+        }
+        Ok(deleted)
     }
 }
 

@@ -113,11 +113,13 @@ pub fn references_text(r: &References) -> String {
     )
 }
 
-const HEADERS: [&str; 9] = [
-    "case", "p50", "p95", "p99", "ops/s", "trips/op", "expected", "ratio", "verdict",
+/// "fails at": the smallest slowdown of this run's p50 that the guard would fail (see
+/// [`Comparison::fails_at`]).
+const HEADERS: [&str; 10] = [
+    "case", "p50", "p95", "p99", "ops/s", "trips/op", "expected", "ratio", "fails at", "verdict",
 ];
 
-fn rows(reports: &[CaseReport]) -> Vec<[String; 9]> {
+fn rows(reports: &[CaseReport]) -> Vec<[String; 10]> {
     reports
         .iter()
         .map(|r| {
@@ -132,6 +134,8 @@ fn rows(reports: &[CaseReport]) -> Vec<[String; 9]> {
                 r.comparison
                     .map_or("-".into(), |c| fmt_us(c.expected_p50_us)),
                 r.ratio_text(),
+                r.comparison
+                    .map_or("-".into(), |c| format!("{:.2}x", c.fails_at)),
                 r.verdict_label().to_owned(),
             ]
         })

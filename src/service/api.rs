@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -14,7 +14,9 @@ use serde_json::json;
 use super::telemetry::{Operation, Outcome};
 use super::{AppState, Problem};
 use crate::db::repo::entities;
-use crate::db::resolve::{NameToResolve, Thresholds, resolve_batch};
+use crate::db::resolve::{
+    MAX_NAME_CHARS, NameToResolve, Thresholds, resolve_batch, validate_batch,
+};
 use crate::db::search::{Cursor, SearchRequest};
 use crate::db::search_cache::Served;
 use crate::db::{DbError, EntityKind};
@@ -28,7 +30,14 @@ fn outcome<T>(r: &Result<T, DbError>) -> Outcome {
     }
 }
 
-pub(super) async fn entity(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+pub(super) async fn entity(
+    State(state): State<AppState>,
+    id: Result<Path<String>, PathRejection>,
+) -> Response {
+    let id = match id {
+        Ok(Path(id)) => id,
+        Err(rejection) => return Problem::bad_input("id", rejection.body_text()).into_response(),
+    };
     let Ok(id) = id.parse::<i64>() else {
         return Problem::bad_input("id", format!("{id:?} is not an entity id (an integer)"))
             .into_response();
@@ -81,6 +90,14 @@ fn parse_cursor(text: &str) -> Option<Cursor> {
 fn search_request(p: SearchParams) -> Result<SearchRequest, Problem> {
     let text =
         p.q.ok_or_else(|| Problem::bad_input("q", "is missing (the text to search for)"))?;
+    let chars = text.chars().count();
+    let normalized = crate::db::normalize_name(&text).chars().count();
+    if chars > MAX_NAME_CHARS || normalized > MAX_NAME_CHARS {
+        return Err(Problem::bad_input(
+            "q",
+            format!("{chars} characters ({normalized} normalized); at most {MAX_NAME_CHARS}"),
+        ));
+    }
     let kind = p
         .kind
         .map(|k| EntityKind::parse(&k))
@@ -112,8 +129,14 @@ fn search_request(p: SearchParams) -> Result<SearchRequest, Problem> {
 
 pub(super) async fn search(
     State(state): State<AppState>,
-    Query(params): Query<SearchParams>,
+    params: Result<Query<SearchParams>, QueryRejection>,
 ) -> Response {
+    let params = match params {
+        Ok(Query(params)) => params,
+        Err(rejection) => {
+            return Problem::bad_input("query", rejection.body_text()).into_response();
+        }
+    };
     let req = match search_request(params) {
         Ok(req) => req,
         Err(problem) => return problem.into_response(),
@@ -172,12 +195,20 @@ pub(super) async fn resolve(
             return Problem::bad_input("body", rejection.body_text()).into_response();
         }
     };
+    // Before any connection is taken: a bad batch costs no pool slot and no database work.
+    if let Err(e) = validate_batch(&names) {
+        return Problem::from_db(&e).into_response();
+    }
     let started = Instant::now();
     let answer = state
         .db
         .bounded(async {
             let mut c = state.acquire().await?;
-            resolve_batch(&mut c, &names, Thresholds::default()).await
+            let mut tx = sqlx::Connection::begin(&mut *c).await?;
+            state.stop_before_the_request(&mut tx, started).await?;
+            let resolved = resolve_batch(&mut tx, &names, Thresholds::default()).await?;
+            tx.commit().await?;
+            Ok(resolved)
         })
         .await;
     state

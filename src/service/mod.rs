@@ -32,6 +32,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use subtle::ConstantTimeEq;
+use tower::limit::{ConcurrencyLimitLayer, GlobalConcurrencyLimitLayer};
 
 use crate::db::search_cache::{DEFAULT_TTL, SearchCache};
 use crate::db::{Db, DbError, MeteredConnection};
@@ -47,13 +48,61 @@ pub struct Config {
     /// The alert thresholds of the detailed health endpoint.
     pub thresholds: Thresholds,
     /// The bearer token the monitoring endpoints need; none: they are open.
-    pub admin_token: Option<String>,
+    pub admin_token: Option<AdminToken>,
     /// The largest request body accepted, bytes.
     pub body_limit: usize,
     /// The longest a request may take; past it the answer is 503.
     pub request_timeout: Duration,
     /// How long a cached search page lives.
     pub cache_ttl: Duration,
+    /// Data requests (entities, search, resolution) in flight at most; past it a request is
+    /// shed at once: 503 with `Retry-After`, never a queue.
+    pub max_in_flight: usize,
+    /// Resolution batches in flight at most (below the pool's size, so batches cannot take
+    /// every connection); past it a batch is shed the same way.
+    pub resolve_in_flight: usize,
+    /// The most search cache entries kept: a purge every [`UPKEEP_EVERY`] deletes expired
+    /// entries, then those closest to expiry beyond this.
+    pub cache_max_entries: u64,
+}
+
+/// How much sooner than the request's limit the server stops a request's statements.
+pub const STATEMENT_MARGIN: Duration = Duration::from_millis(250);
+
+/// How often the service purges the search cache and drains the metrics recorder.
+pub const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+
+/// Runs as long as the router: purges the search cache to its cap and runs the metrics
+/// recorder's upkeep, so that neither the table nor the histograms grow without bound.
+/// Dropping it (with the last clone of the router's state) stops the task.
+struct Background(tokio::task::JoinHandle<()>);
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl Background {
+    fn start(db: Db, telemetry: Arc<Telemetry>, max_entries: u64) -> Self {
+        Self(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(UPKEEP_EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            loop {
+                tick.tick().await;
+                telemetry.upkeep();
+                let purge = async {
+                    let mut c = db.acquire().await?;
+                    SearchCache::purge(&mut c, max_entries).await
+                };
+                match tokio::time::timeout(UPKEEP_EVERY, purge).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => tracing::warn!("purging the search cache failed: {e}"),
+                    Err(_) => tracing::warn!("purging the search cache took over {UPKEEP_EVERY:?}"),
+                }
+            }
+        }))
+    }
 }
 
 impl Default for Config {
@@ -64,7 +113,44 @@ impl Default for Config {
             body_limit: 1024 * 1024,
             request_timeout: Duration::from_secs(10),
             cache_ttl: DEFAULT_TTL,
+            max_in_flight: 64,
+            resolve_in_flight: 4,
+            cache_max_entries: 10_000,
         }
+    }
+}
+
+/// The shortest admin token accepted, in bytes.
+pub const MIN_TOKEN_BYTES: usize = 32;
+
+/// The bearer token of the monitoring endpoints: at least [`MIN_TOKEN_BYTES`] bytes, compared
+/// in constant time, and never shown (`Debug` prints `***`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct AdminToken(String);
+
+impl AdminToken {
+    /// A token of at least [`MIN_TOKEN_BYTES`] bytes (surrounding white space removed, so a
+    /// token file's final newline does not count); the error says what is wrong, not the token.
+    pub fn new(token: &str) -> Result<Self, String> {
+        let token = token.trim();
+        if token.len() < MIN_TOKEN_BYTES {
+            return Err(format!(
+                "the admin token has {} bytes; at least {MIN_TOKEN_BYTES} are needed \
+                 (for example: openssl rand -hex 32)",
+                token.len()
+            ));
+        }
+        Ok(Self(token.to_owned()))
+    }
+
+    fn matches(&self, given: &str) -> bool {
+        bool::from(given.as_bytes().ct_eq(self.0.as_bytes()))
+    }
+}
+
+impl std::fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdminToken(***)")
     }
 }
 
@@ -75,7 +161,9 @@ struct AppState {
     cache: Arc<SearchCache>,
     telemetry: Arc<Telemetry>,
     monitor: Arc<health::Monitor>,
+    probe: Arc<health::Probe>,
     config: Arc<Config>,
+    _background: Arc<Background>,
 }
 
 impl AppState {
@@ -97,11 +185,43 @@ impl AppState {
         result
     }
 
+    /// Sets the transaction's `statement_timeout` to what is left of the request's time (less
+    /// [`STATEMENT_MARGIN`]), so the server stops a statement before the request gives up on
+    /// it: no statement outlives its request.
+    async fn stop_before_the_request(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        started: Instant,
+    ) -> Result<(), DbError> {
+        let left = self
+            .config
+            .request_timeout
+            .saturating_sub(started.elapsed())
+            .saturating_sub(STATEMENT_MARGIN);
+        let ms = left.as_millis().max(1).to_string();
+        sqlx::query("SELECT set_config('statement_timeout', $1, true)")
+            .bind(ms)
+            .execute(tx)
+            .await?;
+        Ok(())
+    }
+
     /// Search cache hits and misses since the service started.
     fn cache_totals(&self) -> (u64, u64) {
         let c = self.cache.counts();
         (c.hits, c.misses)
     }
+}
+
+/// `$limit` with load shedding in front: a request past the limit is answered at once with
+/// a 503 problem and `Retry-After`, instead of waiting in a queue.
+macro_rules! shed {
+    ($limit:expr) => {
+        tower::ServiceBuilder::new()
+            .layer(axum::error_handling::HandleErrorLayer::new(overloaded))
+            .layer(tower::load_shed::LoadShedLayer::new())
+            .layer($limit)
+    };
 }
 
 /// The service's routes over `db` with the default configuration.
@@ -112,11 +232,16 @@ pub fn router(db: Db) -> Router {
 /// The service's routes over `db`; refuses a cache TTL out of range.
 pub fn router_with(db: Db, config: Config) -> Result<Router, DbError> {
     let window = Duration::from_secs(config.thresholds.window_seconds);
+    let telemetry = Arc::new(Telemetry::new(window));
+    let background =
+        Background::start(db.clone(), Arc::clone(&telemetry), config.cache_max_entries);
     let state = AppState {
         db,
         cache: Arc::new(SearchCache::new(config.cache_ttl)?),
-        telemetry: Arc::new(Telemetry::new(window)),
+        telemetry,
+        _background: Arc::new(background),
         monitor: Arc::new(health::Monitor::default()),
+        probe: Arc::new(health::Probe::default()),
         config: Arc::new(config),
     };
     let admin = Router::new()
@@ -124,17 +249,39 @@ pub fn router_with(db: Db, config: Config) -> Result<Router, DbError> {
         .route("/health/database/detailed", get(health::detailed))
         .route("/metrics", get(health::prometheus))
         .route_layer(middleware::from_fn_with_state(state.clone(), admin_only));
+    // The data routes share one in-flight limit; resolution has its own, lower one. The
+    // health routes have none: a flood of data requests must not make them fail.
+    let data = Router::new()
+        .route("/entities/{id}", get(api::entity))
+        .route("/search", get(api::search))
+        .route(
+            "/resolve",
+            post(api::resolve).layer(shed!(ConcurrencyLimitLayer::new(
+                state.config.resolve_in_flight
+            ))),
+        )
+        .route_layer(shed!(GlobalConcurrencyLimitLayer::new(
+            state.config.max_in_flight
+        )));
     Ok(Router::new()
         .route("/health/live", get(health::live))
         .route("/health/database", get(health::database))
-        .route("/entities/{id}", get(api::entity))
-        .route("/search", get(api::search))
-        .route("/resolve", post(api::resolve))
+        .merge(data)
         .merge(admin)
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.config.body_limit))
         .layer(middleware::from_fn_with_state(state.clone(), timed))
         .with_state(state))
+}
+
+async fn overloaded(_: tower::BoxError) -> Response {
+    Problem::unavailable("the service is at its limit of requests in flight; retry shortly")
+        .into_response()
+}
+
+async fn method_not_allowed(request: Request) -> Response {
+    Problem::method_not_allowed(request.method().as_str(), request.uri().path()).into_response()
 }
 
 async fn not_found(request: Request) -> Response {
@@ -154,7 +301,7 @@ async fn timed(State(state): State<AppState>, request: Request, next: Next) -> R
         .get::<MatchedPath>()
         .map_or("unmatched", |p| p.as_str())
         .to_owned();
-    let method = request.method().as_str().to_owned();
+    let method = metric_method(request.method()).to_owned();
     let started = Instant::now();
     let limit = state.config.request_timeout;
     let response = match tokio::time::timeout(limit, next.run(request)).await {
@@ -188,13 +335,34 @@ async fn timed(State(state): State<AppState>, request: Request, next: Next) -> R
         telemetry::Outcome::Ok
     };
     t.http.record(took, outcome);
+    let mut response = response;
+    response.headers_mut().insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     response
+}
+
+/// A request's method as a metric label: one of a fixed set, so that invented methods make
+/// no new series.
+fn metric_method(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::HEAD => "HEAD",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
 }
 
 /// The monitoring endpoints: with a token configured, `Authorization: Bearer <token>`,
 /// compared in constant time.
 async fn admin_only(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let Some(token) = state.config.admin_token.as_deref() else {
+    let Some(token) = state.config.admin_token.as_ref() else {
         return next.run(request).await;
     };
     let given = request
@@ -203,7 +371,7 @@ async fn admin_only(State(state): State<AppState>, request: Request, next: Next)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
-    if bool::from(given.as_bytes().ct_eq(token.as_bytes())) {
+    if token.matches(given) {
         return next.run(request).await;
     }
     let mut response = Problem::unauthorized().into_response();

@@ -8,6 +8,9 @@ use serde::Serialize;
 
 use crate::db::DbError;
 
+/// What every 503 asks the client to wait before retrying, seconds.
+pub const RETRY_AFTER_SECONDS: &str = "1";
+
 /// The media type of problem answers.
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
@@ -91,6 +94,17 @@ impl Problem {
         }
     }
 
+    /// 405: the route exists, the method does not.
+    pub fn method_not_allowed(method: &str, path: &str) -> Self {
+        Self {
+            kind: "https://pgperf.dev/problems/method-not-allowed",
+            title: "Method not allowed",
+            status: 405,
+            detail: format!("{path} does not answer {method}"),
+            invalid_params: Vec::new(),
+        }
+    }
+
     /// 503: the service cannot answer now.
     pub fn unavailable(detail: impl Into<String>) -> Self {
         Self {
@@ -107,6 +121,9 @@ impl Problem {
     pub fn from_db(e: &DbError) -> Self {
         match e {
             DbError::InvalidInput { field, reason } => Self::bad_input(field, reason.clone()),
+            DbError::Timeout { .. } | DbError::Cancelled { .. } => Self::unavailable(
+                "the database did not answer within the request's time; retry later",
+            ),
             e if e.is_unavailable() => Self {
                 kind: "https://pgperf.dev/problems/unavailable",
                 title: "Database unavailable",
@@ -132,6 +149,13 @@ impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let body = serde_json::to_string(&self).unwrap_or_default();
-        (status, [(header::CONTENT_TYPE, PROBLEM_JSON)], body).into_response()
+        let mut response = (status, [(header::CONTENT_TYPE, PROBLEM_JSON)], body).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                header::HeaderValue::from_static(RETRY_AFTER_SECONDS),
+            );
+        }
+        response
     }
 }

@@ -222,6 +222,12 @@ impl std::fmt::Debug for Telemetry {
 static METADATA: Metadata<'static> = Metadata::new("pgperf::service", Level::INFO, None);
 
 impl Telemetry {
+    /// Drains the recorder's histogram samples into their buckets: without it they pile up
+    /// between scrapes (and forever when nothing scrapes).
+    pub fn upkeep(&self) {
+        self.handle.run_upkeep();
+    }
+
     /// Fresh figures over windows of `window`.
     pub fn new(window: Duration) -> Self {
         let recorder = PrometheusBuilder::new()

@@ -9,7 +9,8 @@ fn pgperf(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_pgperf"));
     cmd.args(args)
         .env("CI", "true")
-        .env_remove("PGPERF_INJECT_SLOWDOWN");
+        .env_remove("PGPERF_INJECT_SLOWDOWN")
+        .env_remove("PGPERF_ADMIN_TOKEN");
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -46,6 +47,43 @@ fn zero_rounds_and_an_out_of_range_scale_are_usage_errors() {
         let out = pgperf(args, &[]);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
         assert!(stderr(&out).contains(args[1]), "{args:?}: {}", stderr(&out));
+    }
+}
+
+#[test]
+fn serving_beyond_loopback_without_a_token_or_with_a_short_one_is_a_usage_error() {
+    let open = pgperf(&["serve", "--bind", "0.0.0.0:0"], &[]);
+    let short = pgperf(
+        &["serve", "--bind", "127.0.0.1:0"],
+        &[("PGPERF_ADMIN_TOKEN", "too-short")],
+    );
+    let flag = pgperf(&["serve", "--admin-token", "x".repeat(40).as_str()], &[]);
+
+    assert_eq!(open.status.code(), Some(2), "{}", stderr(&open));
+    assert!(
+        stderr(&open).contains("--bind 0.0.0.0:0")
+            && stderr(&open).contains("--insecure-open-monitoring"),
+        "{}",
+        stderr(&open)
+    );
+    assert_eq!(short.status.code(), Some(2), "{}", stderr(&short));
+    assert!(stderr(&short).contains("at least 32"), "{}", stderr(&short));
+    assert!(
+        !stderr(&short).contains("too-short"),
+        "the token is never shown"
+    );
+    assert_eq!(
+        flag.status.code(),
+        Some(2),
+        "no token flag: {}",
+        stderr(&flag)
+    );
+    for out in [&open, &short] {
+        assert!(
+            !stderr(out).contains("starting PostgreSQL"),
+            "{}",
+            stderr(out)
+        );
     }
 }
 

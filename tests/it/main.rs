@@ -8,6 +8,7 @@ mod counters;
 mod crud;
 mod faults;
 mod hangs;
+mod hostile;
 mod ingest;
 mod load;
 mod migrations;

@@ -221,7 +221,10 @@ async fn the_cache_serves_a_repeated_search_and_counts_hits_and_misses() {
     assert_eq!(cache.counts(), CacheCounts { hits: 2, misses: 1 });
     let entries = stored_entries(&mut c).await;
     assert_eq!(entries.len(), 1, "{entries:?}");
-    assert_eq!(entries[0].1, 2, "hits counted in the table");
+    assert_eq!(
+        entries[0].1, 0,
+        "hits are counted in memory, not by a write per hit"
+    );
 }
 
 #[tokio::test]
@@ -311,4 +314,37 @@ async fn concurrent_misses_of_one_key_store_one_correct_entry() {
     assert_eq!(stored_entries(&mut c).await.len(), 1);
     let (hit, served) = cache.search(&mut c, &req).await.unwrap();
     assert_eq!((hit, served), (expected, Served::Hit));
+}
+
+#[tokio::test]
+async fn a_purge_keeps_the_cache_under_its_cap_and_pages_by_cursor_are_not_stored() {
+    let t = TestDb::new().await;
+    let mut c = t.db.acquire().await.unwrap();
+    seed(&mut c).await;
+    let cache = SearchCache::default();
+    for i in 0..25 {
+        let req = SearchRequest::new(format!("acme {i}"), 3);
+        cache.search(&mut c, &req).await.unwrap();
+    }
+    let first = cache
+        .search(&mut c, &SearchRequest::new("acme", 1))
+        .await
+        .unwrap()
+        .0;
+    let by_cursor = SearchRequest {
+        after: first.next,
+        ..SearchRequest::new("acme", 1)
+    };
+    let (_, served) = cache.search(&mut c, &by_cursor).await.unwrap();
+    let (_, again) = cache.search(&mut c, &by_cursor).await.unwrap();
+
+    let deleted = SearchCache::purge(&mut c, 10).await.unwrap();
+
+    assert_eq!(
+        (served, again),
+        (Served::Miss, Served::Miss),
+        "a cursor page is not stored"
+    );
+    assert_eq!(deleted, 16, "26 entries stored, 10 kept");
+    assert_eq!(stored_entries(&mut c).await.len(), 10);
 }

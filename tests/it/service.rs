@@ -6,74 +6,13 @@ use std::time::{Duration, Instant};
 use pretty_assertions::assert_eq;
 use serde_json::{Value, json};
 
-use pgperf::db::{Db, EntityKind, PoolSettings};
-use pgperf::service::{Config, router_with, serve as serve_until};
+use pgperf::db::{EntityKind, PoolSettings};
+use pgperf::service::Config;
 
 use crate::support::bounded::{eventually, within};
 use crate::support::dedicated::Dedicated;
+use crate::support::service::{Running, get, parts, serve};
 use crate::support::{TestDb, entity};
-
-/// A service on a free local port, stopped (gracefully) by [`Running::stop`].
-struct Running {
-    base: String,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
-}
-
-impl Running {
-    async fn start(db: Db, config: Config) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let router = router_with(db.clone(), config).unwrap();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(serve_until(listener, router, db, async {
-            let _ = rx.await;
-        }));
-        Self {
-            base: format!("http://{addr}"),
-            stop: Some(tx),
-            task,
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    /// Asks for a graceful stop; the returned task ends when in-flight requests are done.
-    fn stop(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-    }
-}
-
-/// Serves `db` with the default configuration; returns the base URL. The server lives as
-/// long as the test's runtime.
-async fn serve(db: Db) -> String {
-    let running = Running::start(db, Config::default()).await;
-    let base = running.base.clone();
-    std::mem::forget(running.stop);
-    base
-}
-
-/// Status, content type and JSON body of a response.
-async fn parts(response: reqwest::Response) -> (u16, String, Value) {
-    let status = response.status().as_u16();
-    let media = response
-        .headers()
-        .get("content-type")
-        .map(|v| v.to_str().unwrap().to_owned())
-        .unwrap_or_default();
-    let text = response.text().await.unwrap();
-    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
-    (status, media, body)
-}
-
-/// Status, content type and JSON body of a GET.
-async fn get(url: &str) -> (u16, String, Value) {
-    parts(reqwest::get(url).await.unwrap()).await
-}
 
 /// The same with a bearer token.
 async fn get_with_token(url: &str, token: &str) -> (u16, String, Value) {
@@ -460,9 +399,9 @@ async fn the_detailed_check_warns_then_fails_as_the_pool_saturates() {
 #[tokio::test]
 async fn the_monitoring_endpoints_need_the_admin_token_when_one_is_set() {
     let t = TestDb::new().await;
-    let token = "s3cret-admin-token";
+    let token = "s3cret-admin-token-of-at-least-32-bytes";
     let config = Config {
-        admin_token: Some(token.to_owned()),
+        admin_token: Some(pgperf::service::AdminToken::new(token).unwrap()),
         ..Config::default()
     };
     let s = Running::start(t.db.clone(), config).await;

@@ -66,13 +66,14 @@ pub struct Builds {
     pub target: PathBuf,
     /// The profile of the running binary, which the base is built with too.
     pub profile: &'static str,
-    /// Where copies of the binaries are kept.
+    /// Where copies of the binaries are kept: in the target folder, whatever `--results` is,
+    /// so that a base is built once per revision and profile.
     pub bin: PathBuf,
 }
 
 impl Builds {
-    /// The folders for the running binary, with results under `out`.
-    pub fn here(out: &Path) -> anyhow::Result<Self> {
+    /// The folders for the running binary.
+    pub fn here() -> anyhow::Result<Self> {
         let repo = PathBuf::from(git(Path::new("."), &["rev-parse", "--show-toplevel"])?);
         let exe = std::env::current_exe().context("locating the running binary")?;
         let target = exe
@@ -87,9 +88,9 @@ impl Builds {
         };
         Ok(Self {
             repo,
+            bin: target.join("pgperf-ab-bin"),
             target,
             profile,
-            bin: out.join("bin"),
         })
     }
 
@@ -104,7 +105,7 @@ impl Builds {
     /// A copy of the running binary (the head), safe from the base build's overwrite.
     pub fn head(&self) -> anyhow::Result<PathBuf> {
         std::fs::create_dir_all(&self.bin)?;
-        let to = self.bin.join("pgperf-head");
+        let to = self.bin.join(format!("pgperf-head-{}", std::process::id()));
         let exe = std::env::current_exe()?;
         std::fs::copy(&exe, &to).with_context(|| format!("copying {}", exe.display()))?;
         Ok(to)

@@ -49,7 +49,8 @@ pub struct AbArgs {
     /// the base and HEAD may say the same with a `Perf-accepted: <case>` trailer.
     #[arg(long)]
     pub accept: Vec<String>,
-    /// Directory for ab.json, summary.md, the workers' logs and the binaries.
+    /// Directory for ab.json, summary.md and the workers' logs (the binaries are kept in the
+    /// target folder's pgperf-ab-bin/).
     #[arg(long, default_value = "target/pgperf/ab")]
     pub results: PathBuf,
 }
@@ -101,7 +102,7 @@ async fn compare_on(
 
 /// Runs the paired comparison; fails when a case is slower or counts more.
 pub async fn run(args: AbArgs) -> anyhow::Result<()> {
-    let builds = Builds::here(&args.results)?;
+    let builds = Builds::here()?;
     let base_rev = Revision::resolve(&builds.repo, &args.base)?;
     let mut accepted = args.accept.clone();
     accepted.extend(compare::accepted_in_commits(&builds.repo, &base_rev));
@@ -118,6 +119,7 @@ pub async fn run(args: AbArgs) -> anyhow::Result<()> {
     let server = Server::from_env().await?;
     let result = compare_on(&server, [&base_bin, &head_bin], &args, &plan).await;
     server.shutdown().await;
+    let _ = std::fs::remove_file(&head_bin);
     let results = result?;
     let title = format!(
         "pgperf ab: head against {} ({})",

@@ -214,6 +214,9 @@ pub struct Comparison {
     pub counter_breach: Option<CounterBreach>,
     /// The p95 this run may not exceed ([`p95_ceiling_us`]).
     pub ceiling_us: f64,
+    /// The smallest slowdown of this run's p50 that would fail it (the ratio and the floor
+    /// both crossed): the guard's sensitivity for this case on this machine.
+    pub fails_at: f64,
     /// The outcome.
     pub verdict: Verdict,
 }
@@ -312,6 +315,7 @@ pub fn compare(baseline: &CaseBaseline, observed: &Observation) -> Comparison {
         counters_checked: baseline.counters.is_some() && observed.counted.counters.is_some(),
         counter_breach,
         ceiling_us,
+        fails_at: (bound.fail_ratio * expected_p50_us).max(expected_p50_us + floor_us) / p50,
         verdict,
     }
 }

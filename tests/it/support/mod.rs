@@ -6,6 +6,7 @@ pub mod database;
 pub mod dedicated;
 pub mod entities;
 pub mod gate;
+pub mod service;
 pub mod shared;
 
 pub use database::{TestDb, test_db};
