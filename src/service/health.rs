@@ -178,6 +178,12 @@ pub struct Probe {
 
 impl Probe {
     async fn select_1(&self, db: &Db) -> Result<(), DbError> {
+        // A closed pool means the service is stopping: its database is no longer served.
+        if db.pool().is_closed() {
+            return Err(DbError::Unavailable {
+                source: sqlx::Error::PoolClosed,
+            });
+        }
         let mut slot = self.conn.lock().await;
         let mut conn = match slot.take() {
             Some(c) => c,

@@ -86,15 +86,18 @@ impl Drop for Background {
 impl Background {
     fn start(db: Db, telemetry: Arc<Telemetry>, max_entries: u64) -> Self {
         Self(tokio::spawn(async move {
-            let mut tick = tokio::time::interval(UPKEEP_EVERY);
+            let start = tokio::time::Instant::now() + UPKEEP_EVERY;
+            let mut tick = tokio::time::interval_at(start, UPKEEP_EVERY);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
             loop {
                 tick.tick().await;
                 telemetry.upkeep();
-                let purge = async {
-                    let mut c = db.acquire().await?;
-                    SearchCache::purge(&mut c, max_entries).await
+                // Housekeeping never queues for a connection: with none idle, the requests
+                // have the pool, and the purge waits for the next tick.
+                let Some(mut c) = db.pool().try_acquire() else {
+                    continue;
                 };
+                let purge = SearchCache::purge(&mut c, max_entries);
                 match tokio::time::timeout(UPKEEP_EVERY, purge).await {
                     Ok(Ok(_)) => {}
                     Ok(Err(e)) => tracing::warn!("purging the search cache failed: {e}"),

@@ -142,7 +142,7 @@ impl Builds {
                 &rev.sha,
             ],
         )?;
-        let built = self.cargo_build(&tree);
+        let built = mark_as_base(&tree).and_then(|()| self.cargo_build(&tree));
         let _ = git(
             &self.repo,
             &["worktree", "remove", "--force", &tree.to_string_lossy()],
@@ -152,6 +152,13 @@ impl Builds {
         std::fs::create_dir_all(&self.bin)?;
         std::fs::copy(&exe, &to).with_context(|| format!("copying {}", exe.display()))?;
         Ok(to)
+    }
+
+    /// Puts `head` back as the target folder's binary: the base's build replaced it there.
+    pub fn restore_head(&self, head: &Path) -> anyhow::Result<()> {
+        let exe = self.target.join(self.profile_dir()).join("pgperf");
+        std::fs::copy(head, &exe).with_context(|| format!("restoring {}", exe.display()))?;
+        Ok(())
     }
 
     fn cargo_build(&self, tree: &Path) -> anyhow::Result<()> {
@@ -183,5 +190,61 @@ impl Builds {
             started.elapsed().as_secs_f64()
         );
         Ok(())
+    }
+}
+
+/// The version suffix of the base's checkout.
+const BASE_VERSION_SUFFIX: &str = "-ab-base";
+
+/// Gives the base's checkout a package version of its own (`<version>-ab-base`, in
+/// Cargo.toml and Cargo.lock). Cargo names a path package's artifacts by its name and
+/// version, not its path, and judges them fresh by file times: without this, the base's
+/// build takes the head's artifact slots in the shared target folder, and a later
+/// `cargo build` of the head can find them fresh and keep the base's code.
+fn mark_as_base(tree: &Path) -> anyhow::Result<()> {
+    let edit = |file: &str, find: &dyn Fn(&str) -> Option<usize>| -> anyhow::Result<()> {
+        let path = tree.join(file);
+        let mut text =
+            std::fs::read_to_string(&path).with_context(|| path.display().to_string())?;
+        let end =
+            find(&text).with_context(|| format!("no pgperf version in {}", path.display()))?;
+        text.insert_str(end, BASE_VERSION_SUFFIX);
+        Ok(std::fs::write(&path, text)?)
+    };
+    // The closing quote of the first `version = "..."` after `needle`.
+    let after = |needle: &'static str| {
+        move |text: &str| {
+            let at = text.find(needle)? + needle.len();
+            let v = text[at..].find("version = \"")? + at + "version = \"".len();
+            Some(text[v..].find('"')? + v)
+        }
+    };
+    edit("Cargo.toml", &after("[package]"))?;
+    edit("Cargo.lock", &after("name = \"pgperf\"\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_base_checkout_gets_a_version_of_its_own_in_the_manifest_and_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let manifest = "[package]\nname = \"pgperf\"\nversion = \"0.1.0\"\n\n[dependencies]\nx = { version = \"1\" }\n";
+        let lock = "[[package]]\nname = \"other\"\nversion = \"0.1.0\"\n\n[[package]]\nname = \"pgperf\"\nversion = \"0.1.0\"\n";
+        std::fs::write(dir.path().join("Cargo.toml"), manifest).unwrap();
+        std::fs::write(dir.path().join("Cargo.lock"), lock).unwrap();
+
+        mark_as_base(dir.path()).unwrap();
+
+        let read = |f: &str| std::fs::read_to_string(dir.path().join(f)).unwrap();
+        assert_eq!(
+            read("Cargo.toml"),
+            manifest.replacen("0.1.0", "0.1.0-ab-base", 1)
+        );
+        assert_eq!(
+            read("Cargo.lock"),
+            "[[package]]\nname = \"other\"\nversion = \"0.1.0\"\n\n[[package]]\nname = \"pgperf\"\nversion = \"0.1.0-ab-base\"\n"
+        );
     }
 }

@@ -15,6 +15,7 @@ pub mod worker;
 
 use std::path::PathBuf;
 
+use anyhow::Context;
 use pgperf::db::DatabaseUrl;
 use pgperf::perf::paired::Rule;
 use pgperf::perf::wire::{self, Relay};
@@ -94,6 +95,8 @@ async fn compare_on(
     plan: &compare::Plan,
 ) -> anyhow::Result<Vec<compare::CaseResult>> {
     let (admin, _relay) = machine_setup(server)?;
+    std::fs::create_dir_all(&args.results)
+        .with_context(|| format!("creating {}", args.results.display()))?;
     let log = |side: &str| args.results.join(format!("{side}.log"));
     let base = Side::spawn("base", bins[0], &admin, &log("base")).await?;
     let head = Side::spawn("head", bins[1], &admin, &log("head")).await?;
@@ -115,6 +118,7 @@ pub async fn run(args: AbArgs) -> anyhow::Result<()> {
     };
     let head_bin = builds.head()?;
     let base_bin = builds.base(&base_rev)?;
+    builds.restore_head(&head_bin)?;
     eprintln!("pgperf ab: starting PostgreSQL (or reaching PGPERF_DATABASE_URL) ...");
     let server = Server::from_env().await?;
     let result = compare_on(&server, [&base_bin, &head_bin], &args, &plan).await;
