@@ -27,6 +27,20 @@ fn names(names: &[&str]) -> Value {
     json!({ "names": names.iter().map(|n| json!({"name": n, "kind": "organization"})).collect::<Vec<_>>() })
 }
 
+/// A connection holding an exclusive lock on `entities`: resolution's statements wait on it.
+async fn lock_entities(db: &pgperf::db::Db) -> sqlx::PgConnection {
+    let mut locker = db.connect_one().await.unwrap();
+    sqlx::raw_sql("BEGIN; LOCK TABLE entities IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut locker)
+        .await
+        .unwrap();
+    locker
+}
+
+async fn release(locker: &mut sqlx::PgConnection) {
+    sqlx::raw_sql("COMMIT").execute(locker).await.unwrap();
+}
+
 /// The fields a problem answer names.
 fn fields(body: &Value) -> Vec<&str> {
     body["invalid_params"]
@@ -84,11 +98,7 @@ async fn a_batch_past_the_resolution_limit_is_shed_at_once_with_retry_after() {
     };
     let s = Running::start(t.db.clone(), config).await;
     // Hold the one resolution slot: its statements wait for a lock on `entities`.
-    let mut locker = t.db.connect_one().await.unwrap();
-    sqlx::raw_sql("BEGIN; LOCK TABLE entities IN ACCESS EXCLUSIVE MODE")
-        .execute(&mut locker)
-        .await
-        .unwrap();
+    let mut locker = lock_entities(&t.db).await;
     let (url, body) = (s.url("/resolve"), names(&["acme widgets"]));
     let held = tokio::spawn(async move { post_json(&url, &body).await });
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -102,7 +112,7 @@ async fn a_batch_past_the_resolution_limit_is_shed_at_once_with_retry_after() {
         .map(|v| v.to_str().unwrap().to_owned());
     let (status, media, body) = parts(shed).await;
     let (live, _, _) = get(&s.url("/health/live")).await;
-    sqlx::raw_sql("COMMIT").execute(&mut locker).await.unwrap();
+    release(&mut locker).await;
     let (held_status, _, _) = parts(held.await.unwrap()).await;
 
     assert_eq!(
@@ -150,11 +160,7 @@ async fn a_resolution_past_its_time_is_a_503_and_leaves_no_statement_running() {
         ..Config::default()
     };
     let s = Running::start(t.db.clone(), config).await;
-    let mut locker = t.db.connect_one().await.unwrap();
-    sqlx::raw_sql("BEGIN; LOCK TABLE entities IN ACCESS EXCLUSIVE MODE")
-        .execute(&mut locker)
-        .await
-        .unwrap();
+    let mut locker = lock_entities(&t.db).await;
 
     let response = post_json(&s.url("/resolve"), &names(&["acme widgets"])).await;
     let retry_after = response.headers().contains_key("retry-after");
@@ -180,7 +186,7 @@ async fn a_resolution_past_its_time_is_a_503_and_leaves_no_statement_running() {
         },
     )
     .await;
-    sqlx::raw_sql("COMMIT").execute(&mut locker).await.unwrap();
+    release(&mut locker).await;
 
     assert_eq!(
         (status, media.as_str(), retry_after),
