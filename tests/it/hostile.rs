@@ -41,6 +41,15 @@ async fn release(locker: &mut sqlx::PgConnection) {
     sqlx::raw_sql("COMMIT").execute(locker).await.unwrap();
 }
 
+/// The `pgperf_http_requests_total` series (names and labels, no values) of a scrape.
+async fn http_series(client: &reqwest::Client, url: &str) -> std::collections::BTreeSet<String> {
+    let text = client.get(url).send().await.unwrap().text().await.unwrap();
+    text.lines()
+        .filter(|l| l.starts_with("pgperf_http_requests_total{"))
+        .map(|l| l[..=l.find('}').unwrap()].to_owned())
+        .collect()
+}
+
 /// The fields a problem answer names.
 fn fields(body: &Value) -> Vec<&str> {
     body["invalid_params"]
@@ -201,12 +210,6 @@ async fn invented_methods_make_no_new_metric_series() {
     let t = TestDb::new().await;
     let s = Running::start(t.db.clone(), Config::default()).await;
     let client = reqwest::Client::new();
-    let series = |text: &str| {
-        text.lines()
-            .filter(|l| l.starts_with("pgperf_http_requests_total{"))
-            .map(|l| l[..=l.find('}').unwrap()].to_owned())
-            .collect::<std::collections::BTreeSet<_>>()
-    };
     let method = reqwest::Method::from_bytes(b"BREW").unwrap();
     client
         .request(method, s.url("/search"))
@@ -214,16 +217,7 @@ async fn invented_methods_make_no_new_metric_series() {
         .await
         .unwrap();
     client.get(s.url("/metrics")).send().await.unwrap();
-    let before = series(
-        &client
-            .get(s.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-    );
+    let before = http_series(&client, &s.url("/metrics")).await;
 
     for i in 0..50 {
         let method = reqwest::Method::from_bytes(format!("X{i}Y").as_bytes()).unwrap();
@@ -233,16 +227,7 @@ async fn invented_methods_make_no_new_metric_series() {
             .await
             .unwrap();
     }
-    let after = series(
-        &client
-            .get(s.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-    );
+    let after = http_series(&client, &s.url("/metrics")).await;
 
     let new: Vec<_> = after.difference(&before).collect();
     assert!(new.is_empty(), "new series: {new:?}");
