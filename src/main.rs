@@ -40,6 +40,9 @@ enum Command {
     Serve(cli::serve::ServeArgs),
     /// Load tests against the API service (goose): smoke, throughput, load, stress, spike, soak.
     Load(cli::load::LoadArgs),
+    /// The webhook receiver of Alertmanager's notifications: logs each as a JSON line and can
+    /// forward it to a Slack-compatible webhook.
+    AlertSink(cli::alert_sink::AlertSinkArgs),
     /// The trend of past load runs: a table and an SVG plot.
     History(cli::load::history::HistoryArgs),
     /// The API service's figures in one run: cached search over HTTP against the data layer,
@@ -102,6 +105,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::ServeBench(args) => cli::serve_bench::run(args).await,
         Command::Load(args) => cli::load::run(args).await,
         Command::History(args) => cli::load::history::run(args),
+        Command::AlertSink(args) => cli::alert_sink::run(args).await,
         Command::CheckServer => cli::check_server::run().await,
     }
 }

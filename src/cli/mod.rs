@@ -3,6 +3,7 @@
 
 pub mod ab;
 pub mod accuracy;
+pub mod alert_sink;
 pub mod check_server;
 mod child;
 pub mod ingest_bench;

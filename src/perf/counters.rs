@@ -1,6 +1,7 @@
 //! Deterministic costs of an operation, read from `pg_stat_statements` around a counting pass:
-//! statements, rows, shared buffers touched, WAL bytes and temporary blocks per operation, and
-//! the server's execution (plus planning) time. Unlike latency they do not depend on the
+//! statements, rows, shared buffers touched, WAL bytes and temporary blocks per operation, the
+//! statements run inside functions and triggers (where the server tracks them:
+//! `pg_stat_statements.track = all`), and the server's execution (plus planning) time. Unlike latency they do not depend on the
 //! machine, so they are held tightly: an N+1 query or a missing index fails exactly, everywhere.
 //!
 //! The figures are the sum over the current database's top-level statements, so only the
@@ -20,6 +21,7 @@ pub struct Totals {
     wal_bytes: f64,
     temp_blocks: f64,
     time_us: f64,
+    nested_calls: Option<f64>,
 }
 
 /// Whether the server can give counters.
@@ -48,15 +50,20 @@ pub async fn enable(conn: &mut PgConnection) -> Availability {
     }
 }
 
-/// The totals now. The query leaves itself (and anything mentioning the view) out.
+/// The totals now. The query leaves itself (and anything mentioning the view) out. A
+/// top-level statement's figures include what its functions and triggers ran; the nested
+/// statements are counted apart, and only where the server tracks them.
 pub async fn snapshot(conn: &mut PgConnection) -> Result<Totals, DbError> {
-    let row: (f64, f64, f64, f64, f64, f64) = sqlx::query_as(
-        "SELECT coalesce(sum(calls), 0)::float8,
-                coalesce(sum(rows), 0)::float8,
-                coalesce(sum(shared_blks_hit + shared_blks_read), 0)::float8,
-                coalesce(sum(wal_bytes), 0)::float8,
-                coalesce(sum(temp_blks_read + temp_blks_written), 0)::float8,
-                coalesce(sum(total_exec_time + total_plan_time), 0)::float8 * 1000
+    let row: (f64, f64, f64, f64, f64, f64, Option<f64>) = sqlx::query_as(
+        "SELECT coalesce(sum(calls) FILTER (WHERE toplevel), 0)::float8,
+                coalesce(sum(rows) FILTER (WHERE toplevel), 0)::float8,
+                coalesce(sum(shared_blks_hit + shared_blks_read) FILTER (WHERE toplevel), 0)::float8,
+                coalesce(sum(wal_bytes) FILTER (WHERE toplevel), 0)::float8,
+                coalesce(sum(temp_blks_read + temp_blks_written) FILTER (WHERE toplevel), 0)::float8,
+                coalesce(sum(total_exec_time + total_plan_time) FILTER (WHERE toplevel), 0)::float8
+                    * 1000,
+                CASE WHEN current_setting('pg_stat_statements.track', true) = 'all'
+                     THEN coalesce(sum(calls) FILTER (WHERE NOT toplevel), 0)::float8 END
          FROM pg_stat_statements
          WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
            AND query NOT LIKE '%pg_stat_statements%'",
@@ -70,6 +77,7 @@ pub async fn snapshot(conn: &mut PgConnection) -> Result<Totals, DbError> {
         wal_bytes: row.3,
         temp_blocks: row.4,
         time_us: row.5,
+        nested_calls: row.6,
     })
 }
 
@@ -107,6 +115,10 @@ pub struct Counters {
     pub temp_blocks: f64,
     /// WAL generated, bytes.
     pub wal_bytes: f64,
+    /// Statements run inside functions and triggers (a trigger's `UPDATE`): none where the
+    /// server does not track them, or the recording predates this counter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nested_statements: Option<f64>,
 }
 
 /// One counter of [`Counters`], for messages and policy.
@@ -124,13 +136,16 @@ pub enum Counter {
     WalBytes,
     /// [`Counters::temp_blocks`].
     TempBlocks,
+    /// [`Counters::nested_statements`].
+    NestedStatements,
 }
 
 impl Counter {
     /// Every counter, in report order.
-    pub const ALL: [Counter; 6] = [
+    pub const ALL: [Counter; 7] = [
         Self::RoundTrips,
         Self::Statements,
+        Self::NestedStatements,
         Self::Rows,
         Self::Blocks,
         Self::WalBytes,
@@ -146,26 +161,28 @@ impl Counter {
             Self::Blocks => "shared buffers (hit + read) per operation",
             Self::WalBytes => "WAL bytes per operation",
             Self::TempBlocks => "temporary blocks per operation",
+            Self::NestedStatements => "statements in functions and triggers per operation",
         }
     }
 
-    /// Its value in `c`.
-    pub fn of(self, c: &Counters) -> f64 {
-        match self {
+    /// Its value in `c`, when `c` has it.
+    pub fn of(self, c: &Counters) -> Option<f64> {
+        Some(match self {
             Self::RoundTrips => c.round_trips,
             Self::Statements => c.statements,
             Self::Rows => c.rows,
             Self::Blocks => c.blocks,
             Self::WalBytes => c.wal_bytes,
             Self::TempBlocks => c.temp_blocks,
-        }
+            Self::NestedStatements => return c.nested_statements,
+        })
     }
 
     /// What a counter may grow by on top of `counter_ratio` before it fails: small counts
     /// move by a unit now and then (a page split, a second heap page), which is no regression.
     pub fn slack(self) -> f64 {
         match self {
-            Self::RoundTrips | Self::Statements => 0.5,
+            Self::RoundTrips | Self::Statements | Self::NestedStatements => 0.5,
             Self::Rows => 1.0,
             Self::Blocks => 4.0,
             Self::WalBytes => 512.0,
@@ -211,6 +228,7 @@ impl Counted {
                 statements: per(b.calls, a.calls),
                 temp_blocks: per(b.temp_blocks, a.temp_blocks),
                 wal_bytes: per(b.wal_bytes, a.wal_bytes),
+                nested_statements: b.nested_calls.zip(a.nested_calls).map(|(b, a)| per(b, a)),
             }),
             round_trips,
             server_us: Some(per(b.time_us, a.time_us)),

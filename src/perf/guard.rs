@@ -77,6 +77,10 @@ fn counter_hint(counter: Counter) -> &'static str {
         Counter::Rows => "more rows per operation: a lost filter or limit",
         Counter::WalBytes => "more is written per operation: a new index, trigger or wider rows",
         Counter::TempBlocks => "a sort or hash now spills to disk: work_mem, or a changed plan",
+        Counter::NestedStatements => {
+            "more statements run inside functions or triggers: a new trigger on a table, or a \
+             statement added to one"
+        }
     }
 }
 

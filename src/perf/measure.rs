@@ -71,46 +71,81 @@ impl MeasureConfig {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Slowdown(pub f64);
 
-/// A task's slowdown, held to its factor in wall time. A plain wait of (factor - 1) x each
-/// operation overshoots on 2 cores: the idle gap lets the server's CPU go to sleep, and the
-/// next operation pays the wake-up (a nominal 3x once made `SELECT 1` 5.5x slower). So the
-/// pacer learns the operation's unslowed median in the warm-up, follows how much the gaps
-/// inflate it (a streaming median of the operations before padding), and pads each operation
-/// to `factor` x its time less that inflation: the slowed median is `factor` x the unslowed.
+/// A task's slowdown, held to its factor in wall time: the slowed p50 is `factor` x the
+/// plain p50. Simpler ways missed on 2 cores:
+/// - a wait of (factor - 1) x each operation let the server's core fall asleep, and the next
+///   operation paid the wake-up (a nominal 3x made `SELECT 1` 5.5x slower);
+/// - running the operation twice for 2x read x2.3 (`SELECT 1`): the median of a sum of two
+///   skewed latencies is above twice their median;
+/// - a pacer anchored on the warm-up's median read x1.6 once, the warm-up having run faster.
+///
+/// So the pacer keeps measuring the plain operation: every [`PLAIN_BLOCK`] recorded
+/// operations it runs as many unrecorded, back to back as in a plain run, and keeps the times
+/// of the block's second half (the first ones still run on a core the padding kept busy, and
+/// read 5-10 % faster than a plain run). A recorded operation is padded to `factor` x the
+/// median of the last [`PLAIN_SAMPLES`] kept.
 struct Pacer {
     factor: f64,
-    /// The warm-up's median, µs.
-    unslowed_us: f64,
-    /// Streaming median of the slowed run's operations before padding, µs.
-    median_us: f64,
+    plain: std::collections::VecDeque<Duration>,
+    since_block: usize,
 }
 
+/// Operations in a plain block, and recorded operations between two blocks.
+const PLAIN_BLOCK: usize = 16;
+
+/// Plain samples the pacer's median is taken over.
+const PLAIN_SAMPLES: usize = 48;
+
 impl Pacer {
-    fn new(slowdown: Slowdown, unslowed: Duration) -> Self {
-        let unslowed_us = unslowed.as_secs_f64() * 1e6;
+    fn new(slowdown: Slowdown) -> Self {
         Self {
-            factor: slowdown.0,
-            unslowed_us,
-            median_us: unslowed_us,
+            factor: slowdown.0.clamp(1.0, 100.0),
+            plain: std::collections::VecDeque::with_capacity(PLAIN_SAMPLES),
+            since_block: PLAIN_BLOCK,
         }
     }
 
     /// Busy-waits (a sleep would round up to the timer's millisecond) until the operation that
-    /// started at `started` and took `took` appears to take `factor` times its unslowed time.
-    fn pad(&mut self, started: Instant, took: Duration) {
-        let took_us = took.as_secs_f64() * 1e6;
-        // A step of 2 % of the unslowed median toward each sample (the "frugal" median).
-        let step = 0.02 * self.unslowed_us;
-        self.median_us += if took_us > self.median_us {
-            step
-        } else {
-            -step
+    /// started at `started` has taken `factor` x the plain median.
+    fn pad(&self, started: Instant) {
+        let mut plain: Vec<Duration> = self.plain.iter().copied().collect();
+        plain.sort_unstable();
+        let Some(median) = plain.get(plain.len() / 2) else {
+            return;
         };
-        let inflation = (self.median_us - self.unslowed_us).max(0.0);
-        let own_us = (took_us - inflation).max(took_us.min(self.unslowed_us) / 2.0);
-        let until = started + Duration::from_secs_f64(self.factor * own_us / 1e6);
+        let until = started + median.mul_f64(self.factor);
         while Instant::now() < until {
             std::hint::spin_loop();
+        }
+    }
+
+    /// After every [`PLAIN_BLOCK`] recorded operations (and before the first), runs a block
+    /// of plain ones and keeps the second half's times.
+    async fn sample<S, E: std::fmt::Display>(
+        &mut self,
+        state: &mut S,
+        op: &Operation<S, E>,
+        watchdog: &mut Watchdog,
+    ) {
+        if self.since_block < PLAIN_BLOCK {
+            self.since_block += 1;
+            return;
+        }
+        self.since_block = 1;
+        for i in 0..PLAIN_BLOCK {
+            let started = Instant::now();
+            if watchdog.run(state, op).await.is_err() {
+                if watchdog.fired {
+                    return;
+                }
+                continue;
+            }
+            if i >= PLAIN_BLOCK / 2 {
+                if self.plain.len() == PLAIN_SAMPLES {
+                    self.plain.pop_front();
+                }
+                self.plain.push_back(started.elapsed());
+            }
         }
     }
 }
@@ -208,9 +243,9 @@ where
             go.wait().await;
             match warm {
                 Err(first_error) => TaskResult::failed(first_error),
-                Ok(unslowed) => {
+                Ok(()) => {
                     let deadline = Instant::now() + config.max_duration;
-                    let pacer = slowdown.map(|s| Pacer::new(s, unslowed));
+                    let pacer = slowdown.map(Pacer::new);
                     run_task(&mut state, &op, &remaining, deadline, &config, pacer).await
                 }
             }
@@ -294,22 +329,18 @@ impl Watchdog {
 
 /// The warm-up: at most `warmup_iterations` operations, stopping at the first failure (which
 /// it returns): measuring an operation that fails would only repeat the failure.
-/// Runs the warm-up; returns its median operation time, or the first error.
 async fn warm_up<S, E: std::fmt::Display>(
     state: &mut S,
     op: &Operation<S, E>,
     config: &MeasureConfig,
-) -> Result<Duration, String> {
+) -> Result<(), String> {
     let mut watchdog = Watchdog::new(config.op_timeout);
-    let mut took = latency_histogram();
     for _ in 0..config.warmup_iterations {
-        let started = Instant::now();
         if let Err(e) = watchdog.run(state, op).await {
             return Err(format!("during warm-up: {e}"));
         }
-        record(&mut took, started.elapsed());
     }
-    Ok(Duration::from_nanos(took.value_at_quantile(0.5)))
+    Ok(())
 }
 
 async fn run_task<S, E: std::fmt::Display>(
@@ -326,14 +357,17 @@ async fn run_task<S, E: std::fmt::Display>(
         first_error: None,
     };
     let mut watchdog = Watchdog::new(config.op_timeout);
+    if let Some(p) = pacer.as_mut() {
+        p.sample(state, op, &mut watchdog).await;
+    }
     while remaining
         .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
         .is_ok()
     {
         let started = Instant::now();
         let outcome = watchdog.run(state, op).await;
-        if let Some(p) = pacer.as_mut() {
-            p.pad(started, started.elapsed());
+        if let Some(p) = pacer.as_ref() {
+            p.pad(started);
         }
         let took = started.elapsed();
         match outcome {
@@ -346,6 +380,9 @@ async fn run_task<S, E: std::fmt::Display>(
         // After a timeout the state (a connection mid-query) is unusable: stop this task.
         if took.is_zero() || watchdog.fired || Instant::now() >= deadline {
             break;
+        }
+        if let Some(p) = pacer.as_mut() {
+            p.sample(state, op, &mut watchdog).await;
         }
     }
     result

@@ -109,6 +109,7 @@ pub fn cases(area: Area) -> Vec<Case> {
             case("search.cached", Op::SearchCached, 2_000, 1, query),
             case("resolve.one", Op::ResolveOne, 30, 1, query),
             case("resolve.batch_10", Op::ResolveBatch10, 10, 1, Some(5_000.0)),
+            case("resolve.score_200", Op::ScoreNames, 1_000, 1, query),
             case("http.search_cached", Op::HttpSearchCached, 2_000, 1, query),
             case("http.search_uncached", Op::HttpSearchUncached, 30, 1, query),
         ],

@@ -12,6 +12,7 @@ use super::Case;
 use super::seed::{ENTITIES, SEED};
 use crate::dataset;
 use crate::db::ingest::{copy_records, insert_records_unnest, upsert_records};
+use crate::db::name_score::name_score;
 use crate::db::repo::entities;
 use crate::db::resolve::{NameToResolve, Thresholds, resolve_batch};
 use crate::db::search::{self, SearchRequest};
@@ -19,7 +20,7 @@ use crate::db::search_cache::SearchCache;
 use crate::db::unit_of_work::create_entity_with_aliases;
 use crate::db::{
     Db, DbError, EntityChanges, EntityKind, MeteredConnection, NewEntity, NewSourceRecord,
-    PoolSettings,
+    PoolSettings, normalize_name,
 };
 use crate::perf::{Measurement, Operation, PerfError, Slowdown, measure_from};
 
@@ -75,6 +76,10 @@ pub enum Op {
     ResolveOne,
     /// Resolution of 10 noisy names in one statement.
     ResolveBatch10,
+    /// The client's share of a resolution, alone: a noisy name scored word by word against
+    /// [`SCORED_CANDIDATES`] normalized names (no database). Resolution's own cases are
+    /// dominated by their SQL passes, so a change to scoring's CPU shows here first.
+    ScoreNames,
     /// `GET /search` through the API service (on 127.0.0.1, keep-alive), over the 20 cached
     /// queries of [`Op::SearchCached`]: the service's cost on top of the data layer's.
     HttpSearchCached,
@@ -173,6 +178,7 @@ pub(super) async fn run<T>(
         Op::SearchCached => r.search_cached(at_start).await,
         Op::ResolveOne => r.with_rng(at_start, resolve_names(1)).await,
         Op::ResolveBatch10 => r.with_rng(at_start, resolve_names(10)).await,
+        Op::ScoreNames => Ok(r.score_names(at_start).await),
         Op::HttpSearchCached => r.http_search(at_start, true).await,
         Op::HttpSearchUncached => r.http_search(at_start, false).await,
     }
@@ -256,7 +262,42 @@ fn resolve_names(n: usize) -> WithRng {
     })
 }
 
+/// Candidates [`Op::ScoreNames`] scores a name against: about what resolution's first pass
+/// keeps for one name.
+pub const SCORED_CANDIDATES: u64 = 200;
+
+/// [`Op::ScoreNames`]' state: the candidates, the noisy names it cycles through (made and
+/// normalized beforehand, so that the case times scoring alone), and the next one.
+type Scoring = (Arc<Vec<String>>, Vec<String>, usize);
+
+fn score_names() -> Operation<Scoring, DbError> {
+    Arc::new(|(candidates, names, next)| {
+        let name = &names[*next % names.len()];
+        *next += 1;
+        for candidate in candidates.iter() {
+            std::hint::black_box(name_score(name, candidate));
+        }
+        Box::pin(std::future::ready(Ok(())))
+    })
+}
+
 impl Run<'_> {
+    async fn score_names<T>(&self, at_start: impl Future<Output = T>) -> (Measurement, T) {
+        let candidates: Arc<Vec<String>> = Arc::new(
+            (0..SCORED_CANDIDATES)
+                .map(|i| normalize_name(&dataset::entity_name(SEED, i)))
+                .collect(),
+        );
+        let states = rngs(self.n)
+            .into_iter()
+            .map(|mut rng| {
+                let names = (0..64).map(|_| normalize_name(&noisy(&mut rng))).collect();
+                (Arc::clone(&candidates), names, 0)
+            })
+            .collect();
+        self.go(states, score_names(), at_start).await
+    }
+
     async fn go<S: Send + 'static, E: std::fmt::Display + Send + 'static, T>(
         &self,
         states: Vec<S>,

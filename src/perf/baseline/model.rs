@@ -275,6 +275,7 @@ impl CaseBaseline {
                 statements: r3(c.statements),
                 temp_blocks: r3(c.temp_blocks),
                 wal_bytes: r3(c.wal_bytes),
+                nested_statements: c.nested_statements.map(r3),
             }),
             cpu_us: CpuPerOp {
                 client_us: r3(self.cpu_us.client_us),
@@ -349,7 +350,7 @@ impl CaseBaseline {
         }
         if let Some(c) = &self.counters {
             for counter in crate::perf::counters::Counter::ALL {
-                if !not_negative(counter.of(c)) {
+                if !counter.of(c).is_none_or(not_negative) {
                     return Err(bad(
                         counter.label(),
                         "must be a finite number, zero or more",
