@@ -3,6 +3,7 @@
 
 mod support;
 
+mod alerting;
 mod cli;
 mod counters;
 mod crud;

@@ -63,3 +63,41 @@ fn the_dashboard_is_json_with_a_query_in_every_panel() {
         );
     }
 }
+
+/// Every alert keeps `instance` (an aggregation must keep it: `sum by (instance, ...)`), and
+/// every alert links a runbook that exists in docs/runbooks/.
+#[test]
+fn every_alert_keeps_its_instance_and_links_a_runbook_that_exists() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let rules = std::fs::read_to_string(root.join("monitoring/prometheus/alerts.yml")).unwrap();
+    let alerts: Vec<&str> = rules.split("- alert: ").skip(1).collect();
+    assert!(alerts.len() >= 19, "{} alerts", alerts.len());
+    for alert in alerts {
+        let name = alert.lines().next().unwrap();
+        let expr = alert
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("expr: "))
+            .unwrap();
+        for aggregation in ["sum(", "avg(", "max(", "min(", "count("] {
+            assert!(
+                !expr.contains(aggregation),
+                "{name}: {aggregation} drops instance: {expr}"
+            );
+        }
+        for by in expr.split(" by (").skip(1) {
+            assert!(
+                by.starts_with("instance"),
+                "{name}: by ({by} drops instance"
+            );
+        }
+        let runbook = alert
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("runbook_url: "))
+            .unwrap_or_else(|| panic!("{name} has no runbook_url"))
+            .trim_matches('"');
+        assert!(
+            runbook.starts_with("docs/runbooks/") && root.join(runbook).is_file(),
+            "{name}: runbook {runbook} does not exist"
+        );
+    }
+}
