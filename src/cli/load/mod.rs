@@ -36,7 +36,7 @@ use rand::Rng;
 use pgperf::scenarios::plans::noisy_name;
 
 use self::profile::{Kind, Overrides, Profile, ProfileName, Shape, Weights};
-use self::record::{Recorder, Sample, proc_stat};
+use self::record::{MetricsGap, Recorder, Sample, proc_stat};
 use self::thresholds::LoadThresholds;
 use super::scale::parse_count;
 use super::{Failure, with_workspace};
@@ -460,15 +460,10 @@ async fn watch(w: Watch) {
         let mut sample = match request.send().await {
             Ok(r) if r.status().is_success() => match r.json::<serde_json::Value>().await {
                 Ok(body) => Sample::from_metrics(t, &body),
-                Err(_) => Sample {
-                    t,
-                    ..Sample::default()
-                },
+                Err(_) => Sample::without_metrics(t, MetricsGap::NotJson),
             },
-            _ => Sample {
-                t,
-                ..Sample::default()
-            },
+            Ok(r) => Sample::without_metrics(t, MetricsGap::Status(r.status().as_u16())),
+            Err(_) => Sample::without_metrics(t, MetricsGap::NoAnswer),
         };
         if let Some(pid) = pid
             && let Some((cpu, rss)) = proc_stat(pid)
@@ -510,7 +505,26 @@ async fn watch(w: Watch) {
             for (i, s) in steps.iter().enumerate() {
                 end += s.secs;
                 if i == judged_steps && t >= end + LAUNCH.as_secs_f64() + 1.0 {
-                    let verdict = report::judge_step(i, s, &state.recorder.segment(i), &thresholds);
+                    let from = end - s.secs + LAUNCH.as_secs_f64();
+                    let window: Vec<Sample> = samples
+                        .lock()
+                        .map(|all| {
+                            all.iter()
+                                .filter(|x| x.t >= from && x.t <= t)
+                                .copied()
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    let verdict = report::judge_step(
+                        i,
+                        s,
+                        &state.recorder.segment(i),
+                        &report::Evidence {
+                            samples: &window,
+                            expects_hits: profile.weights.expects_hits(),
+                        },
+                        &thresholds,
+                    );
                     eprintln!(
                         "pgperf: stress step {:>5.0}/s: {}",
                         s.rate,

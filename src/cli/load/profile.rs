@@ -85,6 +85,13 @@ impl Kind {
 pub struct Weights(pub Vec<(Kind, u32)>);
 
 impl Weights {
+    /// Whether the mix sends popular queries, so that some searches must be cache hits.
+    pub fn expects_hits(&self) -> bool {
+        self.0
+            .iter()
+            .any(|(kind, weight)| *kind == Kind::CachedSearch && *weight > 0)
+    }
+
     /// The default mix: mostly searches, some entity reads, resolution and health checks.
     pub fn default_mix() -> Self {
         Self(vec![

@@ -240,15 +240,54 @@ pub struct Sample {
     pub pool_created: f64,
     /// Search cache hit ratio (since the service started).
     pub cache_hit_ratio: f64,
-    /// The worst p95 of any database operation in the service's window, ms.
-    pub query_p95_ms: f64,
+    /// The worst p95 of any database operation in the service's window, ms; none when the
+    /// sample could not read it (see `gap`).
+    pub query_p95_ms: Option<f64>,
+    /// Why the metrics endpoint gave no figures, when it did not.
+    pub gap: Option<MetricsGap>,
     /// The service process's CPU, percent of one core over the last second (when known).
     pub cpu_percent: Option<f64>,
     /// The service process's resident memory, MiB (when known).
     pub rss_mib: Option<f64>,
 }
 
+/// Why a sample of `/health/database/metrics` has no figures: a threshold that needs them
+/// fails, naming this, rather than pass on zeros.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum MetricsGap {
+    /// The endpoint answered with this status.
+    Status(u16),
+    /// No answer (refused, timed out).
+    NoAnswer,
+    /// The answer was not JSON.
+    NotJson,
+    /// The answer had no `queries` object (a renamed key).
+    NoQueries,
+}
+
+impl std::fmt::Display for MetricsGap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        const AT: &str = "/health/database/metrics";
+        match self {
+            Self::Status(401) => write!(f, "401 from {AT}; set PGPERF_ADMIN_TOKEN"),
+            Self::Status(code) => write!(f, "{code} from {AT}"),
+            Self::NoAnswer => write!(f, "no answer from {AT}"),
+            Self::NotJson => write!(f, "{AT} did not answer JSON"),
+            Self::NoQueries => write!(f, "{AT} has no `queries` object"),
+        }
+    }
+}
+
 impl Sample {
+    /// A sample at `t` without the service's figures, and why.
+    pub fn without_metrics(t: f64, gap: MetricsGap) -> Self {
+        Self {
+            t,
+            gap: Some(gap),
+            ..Self::default()
+        }
+    }
+
     /// In use over max.
     pub fn utilization(&self) -> f64 {
         if self.max > 0.0 {
@@ -269,8 +308,7 @@ impl Sample {
             .unwrap_or(0.0);
         let query_p95_ms = body["queries"]
             .as_object()
-            .map(|m| m.values().map(|q| f(&q["p95_ms"])).fold(0.0, f64::max))
-            .unwrap_or(0.0);
+            .map(|m| m.values().map(|q| f(&q["p95_ms"])).fold(0.0, f64::max));
         Self {
             t,
             in_use: f(&pool["active"]),
@@ -281,6 +319,7 @@ impl Sample {
             pool_created: f(&pool["created"]),
             cache_hit_ratio: f(&body["search_cache"]["hit_ratio"]),
             query_p95_ms,
+            gap: query_p95_ms.is_none().then_some(MetricsGap::NoQueries),
             cpu_percent: None,
             rss_mib: None,
         }

@@ -56,16 +56,47 @@ fn totals(kinds: &BTreeMap<Kind, KindSummary>) -> (u64, u64) {
         .fold((0, 0), |(n, e), k| (n + k.ok + k.errors, e + k.errors))
 }
 
-/// The search latency thresholds `kinds` breaks (a kind with no answer is not judged).
-fn search_breaches(kinds: &BTreeMap<Kind, KindSummary>, t: &LoadThresholds) -> Vec<String> {
+/// What thresholds beyond each kind's latency are judged on: the service's samples (its
+/// database p95) and whether the mix expects cache hits.
+pub struct Evidence<'a> {
+    /// The samples of `/health/database/metrics` over the judged span.
+    pub samples: &'a [Sample],
+    /// The mix sends popular queries: some searches must be cache hits.
+    pub expects_hits: bool,
+}
+
+/// The worst database p95 the samples read, or why none could be read.
+pub fn db_query_p95(samples: &[Sample]) -> Result<f64, String> {
+    let read: Vec<f64> = samples.iter().filter_map(|s| s.query_p95_ms).collect();
+    if read.is_empty() {
+        let why = samples.iter().find_map(|s| s.gap).map_or_else(
+            || "no sample of /health/database/metrics was taken".to_owned(),
+            |g| g.to_string(),
+        );
+        return Err(format!("no metrics sample: {why}"));
+    }
+    Ok(read.into_iter().fold(0.0, f64::max))
+}
+
+/// The thresholds `kinds` and `evidence` break. A threshold whose measure has no sample fails,
+/// saying why: missing data never passes.
+fn breaches_of(
+    kinds: &BTreeMap<Kind, KindSummary>,
+    evidence: &Evidence,
+    t: &LoadThresholds,
+) -> Vec<String> {
     let mut breaches = Vec::new();
-    if let Some(c) = kinds.get(&Kind::CachedSearch).filter(|c| c.ok > 0)
-        && c.p50_ms > t.cached_search.p50_ms
-    {
-        breaches.push(format!(
+    match kinds.get(&Kind::CachedSearch).filter(|c| c.ok > 0) {
+        Some(c) if c.p50_ms > t.cached_search.p50_ms => breaches.push(format!(
             "cached search p50 {:.1} ms > {} ms",
             c.p50_ms, t.cached_search.p50_ms
-        ));
+        )),
+        None if evidence.expects_hits => breaches.push(
+            "cached search p50: no search was a cache hit (x-cache: hit), though the mix sends \
+             popular queries"
+                .to_owned(),
+        ),
+        _ => {}
     }
     if let Some(u) = kinds.get(&Kind::UncachedSearch).filter(|u| u.ok > 0)
         && u.p95_ms > t.uncached_search.p95_ms
@@ -75,6 +106,14 @@ fn search_breaches(kinds: &BTreeMap<Kind, KindSummary>, t: &LoadThresholds) -> V
             u.p95_ms, t.uncached_search.p95_ms
         ));
     }
+    match db_query_p95(evidence.samples) {
+        Err(why) => breaches.push(format!("database query p95: {why}")),
+        Ok(p95) if p95 > t.database.query_p95_ms => breaches.push(format!(
+            "database query p95 {p95:.1} ms > {} ms (the service's own metrics)",
+            t.database.query_p95_ms
+        )),
+        Ok(_) => {}
+    }
     breaches
 }
 
@@ -83,6 +122,7 @@ pub fn judge_step(
     index: usize,
     step: &Step,
     kinds: &BTreeMap<Kind, KindSummary>,
+    evidence: &Evidence,
     t: &LoadThresholds,
 ) -> StepVerdict {
     let (n, errors) = totals(kinds);
@@ -94,7 +134,7 @@ pub fn judge_step(
     } else {
         errors as f64 / n as f64
     };
-    let mut breaches = search_breaches(kinds, t);
+    let mut breaches = breaches_of(kinds, evidence, t);
     if error_rate > t.errors.rate {
         breaches.push(format!(
             "error rate {:.2} % > {:.2} %",
@@ -238,7 +278,7 @@ pub fn summarize(
     let searches: u64 = per_second.iter().map(|s| s.searches_done()).sum();
     let achieved_searches_per_s = searches as f64 / scheduled;
     let achieved_per_s = requests as f64 / scheduled;
-    let db_query_p95_ms = samples.iter().map(|s| s.query_p95_ms).fold(0.0, f64::max);
+    let db_query_p95_ms = db_query_p95(samples).unwrap_or(0.0);
 
     // The pool against latency, second by second.
     let p95s = p95_per_second(recorder);
@@ -329,13 +369,11 @@ pub fn summarize(
         })
         .unwrap_or_default();
 
-    let mut breaches = search_breaches(&kinds, t);
-    if db_query_p95_ms > t.database.query_p95_ms {
-        breaches.push(format!(
-            "database query p95 {db_query_p95_ms:.1} ms > {} ms (the service's own metrics)",
-            t.database.query_p95_ms
-        ));
-    }
+    let evidence = Evidence {
+        samples,
+        expects_hits: profile.weights.expects_hits(),
+    };
+    let mut breaches = breaches_of(&kinds, &evidence, t);
     if error_rate > t.errors.rate {
         breaches.push(format!(
             "error rate {:.2} % > {:.2} % ({errors} of {requests})",
@@ -678,4 +716,125 @@ pub fn print(s: &Summary, out: &Path) {
         "Files: {0}/summary.json, {0}/report.md, {0}/latency.svg, {0}/rps.svg, {0}/pool.svg",
         out.display()
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::record::MetricsGap;
+    use super::*;
+
+    fn kind(ok: u64, p50_ms: f64) -> KindSummary {
+        KindSummary {
+            ok,
+            errors: 0,
+            p50_ms,
+            p95_ms: p50_ms,
+            p99_ms: p50_ms,
+            max_ms: p50_ms,
+        }
+    }
+
+    fn measured(query_p95_ms: f64) -> Sample {
+        Sample {
+            query_p95_ms: Some(query_p95_ms),
+            ..Sample::default()
+        }
+    }
+
+    fn judged(
+        kinds: &[(Kind, KindSummary)],
+        samples: &[Sample],
+        expects_hits: bool,
+    ) -> Vec<String> {
+        let kinds: BTreeMap<Kind, KindSummary> = kinds.iter().cloned().collect();
+        let evidence = Evidence {
+            samples,
+            expects_hits,
+        };
+        breaches_of(&kinds, &evidence, &LoadThresholds::default())
+    }
+
+    #[test]
+    fn a_run_within_every_threshold_has_no_breach() {
+        let kinds = [(Kind::CachedSearch, kind(100, 5.0))];
+        assert_eq!(
+            judged(&kinds, &[measured(20.0)], true),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn metrics_refused_fail_the_database_threshold_and_say_why() {
+        let kinds = [(Kind::CachedSearch, kind(100, 5.0))];
+        let refused = [Sample::without_metrics(1.0, MetricsGap::Status(401))];
+        assert_eq!(
+            judged(&kinds, &refused, true),
+            [
+                "database query p95: no metrics sample: 401 from /health/database/metrics; set PGPERF_ADMIN_TOKEN"
+            ]
+        );
+        let renamed = [Sample::from_metrics(1.0, &serde_json::json!({"pool": {}}))];
+        assert_eq!(
+            judged(&kinds, &renamed, true),
+            [
+                "database query p95: no metrics sample: /health/database/metrics has no `queries` object"
+            ]
+        );
+        assert_eq!(
+            judged(&kinds, &[], true),
+            [
+                "database query p95: no metrics sample: no sample of /health/database/metrics was taken"
+            ]
+        );
+    }
+
+    #[test]
+    fn one_sample_with_figures_is_judged_and_a_slow_database_fails() {
+        let samples = [
+            Sample::without_metrics(1.0, MetricsGap::NoAnswer),
+            measured(1_500.0),
+        ];
+        let breaches = judged(&[(Kind::CachedSearch, kind(9, 5.0))], &samples, true);
+        assert_eq!(breaches.len(), 1);
+        assert!(
+            breaches[0].starts_with("database query p95 1500.0 ms > "),
+            "{breaches:?}"
+        );
+    }
+
+    #[test]
+    fn a_mix_that_expects_cache_hits_fails_without_any() {
+        let no_hit = [(Kind::UncachedSearch, kind(100, 50.0))];
+        let breaches = judged(&no_hit, &[measured(20.0)], true);
+        assert_eq!(breaches.len(), 1);
+        assert!(
+            breaches[0].contains("no search was a cache hit"),
+            "{breaches:?}"
+        );
+        assert_eq!(
+            judged(&no_hit, &[measured(20.0)], false),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn a_stress_step_is_judged_on_the_database_threshold_too() {
+        let kinds: BTreeMap<Kind, KindSummary> = [(Kind::UncachedSearch, kind(100, 50.0))]
+            .into_iter()
+            .collect();
+        let step = Step {
+            secs: 10.0,
+            rate: 10.0,
+        };
+        let refused = [Sample::without_metrics(1.0, MetricsGap::Status(503))];
+        let evidence = Evidence {
+            samples: &refused,
+            expects_hits: false,
+        };
+        let v = judge_step(0, &step, &kinds, &evidence, &LoadThresholds::default());
+        assert_eq!(
+            v.breaches,
+            ["database query p95: no metrics sample: 503 from /health/database/metrics"]
+        );
+    }
 }
