@@ -178,8 +178,21 @@ impl Counter {
         })
     }
 
-    /// What a counter may grow by on top of `counter_ratio` before it fails: small counts
-    /// move by a unit now and then (a page split, a second heap page), which is no regression.
+    /// The most this counter may read, recorded `recorded` and held to `ratio`. Round trips
+    /// and statements are counts of what the code sends, the same on every run: one more per
+    /// operation fails whatever the case's size (with a ratio, `resolve.batch_10`'s 2.2 round
+    /// trips could take a whole extra one). Volumes (rows, buffers, WAL, temporary blocks)
+    /// move a little with the data, and are held to the ratio.
+    pub fn limit(self, recorded: f64, ratio: f64) -> f64 {
+        match self {
+            Self::RoundTrips | Self::Statements | Self::NestedStatements => recorded + self.slack(),
+            _ => recorded * ratio + self.slack(),
+        }
+    }
+
+    /// What a counter may grow by (on top of the ratio, for volumes) before it fails: small
+    /// counts move by a unit now and then (a page split, a second heap page), which is no
+    /// regression.
     pub fn slack(self) -> f64 {
         match self {
             Self::RoundTrips | Self::Statements | Self::NestedStatements => 0.5,

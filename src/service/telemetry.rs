@@ -211,6 +211,9 @@ pub struct Telemetry {
     pub cache_misses: Window,
     /// Pool acquires that timed out in the window.
     pub acquire_timeouts: Window,
+    /// The process's own CPU, memory, file descriptors and threads (`pgperf_process_*`), read
+    /// at each scrape.
+    process: metrics_process::Collector,
 }
 
 impl std::fmt::Debug for Telemetry {
@@ -243,8 +246,10 @@ impl Telemetry {
             cache_hits: Window::new(window),
             cache_misses: Window::new(window),
             acquire_timeouts: Window::new(window),
+            process: metrics_process::Collector::new("pgperf_"),
         };
         t.describe();
+        metrics::with_local_recorder(&t.recorder, || t.process.describe());
         t
     }
 
@@ -424,6 +429,7 @@ impl Telemetry {
 
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
+        metrics::with_local_recorder(&self.recorder, || self.process.collect());
         self.handle.render()
     }
 }

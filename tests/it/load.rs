@@ -1,6 +1,7 @@
 //! `pgperf load` as a user runs it, shortened: a smoke run against the service it starts
 //! passes and writes its files; the same run held to a threshold it cannot meet exits 1 naming
-//! the threshold and the measured value; a remote target is refused; `pgperf history` shows
+//! the threshold and the measured value; a remote target is refused, and a token goes to one
+//! only when named and over https; `pgperf history` shows
 //! the runs.
 
 use std::process::{Command, Output};
@@ -14,6 +15,11 @@ fn pgperf(args: &[&str]) -> Output {
         .args(args)
         .env_remove("PGPERF_DATABASE_URL")
         .env_remove("PGPERF_ADMIN_TOKEN")
+        .env_remove("PGPERF_TEST_UNSET_TOKEN")
+        .env(
+            "PGPERF_TEST_LOAD_TOKEN",
+            "a-token-of-forty-bytes-for-the-test-only",
+        )
         .output()
         .expect("running pgperf")
 }
@@ -136,6 +142,32 @@ fn a_remote_target_needs_allow_remote_and_bad_options_are_named() {
         (
             &["load", "--profile", "smoke", "--time-scale", "0"],
             "--time-scale",
+        ),
+        (
+            &[
+                "load",
+                "--profile",
+                "smoke",
+                "--target",
+                "http://192.0.2.1:8080",
+                "--allow-remote",
+                "--admin-token-env",
+                "PGPERF_TEST_LOAD_TOKEN",
+            ],
+            "the token would cross the network in clear text",
+        ),
+        (
+            &[
+                "load",
+                "--profile",
+                "smoke",
+                "--target",
+                "https://192.0.2.1",
+                "--allow-remote",
+                "--admin-token-env",
+                "PGPERF_TEST_UNSET_TOKEN",
+            ],
+            "PGPERF_TEST_UNSET_TOKEN: that variable is not set",
         ),
     ] {
         let out = pgperf(args);

@@ -101,3 +101,33 @@ fn every_alert_keeps_its_instance_and_links_a_runbook_that_exists() {
         );
     }
 }
+
+/// The color Grafana gives `value` by a panel's absolute thresholds: the last step at or
+/// below it (the first step, `null`, stands for minus infinity).
+fn threshold_color(panel: &serde_json::Value, value: f64) -> String {
+    let steps = panel["fieldConfig"]["defaults"]["thresholds"]["steps"]
+        .as_array()
+        .unwrap();
+    steps
+        .iter()
+        .rfind(|s| s["value"].as_f64().is_none_or(|at| at <= value))
+        .and_then(|s| s["color"].as_str())
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn the_database_up_panel_is_red_at_0_and_green_at_1() {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("monitoring/grafana/pgperf-dashboard.json");
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let panel = dashboard["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["title"] == "Database up")
+        .unwrap();
+    assert_eq!(threshold_color(panel, 0.0), "red");
+    assert_eq!(threshold_color(panel, 1.0), "green");
+}

@@ -66,9 +66,9 @@ async fn a_wrong_password_is_reported_as_such() {
     let err = match Db::connect(&url, quick()).await {
         Ok(db) => {
             db.close().await;
-            eprintln!(
-                "skipped: the server accepts any password (trust authentication), so a wrong \
-                 one cannot be refused"
+            crate::support::skip::skip(
+                "the server accepts any password (trust authentication), so a wrong one cannot \
+                 be refused",
             );
             return;
         }
@@ -108,7 +108,7 @@ async fn a_missing_database_is_named() {
 #[tokio::test]
 async fn a_missing_image_says_how_to_build_one() {
     if !shared().is_container {
-        eprintln!("skipped: PGPERF_DATABASE_URL is set, no container engine in use");
+        crate::support::skip::skip("PGPERF_DATABASE_URL is set, no container engine in use");
         return;
     }
     let options = ContainerOptions {

@@ -647,10 +647,8 @@ async fn a_stop_lets_in_flight_requests_finish_then_closes_the_pool() {
 async fn no_answer_holds_the_password_or_the_address_of_the_database() {
     let t = TestDb::new().await;
     let parsed = url::Url::parse(t.url.expose()).unwrap();
-    let password = parsed
-        .password()
-        .expect("the test URL has a password")
-        .to_owned();
+    // A server with trust authentication has a URL without a password: nothing to leak then.
+    let password = parsed.password().map(str::to_owned);
     let address = format!(
         "{}:{}",
         parsed.host_str().unwrap(),
@@ -681,7 +679,8 @@ async fn no_answer_holds_the_password_or_the_address_of_the_database() {
     }
 
     assert!(seen.contains("the database is unavailable"), "{seen}");
-    for secret in [&password, &address, &t.url.expose().to_owned()] {
+    let secrets = [Some(address), Some(t.url.expose().to_owned()), password];
+    for secret in secrets.iter().flatten() {
         assert!(
             !seen.contains(secret.as_str()),
             "an answer holds {secret:?}:\n{seen}"

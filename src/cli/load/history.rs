@@ -42,7 +42,8 @@ pub struct Entry {
 }
 
 impl Entry {
-    fn of(s: &Summary) -> Self {
+    /// The entry of a run.
+    pub fn of(s: &Summary) -> Self {
         let k = |kind: Kind| s.kinds.get(&kind).copied();
         Self {
             finished_at: s.finished_at.clone(),
@@ -89,6 +90,43 @@ pub fn read(path: &Path) -> anyhow::Result<Vec<Entry>> {
         .map(|(i, l)| {
             serde_json::from_str(l)
                 .with_context(|| format!("{} line {}: not a history entry", path.display(), i + 1))
+        })
+        .collect()
+}
+
+/// How much worse than the previous run of its profile a p95 may be before a warning.
+pub const WORSE_THAN_PREVIOUS: f64 = 1.25;
+
+/// Warnings for `now` against the last run of its profile in `history`: each p95 more than
+/// [`WORSE_THAN_PREVIOUS`] x the previous one's, with both figures. Only a warning: a run on
+/// another machine or a busier moment moves them too; the thresholds are what fail.
+pub fn against_previous(history: &[Entry], now: &Entry) -> Vec<String> {
+    let Some(before) = history.iter().rev().find(|e| e.profile == now.profile) else {
+        return Vec::new();
+    };
+    let figures = [
+        (
+            "uncached search p95",
+            before.uncached_p95_ms,
+            now.uncached_p95_ms,
+        ),
+        (
+            "database query p95",
+            before.db_query_p95_ms,
+            now.db_query_p95_ms,
+        ),
+    ];
+    figures
+        .into_iter()
+        .filter(|(_, then, now)| *then > 0.0 && *now > WORSE_THAN_PREVIOUS * then)
+        .map(|(what, then, now)| {
+            format!(
+                "{what} {now:.1} ms is {:.2}x the previous {} run's {then:.1} ms ({}, commit {})",
+                now / then,
+                before.profile,
+                before.finished_at,
+                before.commit.as_deref().unwrap_or("unknown")
+            )
         })
         .collect()
 }
@@ -176,4 +214,41 @@ pub fn run(args: HistoryArgs) -> anyhow::Result<()> {
     .map_err(|e| anyhow::anyhow!("drawing {}: {e}", args.plot.display()))?;
     println!("\nPlot: {}", args.plot.display());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(profile: &str, uncached_p95_ms: f64, db_query_p95_ms: f64) -> Entry {
+        Entry {
+            finished_at: "2026-12-01T20:00:00Z".into(),
+            commit: Some("abc1234".into()),
+            profile: profile.into(),
+            requests: 100,
+            achieved_per_s: 20.0,
+            achieved_searches_per_s: 11.0,
+            error_rate: 0.0,
+            cached_p50_ms: 3.0,
+            uncached_p95_ms,
+            db_query_p95_ms,
+            breaking_point_per_s: None,
+            passed: true,
+        }
+    }
+
+    #[test]
+    fn a_p95_over_a_quarter_worse_than_the_last_run_of_its_profile_warns_with_both_figures() {
+        let history = [entry("smoke", 40.0, 100.0), entry("load", 10.0, 10.0)];
+        let warnings = against_previous(&history, &entry("smoke", 60.0, 110.0));
+        assert_eq!(
+            warnings,
+            [
+                "uncached search p95 60.0 ms is 1.50x the previous smoke run's 40.0 ms \
+              (2026-12-01T20:00:00Z, commit abc1234)"
+            ]
+        );
+        assert!(against_previous(&history, &entry("smoke", 50.0, 125.0)).is_empty());
+        assert!(against_previous(&history, &entry("spike", 500.0, 500.0)).is_empty());
+    }
 }

@@ -85,9 +85,34 @@ pub struct LoadArgs {
     /// The history file every run appends to.
     #[arg(long, default_value = "target/pgperf/load/history.jsonl")]
     pub history: PathBuf,
-    /// The admin token of the target's monitoring endpoints.
-    #[arg(long, env = "PGPERF_ADMIN_TOKEN", hide_env_values = true)]
-    pub admin_token: Option<String>,
+    /// The environment variable that holds the admin token of the target's monitoring
+    /// endpoints (for a loopback target, PGPERF_ADMIN_TOKEN by default). A token goes to a
+    /// non-loopback target only when named here, and only over https.
+    #[arg(long)]
+    pub admin_token_env: Option<String>,
+}
+
+/// The token the watcher sends to `url`'s monitoring endpoints. Never a flag's value (argv is
+/// public in /proc); never in clear text off this machine; never implied for a remote target.
+fn admin_token(args: &LoadArgs, url: &url::Url) -> Result<Option<String>, Failure> {
+    let loopback = is_loopback(url);
+    let name = match (&args.admin_token_env, loopback) {
+        (Some(name), _) => name.as_str(),
+        (None, true) => "PGPERF_ADMIN_TOKEN",
+        (None, false) => return Ok(None),
+    };
+    let token = std::env::var(name).ok().filter(|t| !t.is_empty());
+    if args.admin_token_env.is_some() && token.is_none() {
+        return Err(Failure::Usage(format!(
+            "--admin-token-env {name}: that variable is not set"
+        )));
+    }
+    if token.is_some() && !loopback && url.scheme() != "https" {
+        return Err(Failure::Usage(format!(
+            "--admin-token-env {name}: the token would cross the network in clear text; aim at an https:// target"
+        )));
+    }
+    Ok(token)
 }
 
 /// What every virtual user shares.
@@ -389,8 +414,9 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
                 ))
                 .into());
             }
+            let token = admin_token(&args, &url)?;
             let base = target.trim_end_matches('/').to_owned();
-            attack(&args, &profile, &thresholds, &out, &base, None).await
+            attack(&args, &profile, &thresholds, &out, &base, None, token).await
         }
         None => {
             with_workspace("load", async |ws| {
@@ -402,7 +428,8 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
                 let child = Child::start(&ws.url, args.entities, &out.join("serve.log")).await?;
                 let base = child.base.clone();
                 let pid = child.pid();
-                let result = attack(&args, &profile, &thresholds, &out, &base, Some(pid)).await;
+                let result =
+                    attack(&args, &profile, &thresholds, &out, &base, Some(pid), None).await;
                 child.stop().await;
                 result
             })
@@ -552,6 +579,7 @@ async fn attack(
     out: &std::path::Path,
     base: &str,
     pid: Option<u32>,
+    token: Option<String>,
 ) -> anyhow::Result<()> {
     let state = Arc::new(RunState {
         started: Instant::now(),
@@ -588,7 +616,7 @@ async fn attack(
     let watcher = tokio::spawn(watch(Watch {
         state: Arc::clone(&state),
         base: base.to_owned(),
-        token: args.admin_token.clone(),
+        token,
         pid,
         thresholds: thresholds.clone(),
         profile: profile.clone(),
@@ -634,6 +662,14 @@ async fn attack(
         steps,
         state.elapsed(),
     );
+    let mut summary = summary;
+    if args.history.exists() {
+        let previous = history::read(&args.history)?;
+        for warning in history::against_previous(&previous, &history::Entry::of(&summary)) {
+            eprintln!("pgperf: warning: {warning}");
+            summary.notes.push(format!("warning: {warning}"));
+        }
+    }
     report::write(out, &summary, &state.recorder, &samples)?;
     history::append(&args.history, &summary)?;
     report::print(&summary, out);

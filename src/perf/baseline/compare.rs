@@ -249,14 +249,14 @@ fn counter_breach(baseline: &CaseBaseline, observed: &Observation) -> Option<Cou
     first_counter_breach(&then, &now, baseline.bound.counter_ratio)
 }
 
-/// The first counter of `now` above `then` x `ratio` plus the counter's slack: the one rule
+/// The first counter of `now` above its limit from `then` ([`Counter::limit`]): the one rule
 /// for counters, whether `then` is a recorded baseline or the base build of a paired run.
 pub fn first_counter_breach(then: &Counters, now: &Counters, ratio: f64) -> Option<CounterBreach> {
     Counter::ALL.into_iter().find_map(|counter| {
         // A counter one side lacks (not tracked there, or recorded before it existed) is not
         // judged.
         let (recorded, measured) = counter.of(then).zip(counter.of(now))?;
-        let limit = recorded * ratio + counter.slack();
+        let limit = counter.limit(recorded, ratio);
         (measured > limit).then_some(CounterBreach {
             counter,
             recorded,
@@ -551,6 +551,27 @@ mod tests {
             first_counter_breach(&with(Some(1.0)), &with(None), 1.25),
             None
         );
+    }
+
+    #[test]
+    fn one_more_round_trip_per_operation_fails_whatever_the_count() {
+        // The `rt` trial: resolve.batch_10 went from 2.2 to 3.2 round trips (and statements).
+        let then = Counters {
+            round_trips: 2.2,
+            ..counters(2.2, 8.0)
+        };
+        let now = Counters {
+            round_trips: 3.2,
+            ..counters(3.2, 8.0)
+        };
+        let breach = first_counter_breach(&then, &now, 1.25).unwrap();
+        assert_eq!(breach.counter, Counter::RoundTrips);
+        assert!((breach.limit - 2.7).abs() < 1e-9, "{breach:?}");
+        let jitter = Counters {
+            round_trips: 2.6,
+            ..counters(2.6, 8.0)
+        };
+        assert_eq!(first_counter_breach(&then, &jitter, 1.25), None);
     }
 
     #[test]

@@ -49,8 +49,8 @@ impl Dedicated {
         change: impl FnOnce(ContainerOptions) -> ContainerOptions,
     ) -> Option<Self> {
         if !shared().is_container {
-            eprintln!(
-                "skipped: fault tests need a container of their own (PGPERF_DATABASE_URL is set)"
+            super::skip::skip(
+                "fault tests need a container of their own (PGPERF_DATABASE_URL is set)",
             );
             return None;
         }

@@ -8,6 +8,7 @@ pub mod entities;
 pub mod gate;
 pub mod service;
 pub mod shared;
+pub mod skip;
 
 pub use database::{TestDb, test_db};
 pub use entities::entity;
