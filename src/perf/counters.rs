@@ -1,8 +1,9 @@
 //! Deterministic costs of an operation, read from `pg_stat_statements` around a counting pass:
 //! statements, rows, shared buffers touched, WAL bytes and temporary blocks per operation, the
 //! statements run inside functions and triggers (where the server tracks them:
-//! `pg_stat_statements.track = all`), and the server's execution (plus planning) time. Unlike latency they do not depend on the
-//! machine, so they are held tightly: an N+1 query or a missing index fails exactly, everywhere.
+//! `pg_stat_statements.track = all`), and the server's execution (plus planning) time. Unlike
+//! latency they do not depend on the machine, so they are held tightly: an N+1 query or a
+//! missing index fails exactly, everywhere.
 //!
 //! The figures are the sum over the current database's top-level statements, so only the
 //! counting pass may run statements there meanwhile (the timing gate sees to it).

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::service::monitoring_tool;
-use crate::support::dedicated::Dedicated;
+use crate::support::dedicated::{Dedicated, free_port};
 use crate::support::service::Running;
 
 /// Where Debian's Alertmanager reads its default notification templates.
@@ -26,13 +26,6 @@ const NOTIFY_WITHIN: Duration = Duration::from_secs(90);
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap()
 }
 
 /// A child process killed when the test ends, however it ends.

@@ -42,12 +42,16 @@ fn the_alertmanager_example_is_valid() {
     run("amtool", &["check-config", "alertmanager/alertmanager.yml"]);
 }
 
-#[test]
-fn the_dashboard_is_json_with_a_query_in_every_panel() {
+/// The committed Grafana dashboard, parsed.
+fn dashboard() -> serde_json::Value {
     let path =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("monitoring/grafana/pgperf-dashboard.json");
-    let dashboard: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[test]
+fn the_dashboard_is_json_with_a_query_in_every_panel() {
+    let dashboard = dashboard();
     let panels = dashboard["panels"].as_array().unwrap();
     let charts: Vec<_> = panels.iter().filter(|p| p["type"] != "row").collect();
     assert!(charts.len() >= 15, "{} panels", charts.len());
@@ -118,10 +122,7 @@ fn threshold_color(panel: &serde_json::Value, value: f64) -> String {
 
 #[test]
 fn the_database_up_panel_is_red_at_0_and_green_at_1() {
-    let path =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("monitoring/grafana/pgperf-dashboard.json");
-    let dashboard: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let dashboard = dashboard();
     let panel = dashboard["panels"]
         .as_array()
         .unwrap()

@@ -18,7 +18,8 @@ pub struct Dedicated {
     _gate: Option<Gate>,
 }
 
-fn free_port() -> u16 {
+/// A free port of 127.0.0.1 (free when asked; the caller binds it soon after).
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
