@@ -14,7 +14,7 @@
 //!   search and resolution so far.
 
 pub mod dataset;
-pub mod db;
+pub use pgperf_db as db;
 pub mod perf;
 pub mod postgres;
 pub mod scenarios;

@@ -61,14 +61,14 @@ pub struct Outcome {
     pub not_run: Vec<CaseName>,
 }
 
+/// How long [`settle`] may take: merging after the write cases takes well under a second.
+const SETTLE_LIMIT: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// Merges the GIN indexes' pending entries before a case, so every case starts from the
 /// state the seed leaves: the entity writes of earlier cases (thousands of inserts) otherwise
 /// sit in pending lists that every later search reads in full (release `pgperf run`:
 /// `search.uncached` 5.9 ms after the write cases, 1.5 ms in a fresh database). A failure
 /// only costs that hygiene, and is logged.
-/// How long [`settle`] may take: merging after the write cases takes well under a second.
-const SETTLE_LIMIT: std::time::Duration = std::time::Duration::from_secs(3);
-
 pub async fn settle(db: &Db) {
     let merge = async {
         let mut c = db.acquire().await?;

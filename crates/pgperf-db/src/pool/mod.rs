@@ -13,7 +13,7 @@ pub use connection::MeteredConnection;
 pub use metrics::{LatencySummary, PoolMetrics, PoolSnapshot};
 pub use settings::PoolSettings;
 
-use crate::db::{DatabaseUrl, DbError};
+use crate::{DatabaseUrl, DbError};
 
 /// The application's handle to the database: a sqlx pool plus its metrics. Cheap to clone.
 #[derive(Clone, Debug)]

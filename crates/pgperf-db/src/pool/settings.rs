@@ -88,8 +88,8 @@ impl Default for PoolSettings {
 
 impl PoolSettings {
     /// Checks the settings hang together; the message names the field.
-    pub fn validate(&self) -> Result<(), crate::db::DbError> {
-        use crate::db::DbError;
+    pub fn validate(&self) -> Result<(), crate::DbError> {
+        use crate::DbError;
         if let Some(t) = self.similarity_threshold
             && !(0.0..=1.0).contains(&t)
         {

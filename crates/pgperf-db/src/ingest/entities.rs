@@ -12,8 +12,8 @@ use serde::Serialize;
 use sqlx::PgConnection;
 
 use super::{CHUNK_BYTES, bad_row, begin_bulk, copy_error, push_text};
-use crate::db::model::{NewEntity, check_text};
-use crate::db::{DbError, normalize_name};
+use crate::model::{NewEntity, check_text};
+use crate::{DbError, normalize_name};
 
 /// What a load did. Ids are consecutive when nothing else takes ids meanwhile.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

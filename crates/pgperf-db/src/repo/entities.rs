@@ -4,10 +4,8 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::PgConnection;
 
-use crate::db::model::{
-    Entity, EntityChanges, EntityKind, NewEntity, Page, check_object, check_text,
-};
-use crate::db::{DbError, normalize_name};
+use crate::model::{Entity, EntityChanges, EntityKind, NewEntity, Page, check_object, check_text};
+use crate::{DbError, normalize_name};
 
 const COLUMNS: &str =
     "id, kind, name, normalized_name, attributes, version, created_at, updated_at";

@@ -109,7 +109,7 @@ pub enum DbError {
         source: sqlx::migrate::MigrateError,
     },
 
-    /// A [`crate::db::Db::bounded`] call did not finish within `query_timeout`: the server
+    /// A [`crate::Db::bounded`] call did not finish within `query_timeout`: the server
     /// is slow to answer or silently gone. The connection is discarded.
     #[error(
         "no answer from the database within {after:?}; check that the server is up and not overloaded"

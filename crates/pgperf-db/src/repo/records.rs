@@ -1,15 +1,15 @@
 //! Source records one at a time: create, read, link to an entity, delete, keyset listing.
-//! Bulk loads go through [`crate::db::ingest`].
+//! Bulk loads go through [`crate::ingest`].
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::PgConnection;
 
-use crate::db::DbError;
-use crate::db::model::{NewSourceRecord, Page, SourceRecord};
+use crate::DbError;
+use crate::model::{NewSourceRecord, Page, SourceRecord};
 
 /// The columns a new record sets, in the order every insert, COPY and encoded line uses
-/// (also [`crate::db::ingest::encode_copy_line`]).
+/// (also [`crate::ingest::encode_copy_line`]).
 pub const INSERT_COLUMNS: &str = "source, external_id, payload, entity_id, match_score";
 
 /// `source_records` with the columns a new record sets: `INSERT INTO` / `COPY` targets.

@@ -2,10 +2,10 @@
 
 use sqlx::{PgPool, migrate::Migrator};
 
-use crate::db::DbError;
+use crate::DbError;
 
 /// The migrations under `migrations/`.
-pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations");
 
 /// Applies every pending migration; applying again is a no-op.
 pub async fn migrate(pool: &PgPool, database: &str) -> Result<(), DbError> {

@@ -214,8 +214,8 @@ async fn search_at_a_generation(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::db::EntityKind;
-    use crate::db::search::Cursor;
+    use crate::EntityKind;
+    use crate::search::Cursor;
 
     #[test]
     fn keys_differ_by_everything_that_shapes_a_page() {

@@ -415,7 +415,7 @@ mod tests {
     fn named(name: String) -> NameToResolve {
         NameToResolve {
             name,
-            kind: crate::db::EntityKind::Organization,
+            kind: crate::EntityKind::Organization,
         }
     }
 

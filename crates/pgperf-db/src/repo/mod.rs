@@ -7,7 +7,7 @@ pub mod records;
 
 use sqlx::PgConnection;
 
-use crate::db::DbError;
+use crate::DbError;
 
 /// Runs `sql` (a `DELETE ... WHERE id = $1`) for `id`; [`DbError::NotFound`] when no row went.
 pub(crate) async fn delete_one(

@@ -3,8 +3,8 @@
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
-use crate::db::model::{Alias, check_text};
-use crate::db::{DbError, normalize_name};
+use crate::model::{Alias, check_text};
+use crate::{DbError, normalize_name};
 
 const COLUMNS: &str = "id, entity_id, alias, normalized_alias, created_at";
 
