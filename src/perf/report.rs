@@ -43,11 +43,14 @@ impl CaseReport {
                         .to_owned(),
                 ),
                 super::baseline::Verdict::OutOfModel => notes.push(format!(
-                    "time not judged: this machine's references moved x{:.1} from the baseline's, \
-                     beyond the x{} the timing model was checked for (counters still judged); \
-                     record a baseline for this machine kind with PGPERF_BASELINE=force",
+                    "time not judged: this machine's references moved up to x{:.1} from the \
+                     baseline's, beyond what the timing model holds for (x{} for round trips, \
+                     x{} for CPU); counters still judged, and the paired guard (pgperf ab) judges \
+                     time; for a machine kind that stays so, record a baseline with \
+                     PGPERF_BASELINE=force",
                     c.stretch,
-                    super::baseline::compare::MAX_STRETCH
+                    super::baseline::compare::MAX_STRETCH,
+                    super::baseline::compare::MAX_CPU_STRETCH
                 )),
                 _ => {}
             }
