@@ -40,6 +40,9 @@ enum Command {
     Serve(cli::serve::ServeArgs),
     /// Load tests against the API service (goose): smoke, throughput, load, stress, spike, soak.
     Load(cli::load::LoadArgs),
+    /// The hostile-client checks aimed at a running service: huge inputs, a batch flood,
+    /// distinct cache keys, invented methods, idle connections; each against its bound.
+    Abuse(cli::abuse::AbuseArgs),
     /// The webhook receiver of Alertmanager's notifications: logs each as a JSON line and can
     /// forward it to a Slack-compatible webhook.
     AlertSink(cli::alert_sink::AlertSinkArgs),
@@ -104,6 +107,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => cli::serve::run(args).await,
         Command::ServeBench(args) => cli::serve_bench::run(args).await,
         Command::Load(args) => cli::load::run(args).await,
+        Command::Abuse(args) => cli::abuse::run(args).await,
         Command::History(args) => cli::load::history::run(args),
         Command::AlertSink(args) => cli::alert_sink::run(args).await,
         Command::CheckServer => cli::check_server::run().await,

@@ -75,7 +75,8 @@ pub async fn run(args: AlertSinkArgs) -> anyhow::Result<()> {
         }
     );
     // Each line is flushed as it is written: a signal (which ends the process) loses nothing.
-    axum::serve(listener, app).await?;
+    let limits = pgperf::service::ConnectionLimits::default();
+    pgperf::service::accept_loop(listener, app, limits, std::future::pending()).await;
     Ok(())
 }
 

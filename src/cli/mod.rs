@@ -2,6 +2,7 @@
 //! database cloned from the migrated template, and cleans both up at the end.
 
 pub mod ab;
+pub mod abuse;
 pub mod accuracy;
 pub mod alert_sink;
 pub mod check_server;
@@ -13,6 +14,7 @@ pub mod run;
 pub mod scale;
 pub mod serve;
 pub mod serve_bench;
+mod target;
 
 use std::time::Instant;
 

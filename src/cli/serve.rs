@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 use pgperf::db::{DatabaseUrl, Db, PoolSettings};
-use pgperf::service::{AdminToken, Config, Thresholds};
+use pgperf::service::{AdminToken, Config, ConnectionLimits, Thresholds};
 
 use super::scale::parse_count;
 use super::{Failure, with_workspace};
@@ -56,6 +56,13 @@ pub struct ServeArgs {
     /// Resolution batches in flight at most (keep it below --max-connections).
     #[arg(long, default_value_t = Config::default().resolve_in_flight)]
     pub resolve_in_flight: usize,
+    /// Client connections open at most; at the cap new ones wait to be accepted.
+    #[arg(long, default_value_t = ConnectionLimits::default().max_connections)]
+    pub max_client_connections: usize,
+    /// The longest a client may take to send a request's head, ms; also the longest a
+    /// kept-alive connection may sit idle between requests. Past it the connection is closed.
+    #[arg(long, default_value_t = ConnectionLimits::default().header_read_timeout.as_millis() as u64)]
+    pub header_timeout_ms: u64,
 }
 
 /// The admin token from `--admin-token-file` or `PGPERF_ADMIN_TOKEN` (read here, at the
@@ -104,10 +111,12 @@ fn config(args: &ServeArgs) -> anyhow::Result<Config> {
         args.body_limit,
         args.max_in_flight,
         args.resolve_in_flight,
+        args.max_client_connections,
+        args.header_timeout_ms as usize,
     ];
     if limits.contains(&0) {
         return Err(Failure::Usage(
-            "--request-timeout-ms, --body-limit, --max-in-flight and --resolve-in-flight must be above zero".to_owned(),
+            "--request-timeout-ms, --body-limit, --max-in-flight, --resolve-in-flight, --max-client-connections and --header-timeout-ms must be above zero".to_owned(),
         )
         .into());
     }
@@ -120,6 +129,10 @@ fn config(args: &ServeArgs) -> anyhow::Result<Config> {
         request_timeout: Duration::from_millis(args.request_timeout_ms),
         max_in_flight: args.max_in_flight,
         resolve_in_flight: args.resolve_in_flight,
+        connections: ConnectionLimits {
+            max_connections: args.max_client_connections,
+            header_read_timeout: Duration::from_millis(args.header_timeout_ms),
+        },
         ..Config::default()
     })
 }
@@ -165,13 +178,14 @@ async fn serve_on(
     let listener = tokio::net::TcpListener::bind(args.bind)
         .await
         .with_context(|| format!("listening on {}", args.bind))?;
+    let limits = config.connections;
     let router = pgperf::service::router_with(db.clone(), config)?;
     let stop = pgperf::postgres::cleanup::drain_on_signal();
     eprintln!(
         "pgperf: serving on http://{} (database {url}); Ctrl-C stops",
         listener.local_addr()?,
     );
-    pgperf::service::serve(listener, router, db, async {
+    pgperf::service::serve(listener, router, db, limits, async {
         if let Ok(signal) = stop.await {
             eprintln!("pgperf: {signal}: draining in-flight requests");
         }

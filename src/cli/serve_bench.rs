@@ -24,7 +24,7 @@ use pgperf::db::PoolSettings;
 use pgperf::db::search::SearchRequest;
 use pgperf::db::search_cache::{SearchCache, Served};
 use pgperf::perf::stats::{Summary, latency_histogram, record};
-use pgperf::service::Config;
+use pgperf::service::{Config, ConnectionLimits};
 
 use super::scale::parse_count;
 use super::{Failure, with_workspace};
@@ -172,6 +172,7 @@ pub async fn run(args: ServeBenchArgs) -> anyhow::Result<()> {
             listener,
             router,
             db.clone(),
+            ConnectionLimits::default(),
             async {
                 let _ = stopped.await;
             },

@@ -485,13 +485,16 @@ impl Run<'_> {
             .local_addr()
             .map_err(|source| PerfError::Service { source })?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .await
-        });
+        // The service's own accept loop; not `service::serve`, which would close the pool.
+        let limits = crate::service::ConnectionLimits::default();
+        let server = tokio::spawn(crate::service::accept_loop(
+            listener,
+            router,
+            limits,
+            async {
+                let _ = stopped.await;
+            },
+        ));
         let base = format!("http://{addr}/search?limit=10&q=");
         let client = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(30))

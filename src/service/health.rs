@@ -40,7 +40,8 @@ SELECT d.xact_commit, d.xact_rollback, d.blks_hit, d.blks_read, d.deadlocks, d.t
        coalesce((SELECT extract(epoch FROM max(clock_timestamp() - a.query_start))::float8
                    FROM pg_stat_activity a
                   WHERE a.datname = current_database() AND a.state = 'active'
-                    AND a.pid <> pg_backend_pid()), 0) AS oldest_query_s
+                    AND a.pid <> pg_backend_pid()), 0) AS oldest_query_s,
+       (SELECT count(*) FROM search_cache) AS cache_entries
   FROM pg_stat_database d
  WHERE d.datname = current_database()";
 
@@ -61,6 +62,8 @@ pub struct ServerStats {
     pub connections: BTreeMap<String, i64>,
     /// Age of the oldest statement running now, other than the monitor's, seconds.
     pub oldest_query_s: f64,
+    /// Rows in the search cache (held to the service's `cache_max_entries` by the purge).
+    pub cache_entries: i64,
 }
 
 /// The monitor's latest reading.
@@ -122,9 +125,9 @@ async fn query(db: &Db, conn: &mut Option<PgConnection>) -> Result<ServerStats, 
         *conn = Some(db.connect_one().await?);
     }
     let c = conn.as_mut().expect("connected above");
-    let row: (i64, i64, i64, i64, i64, i64, String, f64) =
+    let row: (i64, i64, i64, i64, i64, i64, String, f64, i64) =
         sqlx::query_as(SERVER_STATS).fetch_one(&mut *c).await?;
-    let (commits, rollbacks, hit, read, deadlocks, temp_bytes, connections, oldest) = row;
+    let (commits, rollbacks, hit, read, deadlocks, temp_bytes, connections, oldest, entries) = row;
     Ok(ServerStats {
         commits,
         rollbacks,
@@ -137,6 +140,7 @@ async fn query(db: &Db, conn: &mut Option<PgConnection>) -> Result<ServerStats, 
         temp_bytes,
         connections: serde_json::from_str(&connections).unwrap_or_default(),
         oldest_query_s: oldest,
+        cache_entries: entries,
     })
 }
 
@@ -282,9 +286,11 @@ fn utilization(p: &PoolSnapshot) -> f64 {
     }
 }
 
-fn cache_json(hits: u64, misses: u64) -> Value {
+fn cache_json(hits: u64, misses: u64, entries: Option<i64>, max_entries: u64) -> Value {
     let lookups = hits + misses;
     json!({
+        "entries": entries,
+        "max_entries": max_entries,
         "hits": hits,
         "misses": misses,
         "hit_ratio": if lookups == 0 { Value::Null } else { json!(round3(hits as f64 / lookups as f64)) },
@@ -323,7 +329,12 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         "window_seconds": state.config.thresholds.window_seconds,
         "pool": pool_json(&pool, t.acquire_timeouts.summary().count),
         "queries": queries,
-        "search_cache": cache_json(hits, misses),
+        "search_cache": cache_json(
+            hits,
+            misses,
+            reading.stats.as_ref().ok().map(|s| s.cache_entries),
+            state.config.cache_max_entries,
+        ),
         "database": server_json(&reading),
     });
     (StatusCode::OK, axum::Json(body)).into_response()

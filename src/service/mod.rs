@@ -17,6 +17,7 @@
 //! `application/problem+json` (RFC 9457) naming what is wrong.
 
 mod api;
+mod connections;
 mod health;
 mod problem;
 pub mod telemetry;
@@ -37,6 +38,7 @@ use tower::limit::{ConcurrencyLimitLayer, GlobalConcurrencyLimitLayer};
 use crate::db::search_cache::{DEFAULT_TTL, SearchCache};
 use crate::db::{Db, DbError, MeteredConnection};
 
+pub use connections::{ConnectionLimits, accept_loop};
 pub use health::{DATABASE_CHECK_TIMEOUT, HEALTH_JSON, STATS_MAX_AGE};
 pub use problem::{PROBLEM_JSON, Problem};
 pub use telemetry::{Operation, Telemetry};
@@ -64,6 +66,8 @@ pub struct Config {
     /// The most search cache entries kept: a purge every [`UPKEEP_EVERY`] deletes expired
     /// entries, then those closest to expiry beyond this.
     pub cache_max_entries: u64,
+    /// The connection cap and the header-read (and idle) timeout.
+    pub connections: ConnectionLimits,
 }
 
 /// How much sooner than the request's limit the server stops a request's statements.
@@ -119,6 +123,7 @@ impl Default for Config {
             max_in_flight: 64,
             resolve_in_flight: 4,
             cache_max_entries: 10_000,
+            connections: ConnectionLimits::default(),
         }
     }
 }
@@ -385,17 +390,18 @@ async fn admin_only(State(state): State<AppState>, request: Request, next: Next)
     response
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves, then lets in-flight requests
-/// finish (new connections are refused) and closes the pool.
+/// Serves `router` on `listener` within `limits` (see [`ConnectionLimits`]) until `shutdown`
+/// resolves, then lets in-flight requests finish (new connections are refused) and closes the
+/// pool.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
     db: Db,
+    limits: ConnectionLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let served = axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    limits.validate().map_err(std::io::Error::other)?;
+    connections::accept_loop(listener, router, limits, shutdown).await;
     db.close().await;
-    served
+    Ok(())
 }

@@ -3,8 +3,10 @@
 
 mod support;
 
+mod abuse;
 mod alerting;
 mod cli;
+mod connections;
 mod counters;
 mod crud;
 mod faults;

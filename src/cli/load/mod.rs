@@ -23,7 +23,6 @@ pub mod record;
 mod report;
 mod thresholds;
 
-use std::net::ToSocketAddrs;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -39,6 +38,7 @@ use self::profile::{Kind, Overrides, Profile, ProfileName, Shape, Weights};
 use self::record::{MetricsGap, Recorder, Sample, proc_stat};
 use self::thresholds::LoadThresholds;
 use super::scale::parse_count;
+use super::target::Target;
 use super::{Failure, with_workspace};
 
 /// The dataset seed (the suite's and `pgperf serve --seed`'s).
@@ -90,29 +90,6 @@ pub struct LoadArgs {
     /// non-loopback target only when named here, and only over https.
     #[arg(long)]
     pub admin_token_env: Option<String>,
-}
-
-/// The token the watcher sends to `url`'s monitoring endpoints. Never a flag's value (argv is
-/// public in /proc); never in clear text off this machine; never implied for a remote target.
-fn admin_token(args: &LoadArgs, url: &url::Url) -> Result<Option<String>, Failure> {
-    let loopback = is_loopback(url);
-    let name = match (&args.admin_token_env, loopback) {
-        (Some(name), _) => name.as_str(),
-        (None, true) => "PGPERF_ADMIN_TOKEN",
-        (None, false) => return Ok(None),
-    };
-    let token = std::env::var(name).ok().filter(|t| !t.is_empty());
-    if args.admin_token_env.is_some() && token.is_none() {
-        return Err(Failure::Usage(format!(
-            "--admin-token-env {name}: that variable is not set"
-        )));
-    }
-    if token.is_some() && !loopback && url.scheme() != "https" {
-        return Err(Failure::Usage(format!(
-            "--admin-token-env {name}: the token would cross the network in clear text; aim at an https:// target"
-        )));
-    }
-    Ok(token)
 }
 
 /// What every virtual user shares.
@@ -271,21 +248,6 @@ impl RunState {
     }
 }
 
-/// Whether `url`'s host resolves to loopback addresses only.
-fn is_loopback(url: &url::Url) -> bool {
-    let Some(host) = url.host_str() else {
-        return false;
-    };
-    let port = url.port_or_known_default().unwrap_or(80);
-    match (host.trim_matches(['[', ']']), port).to_socket_addrs() {
-        Ok(addrs) => {
-            let addrs: Vec<_> = addrs.collect();
-            !addrs.is_empty() && addrs.iter().all(|a| a.ip().is_loopback())
-        }
-        Err(_) => false,
-    }
-}
-
 /// The service `pgperf load` started: a child `pgperf serve` in a process group of its own
 /// (so a terminal's Ctrl-C reaches the load test, which stops the service itself).
 struct Child {
@@ -399,24 +361,17 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
     super::serve_bench::raise_fd_limit();
     match &args.target {
         Some(target) => {
-            let url = url::Url::parse(target)
-                .map_err(|e| Failure::Usage(format!("--target {target:?}: {e}")))?;
-            if !matches!(url.scheme(), "http" | "https") {
-                return Err(Failure::Usage(format!(
-                    "--target {target:?}: an http:// or https:// URL"
-                ))
-                .into());
-            }
-            if !args.allow_remote && !is_loopback(&url) {
-                return Err(Failure::Usage(format!(
-                    "--target {target:?} is not a loopback address: load tests target only this machine \
-                     unless --allow-remote is given (aim at staging deliberately, never by accident)"
-                ))
-                .into());
-            }
-            let token = admin_token(&args, &url)?;
-            let base = target.trim_end_matches('/').to_owned();
-            attack(&args, &profile, &thresholds, &out, &base, None, token).await
+            let target = Target::parse(target, args.allow_remote, args.admin_token_env.as_deref())?;
+            attack(
+                &args,
+                &profile,
+                &thresholds,
+                &out,
+                &target.base,
+                None,
+                target.token,
+            )
+            .await
         }
         None => {
             with_workspace("load", async |ws| {

@@ -16,9 +16,10 @@ impl Running {
     pub async fn start(db: Db, config: Config) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let limits = config.connections;
         let router = router_with(db.clone(), config).unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(serve_until(listener, router, db, async {
+        let task = tokio::spawn(serve_until(listener, router, db, limits, async {
             let _ = rx.await;
         }));
         Self {
