@@ -253,7 +253,7 @@ async fn the_metrics_endpoint_reports_the_pool_the_operations_the_cache_and_the_
     );
     assert_eq!(
         body["search_cache"],
-        json!({ "hits": 1, "misses": 1, "hit_ratio": 0.5 })
+        json!({ "entries": 1, "max_entries": 10_000, "hits": 1, "misses": 1, "hit_ratio": 0.5 })
     );
     let pool = &body["pool"];
     assert_eq!(
