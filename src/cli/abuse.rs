@@ -215,23 +215,33 @@ fn junk_batch() -> Value {
     }))
 }
 
-/// What the flooders saw: shed answers (time, and whether `Retry-After` was there) and others.
+/// What the flooders saw: shed answers (time, and whether `Retry-After` was there), batches
+/// answered, and batches that ran out of their time (503 too, but not shed).
 #[derive(Default)]
 struct FloodSeen {
     shed: Vec<(Duration, bool)>,
-    other: usize,
+    answered: usize,
+    timed_out: usize,
 }
+
+/// The problem type of a shed request (`Problem::overloaded`).
+const OVERLOADED: &str = "https://pgperf.dev/problems/overloaded";
 
 async fn flooder(c: reqwest::Client, url: String, until: Instant) -> FloodSeen {
     let mut seen = FloodSeen::default();
     while Instant::now() < until {
         let started = Instant::now();
-        match c.post(&url).json(&junk_batch()).send().await {
-            Ok(r) if r.status() == 503 => {
-                let retry = r.headers().contains_key("retry-after");
-                seen.shed.push((started.elapsed(), retry));
-            }
-            _ => seen.other += 1,
+        let Ok(r) = c.post(&url).json(&junk_batch()).send().await else {
+            seen.timed_out += 1;
+            continue;
+        };
+        let retry = r.headers().contains_key("retry-after");
+        let status = r.status().as_u16();
+        let kind = r.json::<Value>().await.map(|b| b["type"] == OVERLOADED);
+        match (status, kind) {
+            (503, Ok(true)) => seen.shed.push((started.elapsed(), retry)),
+            (503, _) => seen.timed_out += 1,
+            _ => seen.answered += 1,
         }
     }
     seen
@@ -274,7 +284,8 @@ async fn flood(t: &Target, length: Duration) -> anyhow::Result<Vec<Check>> {
     for f in flooders {
         let s = f.await?;
         seen.shed.extend(s.shed);
-        seen.other += s.other;
+        seen.answered += s.answered;
+        seen.timed_out += s.timed_out;
     }
     let (health, search) = (health.await?, search.await?);
     let mut checks = vec![
@@ -306,10 +317,11 @@ fn shed_check(seen: &FloodSeen) -> Check {
         "shed batches",
         "503 with Retry-After, each <= 100 ms",
         format!(
-            "{} shed ({without} without Retry-After, slowest {}), {} answered otherwise",
+            "{} shed ({without} without Retry-After, slowest {}); {} answered, {} out of time",
             seen.shed.len(),
             ms(slowest),
-            seen.other
+            seen.answered,
+            seen.timed_out
         ),
         without == 0 && slowest <= Duration::from_millis(100),
     )

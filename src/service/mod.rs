@@ -284,8 +284,7 @@ pub fn router_with(db: Db, config: Config) -> Result<Router, DbError> {
 }
 
 async fn overloaded(_: tower::BoxError) -> Response {
-    Problem::unavailable("the service is at its limit of requests in flight; retry shortly")
-        .into_response()
+    Problem::overloaded().into_response()
 }
 
 async fn method_not_allowed(request: Request) -> Response {

@@ -116,6 +116,17 @@ impl Problem {
         }
     }
 
+    /// 503: shed at once, the service being at its limit of requests in flight.
+    pub fn overloaded() -> Self {
+        Self {
+            kind: "https://pgperf.dev/problems/overloaded",
+            title: "Overloaded",
+            status: 503,
+            detail: "the service is at its limit of requests in flight; retry shortly".to_owned(),
+            invalid_params: Vec::new(),
+        }
+    }
+
     /// The answer for a data-layer error: bad input is 400 naming the field, an unavailable
     /// database 503; anything else is 500 without internals (they are logged).
     pub fn from_db(e: &DbError) -> Self {

@@ -129,6 +129,10 @@ async fn a_batch_past_the_resolution_limit_is_shed_at_once_with_retry_after() {
         (503, "application/problem+json"),
         "{body}"
     );
+    assert_eq!(
+        body["type"], "https://pgperf.dev/problems/overloaded",
+        "{body}"
+    );
     assert_eq!(retry_after.as_deref(), Some("1"));
     assert!(took < Duration::from_millis(500), "shed in {took:?}");
     assert_eq!(
