@@ -220,8 +220,18 @@ fn mark_as_base(tree: &Path) -> anyhow::Result<()> {
         }
     };
     edit("Cargo.toml", &after("[package]"))?;
-    edit("Cargo.lock", &after("name = \"pgperf\"\n"))
+    edit("Cargo.lock", &after("name = \"pgperf\"\n"))?;
+    // The workspace's other crate, where the base has it: at the same relative path, its
+    // artifacts would take the head's slots the same way.
+    if tree.join(DB_MANIFEST).exists() {
+        edit(DB_MANIFEST, &after("[package]"))?;
+        edit("Cargo.lock", &after("name = \"pgperf-db\"\n"))?;
+    }
+    Ok(())
 }
+
+/// The data layer crate's manifest, relative to the workspace root.
+const DB_MANIFEST: &str = "crates/pgperf-db/Cargo.toml";
 
 #[cfg(test)]
 mod tests {
@@ -246,5 +256,27 @@ mod tests {
             read("Cargo.lock"),
             "[[package]]\nname = \"other\"\nversion = \"0.1.0\"\n\n[[package]]\nname = \"pgperf\"\nversion = \"0.1.0-ab-base\"\n"
         );
+    }
+
+    #[test]
+    fn in_a_workspace_the_data_layer_crate_gets_one_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let manifest = "[workspace]\nmembers = [\".\"]\n\n[workspace.package]\nedition = \"2024\"\n\n[package]\nname = \"pgperf\"\nversion = \"0.1.0\"\n";
+        let db = "[package]\nname = \"pgperf-db\"\nversion = \"0.1.0\"\n";
+        let lock = "[[package]]\nname = \"pgperf\"\nversion = \"0.1.0\"\n\n[[package]]\nname = \"pgperf-db\"\nversion = \"0.1.0\"\n";
+        std::fs::create_dir_all(dir.path().join("crates/pgperf-db")).unwrap();
+        std::fs::write(dir.path().join("Cargo.toml"), manifest).unwrap();
+        std::fs::write(dir.path().join(DB_MANIFEST), db).unwrap();
+        std::fs::write(dir.path().join("Cargo.lock"), lock).unwrap();
+
+        mark_as_base(dir.path()).unwrap();
+
+        let read = |f: &str| std::fs::read_to_string(dir.path().join(f)).unwrap();
+        assert_eq!(
+            read("Cargo.toml"),
+            manifest.replace("0.1.0", "0.1.0-ab-base")
+        );
+        assert_eq!(read(DB_MANIFEST), db.replace("0.1.0", "0.1.0-ab-base"));
+        assert_eq!(read("Cargo.lock"), lock.replace("0.1.0", "0.1.0-ab-base"));
     }
 }
