@@ -159,17 +159,33 @@ async fn copy_into<I>(
 where
     I: IntoIterator<Item = NewSourceRecord>,
 {
+    stream_copy(conn, statement, rows, |buf, _, row| {
+        row.validate()?;
+        encode_copy_line(buf, &row);
+        Ok(())
+    })
+    .await
+}
+
+/// Runs the COPY `statement` on `conn`, sending the text `encode` appends for each row in
+/// chunks of [`CHUNK_BYTES`]. `encode` gets the row's number (from 1) and may refuse the row:
+/// the COPY is then aborted, and the error names the row. Returns how many rows were read.
+pub(crate) async fn stream_copy<T>(
+    conn: &mut PgConnection,
+    statement: &'static str,
+    rows: impl IntoIterator<Item = T>,
+    mut encode: impl FnMut(&mut Vec<u8>, u64, T) -> Result<(), DbError>,
+) -> Result<u64, DbError> {
     let mut copy = conn.copy_in_raw(statement).await?;
     let mut buf = Vec::with_capacity(CHUNK_BYTES + 4096);
-    let mut line = 0u64;
+    let mut n = 0u64;
     for row in rows {
-        line += 1;
-        if let Err(e) = row.validate() {
-            let err = bad_row(line, e);
+        n += 1;
+        if let Err(e) = encode(&mut buf, n, row) {
+            let err = bad_row(n, e);
             let _ = copy.abort(err.to_string()).await;
             return Err(err);
         }
-        encode_copy_line(&mut buf, &row);
         if buf.len() >= CHUNK_BYTES {
             copy.send(buf.as_slice()).await.map_err(copy_error)?;
             buf.clear();
@@ -178,7 +194,8 @@ where
     if !buf.is_empty() {
         copy.send(buf.as_slice()).await.map_err(copy_error)?;
     }
-    copy.finish().await.map_err(copy_error)
+    copy.finish().await.map_err(copy_error)?;
+    Ok(n)
 }
 
 /// Loads `rows` into `source_records` with COPY, all or nothing. Returns the row count.

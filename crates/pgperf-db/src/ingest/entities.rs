@@ -11,7 +11,7 @@
 use serde::Serialize;
 use sqlx::PgConnection;
 
-use super::{CHUNK_BYTES, bad_row, begin_bulk, copy_error, push_text};
+use super::{begin_bulk, push_text, stream_copy};
 use crate::model::{NewEntity, check_text};
 use crate::{DbError, normalize_name};
 
@@ -79,46 +79,20 @@ async fn stage<I>(conn: &mut PgConnection, rows: I) -> Result<u64, DbError>
 where
     I: IntoIterator<Item = (NewEntity, Vec<String>)>,
 {
-    let mut copy = conn.copy_in_raw(COPY_STAGE).await?;
-    let mut buf = Vec::with_capacity(CHUNK_BYTES + 4096);
-    let mut seq = 0u64;
-    for (entity, aliases) in rows {
-        seq += 1;
-        let checked = entity.validate().and_then(|()| {
-            let aliases = aliases
-                .iter()
-                .map(|a| Ok((a.as_str(), checked_alias(a)?)))
-                .collect::<Result<Vec<_>, DbError>>()?;
-            Ok(aliases)
-        });
-        let aliases = match checked {
-            Ok(aliases) => aliases,
-            Err(e) => {
-                let err = bad_row(seq, e);
-                let _ = copy.abort(err.to_string()).await;
-                return Err(err);
-            }
-        };
-        encode(
-            &mut buf,
-            seq,
-            Some(&entity),
-            &entity.name,
-            &normalize_name(&entity.name),
-        );
+    stream_copy(conn, COPY_STAGE, rows, |buf, seq, (entity, aliases)| {
+        entity.validate()?;
+        let aliases = aliases
+            .iter()
+            .map(|a| Ok((a.as_str(), checked_alias(a)?)))
+            .collect::<Result<Vec<_>, DbError>>()?;
+        let normalized = normalize_name(&entity.name);
+        encode(buf, seq, Some(&entity), &entity.name, &normalized);
         for (alias, normalized) in aliases {
-            encode(&mut buf, seq, None, alias, &normalized);
+            encode(buf, seq, None, alias, &normalized);
         }
-        if buf.len() >= CHUNK_BYTES {
-            copy.send(buf.as_slice()).await.map_err(copy_error)?;
-            buf.clear();
-        }
-    }
-    if !buf.is_empty() {
-        copy.send(buf.as_slice()).await.map_err(copy_error)?;
-    }
-    copy.finish().await.map_err(copy_error)?;
-    Ok(seq)
+        Ok(())
+    })
+    .await
 }
 
 /// The GIN indexes of `entities` and `entity_aliases` (trigram, words, full text).

@@ -69,6 +69,13 @@ pub const LIST_OF_KIND: &str = const_format::concatcp!(
     " FROM entities WHERE kind = $1 AND id > $2 ORDER BY id LIMIT $3"
 );
 
+/// A page of all entities (`$1` after, `$2` limit).
+const LIST_ALL: &str = const_format::concatcp!(
+    "SELECT ",
+    COLUMNS,
+    " FROM entities WHERE id > $1 ORDER BY id LIMIT $2"
+);
+
 /// Reads one entity.
 pub async fn get(conn: &mut PgConnection, id: i64) -> Result<Entity, DbError> {
     let row: Option<Row> = sqlx::query_as(GET).bind(id).fetch_optional(conn).await?;
@@ -154,30 +161,9 @@ pub async fn list(
     after: Option<i64>,
     limit: u32,
 ) -> Result<Page<Entity>, DbError> {
-    let limit = i64::from(limit.clamp(1, 1_000));
-    let after = after.unwrap_or(0);
-    let found = match kind {
-        Some(kind) => {
-            sqlx::query_as(LIST_OF_KIND)
-                .bind(kind.as_str())
-                .bind(after)
-                .bind(limit)
-                .fetch_all(conn)
-                .await?
-        }
-        None => {
-            let sql = const_format::concatcp!(
-                "SELECT ",
-                COLUMNS,
-                " FROM entities WHERE id > $1 ORDER BY id LIMIT $2"
-            );
-            sqlx::query_as(sql)
-                .bind(after)
-                .bind(limit)
-                .fetch_all(conn)
-                .await?
-        }
-    };
+    let sql = (LIST_ALL, LIST_OF_KIND);
+    let kind = kind.map(EntityKind::as_str);
+    let (found, limit) = super::keyset_rows(conn, sql, kind, after, limit).await?;
     Ok(Page::from_rows(rows(found)?, limit, |e| e.id))
 }
 

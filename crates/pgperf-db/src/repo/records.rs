@@ -50,6 +50,13 @@ pub const LIST_OF_SOURCE: &str = const_format::concatcp!(
     " FROM source_records WHERE source = $1 AND id > $2 ORDER BY id LIMIT $3"
 );
 
+/// A page of all records (`$1` after, `$2` limit).
+const LIST_ALL: &str = const_format::concatcp!(
+    "SELECT ",
+    COLUMNS,
+    " FROM source_records WHERE id > $1 ORDER BY id LIMIT $2"
+);
+
 /// Inserts one record. A second record with the same (source, external_id) is a
 /// [`DbError::UniqueViolation`] on `source_records_source_external_id_key`.
 pub async fn create(
@@ -146,30 +153,8 @@ pub async fn list(
     after: Option<i64>,
     limit: u32,
 ) -> Result<Page<SourceRecord>, DbError> {
-    let limit = i64::from(limit.clamp(1, 1_000));
-    let after = after.unwrap_or(0);
-    let rows: Vec<Row> = match source {
-        Some(source) => {
-            sqlx::query_as(LIST_OF_SOURCE)
-                .bind(source)
-                .bind(after)
-                .bind(limit)
-                .fetch_all(conn)
-                .await?
-        }
-        None => {
-            let sql = const_format::concatcp!(
-                "SELECT ",
-                COLUMNS,
-                " FROM source_records WHERE id > $1 ORDER BY id LIMIT $2"
-            );
-            sqlx::query_as(sql)
-                .bind(after)
-                .bind(limit)
-                .fetch_all(conn)
-                .await?
-        }
-    };
+    let sql = (LIST_ALL, LIST_OF_SOURCE);
+    let (rows, limit): (Vec<Row>, _) = super::keyset_rows(conn, sql, source, after, limit).await?;
     Ok(Page::from_rows(
         rows.into_iter().map(SourceRecord::from).collect(),
         limit,
