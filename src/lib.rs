@@ -1,21 +1,22 @@
 //! # pgperf
 //!
-//! The PostgreSQL foundation of the platform and the guard that keeps it fast and correct.
+//! The PostgreSQL foundation of the platform and the guard that keeps it fast and correct. This
+//! crate is the command line (`pgperf`) and the integration suite; it re-exports the workspace's
+//! crates under short names:
 //!
-//! - [`db`]: the data layer (pool, migrations, repositories, bulk ingestion). It never
-//!   depends on the measuring harness.
-//! - [`dataset`]: deterministic generated entities and source records (1k / 100k / 1M).
-//! - [`perf`]: the measuring harness (runner, statistics, calibration, baselines, reports).
-//! - [`scenarios`]: the timed operations, shared by the test suite and the CLI benchmark.
-//! - [`postgres`]: the PostgreSQL server to run against: a container started with
-//!   testcontainers, or an external server given by URL; per-test databases cloned from a
-//!   migrated template.
-//! - [`service`]: the HTTP API (axum) over the data layer: health endpoints, entities,
-//!   search and resolution so far.
+//! - [`db`] ([`pgperf_db`]): the data layer (pool, migrations, repositories, bulk ingestion,
+//!   search, resolution). It never depends on the measuring harness.
+//! - [`service`] ([`pgperf_service`]): the HTTP API (axum) over the data layer.
+//! - [`postgres`] and [`dataset`] ([`pgperf_testbed`]): the PostgreSQL server to run against
+//!   (a container or an external server; per-test databases cloned from a migrated template),
+//!   and deterministic generated and labelled data.
+//! - [`perf`] and [`scenarios`] ([`pgperf_harness`]): the measuring harness (runner,
+//!   statistics, calibration, counters, baselines, the guard, reports) and the timed
+//!   operations shared by the test suite and the CLI benchmark.
 
-pub mod dataset;
+#![warn(clippy::too_many_lines)]
+
 pub use pgperf_db as db;
-pub mod perf;
-pub mod postgres;
-pub mod scenarios;
-pub mod service;
+pub use pgperf_harness::{perf, scenarios};
+pub use pgperf_service as service;
+pub use pgperf_testbed::{dataset, postgres};

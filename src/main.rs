@@ -1,6 +1,8 @@
 //! The pgperf command line. Its main job, `pgperf run`, runs the suite's scenarios as a
 //! benchmark against a container (or PGPERF_DATABASE_URL) and prints a report.
 
+#![warn(clippy::too_many_lines)]
+
 mod cli;
 
 use clap::{Parser, Subcommand};

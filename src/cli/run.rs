@@ -60,7 +60,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
 
     println!("{}", report::table(&outcome.reports));
     if let Some(annotation) = report::unjudged_annotations(&outcome.reports)
-        && std::env::var_os("CI").is_some()
+        && pgperf_harness::Settings::from_env()?.ci
     {
         println!("{annotation}");
     }

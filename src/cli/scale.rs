@@ -391,7 +391,37 @@ async fn measure_cases(
     args: &ScaleArgs,
 ) -> anyhow::Result<Vec<Row>> {
     let names = queries(size, args.queries, 1);
-    let thresholds = Thresholds::default();
+    let (uncached, cached) = measure_searches(conn, &names).await?;
+    let (one, batch) = measure_resolution(conn, size, &names, args.batches).await?;
+    let cases = [
+        ("search.uncached", uncached),
+        ("search.cached", cached),
+        ("resolve.one", one),
+        ("resolve.batch_1000", batch),
+    ];
+    for (case, s) in &cases {
+        eprintln!(
+            "pgperf: {size} entities, {}: {case} p50 {:.2} ms, p95 {:.2} ms",
+            index.as_str(),
+            s.p50_us / 1e3,
+            s.p95_us / 1e3
+        );
+    }
+    let row = |(case, summary)| Row {
+        size,
+        index,
+        case,
+        summary,
+    };
+    Ok(cases.into_iter().map(row).collect())
+}
+
+/// `search.uncached` over every name, then `search.cached` cycling over the first
+/// [`POPULAR`], stored beforehand.
+async fn measure_searches(
+    conn: &mut PgConnection,
+    names: &[NameToResolve],
+) -> anyhow::Result<(Summary, Summary)> {
     let requests: Vec<SearchRequest> = names
         .iter()
         .map(|n| SearchRequest::new(n.name.clone(), 10))
@@ -416,13 +446,24 @@ async fn measure_cases(
     })
     .await
     .context("search.cached")?;
-    let one = timed(conn, &names, async |c, n| {
+    Ok((uncached, cached))
+}
+
+/// `resolve.one` over every name, then `resolve.batch_1000` over `batches` batches.
+async fn measure_resolution(
+    conn: &mut PgConnection,
+    size: u64,
+    names: &[NameToResolve],
+    batches: u64,
+) -> anyhow::Result<(Summary, Summary)> {
+    let thresholds = Thresholds::default();
+    let one = timed(conn, names, async |c, n| {
         resolve(c, n, thresholds).await?;
         Ok(())
     })
     .await
     .context("resolve.one")?;
-    let batches: Vec<Vec<NameToResolve>> = (0..args.batches)
+    let batches: Vec<Vec<NameToResolve>> = (0..batches)
         .map(|b| queries(size, BATCH as u64, 100 + b))
         .collect();
     let batch = timed(conn, &batches, async |c, names| {
@@ -432,29 +473,7 @@ async fn measure_cases(
     })
     .await
     .context("resolve.batch_1000")?;
-    let cases = [
-        ("search.uncached", uncached),
-        ("search.cached", cached),
-        ("resolve.one", one),
-        ("resolve.batch_1000", batch),
-    ];
-    for (case, s) in &cases {
-        eprintln!(
-            "pgperf: {size} entities, {}: {case} p50 {:.2} ms, p95 {:.2} ms",
-            index.as_str(),
-            s.p50_us / 1e3,
-            s.p95_us / 1e3
-        );
-    }
-    Ok(cases
-        .into_iter()
-        .map(|(case, summary)| Row {
-            size,
-            index,
-            case,
-            summary,
-        })
-        .collect())
+    Ok((one, batch))
 }
 
 /// Slope of log y over log x between two points: 0 flat, 1 linear, 0.5 square root.

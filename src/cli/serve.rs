@@ -149,14 +149,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         query_timeout: config.request_timeout,
         ..PoolSettings::default()
     };
-    match std::env::var("PGPERF_DATABASE_URL") {
-        Ok(text) => {
-            let url = DatabaseUrl::parse(&text).context("PGPERF_DATABASE_URL")?;
+    // PGPERF_DATABASE_URL: here the database to serve, not a server to clone databases on.
+    match pgperf_testbed::Settings::from_env()?.database_url {
+        Some(url) => {
             let db = Db::connect(&url, settings).await?;
             pgperf::db::migrate(db.pool(), url.database()).await?;
             serve_on(&args, db, config, &url).await
         }
-        Err(_) => {
+        None => {
             with_workspace("serve", async |ws| {
                 let db = ws.pool(settings).await?;
                 serve_on(&args, db, config, &ws.url).await

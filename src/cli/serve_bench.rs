@@ -126,21 +126,7 @@ fn ms(us: f64) -> f64 {
 
 /// Runs the benchmark.
 pub async fn run(args: ServeBenchArgs) -> anyhow::Result<()> {
-    if args.searches == 0 || args.health_rate == 0 || args.health_seconds == 0 {
-        return Err(Failure::Usage(
-            "--searches, --health-rate and --health-seconds must be above zero".to_owned(),
-        )
-        .into());
-    }
-    let limit = raise_fd_limit();
-    if u64::from(args.connections) * 2 + 100 > limit {
-        return Err(Failure::Usage(format!(
-            "{} connections need about {} open files; this process may have {limit} (ulimit -n)",
-            args.connections,
-            u64::from(args.connections) * 2 + 100
-        ))
-        .into());
-    }
+    check_args(&args)?;
     with_workspace("serve_bench", async |ws| {
         let db = ws
             .pool(PoolSettings {
@@ -149,185 +135,33 @@ pub async fn run(args: ServeBenchArgs) -> anyhow::Result<()> {
                 ..PoolSettings::default()
             })
             .await?;
-        {
-            let mut c = db.acquire().await?;
-            let started = Instant::now();
-            pgperf::db::ingest::copy_entities(&mut c, pgperf::dataset::entities(42, args.entities))
-                .await?;
-            sqlx::query("ANALYZE entities, entity_aliases")
-                .execute(&mut *c)
-                .await?;
-            eprintln!(
-                "pgperf: seeded {} entities in {:.1} s",
-                args.entities,
-                started.elapsed().as_secs_f64()
-            );
-        }
+        seed(&db, args.entities).await?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let port = listener.local_addr()?.port();
         let base = format!("http://127.0.0.1:{port}");
         let router = pgperf::service::router_with(db.clone(), Config::default())?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let stopped = async {
+            let _ = stopped.await;
+        };
+        let limits = ConnectionLimits::default();
         let server = tokio::spawn(pgperf::service::serve(
             listener,
             router,
             db.clone(),
-            ConnectionLimits::default(),
-            async {
-                let _ = stopped.await;
-            },
+            limits,
+            stopped,
         ));
         let client = reqwest::Client::builder()
             .pool_max_idle_per_host(usize::MAX)
             .pool_idle_timeout(Duration::from_secs(120))
             .timeout(Duration::from_secs(30))
             .build()?;
-
-        // Warm the cache: the first request of each query is a miss and stores the page.
-        for q in POPULAR {
-            let r = client.get(format!("{base}/search?q={q}")).send().await?;
-            anyhow::ensure!(
-                r.status().is_success(),
-                "warming /search?q={q}: {}",
-                r.status()
-            );
-        }
-        let cache = SearchCache::default();
-        let mut direct = latency_histogram();
-        let mut http = latency_histogram();
-        let block = 200u32;
-        let mut done = 0u32;
-        let started = Instant::now();
-        let mut conn = db.acquire().await?;
-        while done < args.searches {
-            let n = block.min(args.searches - done);
-            for i in 0..n {
-                let q = POPULAR[((done + i) as usize) % POPULAR.len()];
-                let req = SearchRequest {
-                    text: q.to_owned(),
-                    kind: None,
-                    source: None,
-                    limit: 10,
-                    after: None,
-                };
-                let t = Instant::now();
-                let (_, served) = cache.search(&mut conn, &req).await?;
-                record(&mut direct, t.elapsed());
-                anyhow::ensure!(
-                    served == Served::Hit,
-                    "direct lookup of {q:?} missed the cache"
-                );
-            }
-            for i in 0..n {
-                let q = POPULAR[((done + i) as usize) % POPULAR.len()];
-                let t = Instant::now();
-                let r = client.get(format!("{base}/search?q={q}")).send().await?;
-                let hit = r.headers().get("x-cache").is_some_and(|v| v == "hit");
-                let ok = r.status().is_success();
-                let _ = r.bytes().await?;
-                record(&mut http, t.elapsed());
-                anyhow::ensure!(ok && hit, "GET /search?q={q} was not a cache hit");
-            }
-            done += n;
-        }
-        drop(conn);
-        let wall = started.elapsed();
-        let direct = Summary::of(&direct, 0, wall);
-        let http = Summary::of(&http, 0, wall);
+        let (direct, http) = cached_phase(&client, &base, &db, args.searches).await?;
+        let (health, late) = health_phase(&client, &base, &args).await?;
+        let (rounds, held) = connection_rounds(&client, &base, port, args.connections).await;
+        let _ = (drop(client), stop.send(()), server.await);
         let overhead = ms(http.p50_us - direct.p50_us);
-        eprintln!(
-            "pgperf: cached search p50: HTTP {:.3} ms, data layer {:.3} ms",
-            ms(http.p50_us),
-            ms(direct.p50_us)
-        );
-
-        // /health/database at a fixed rate, latency from the scheduled start.
-        let period = Duration::from_secs_f64(1.0 / f64::from(args.health_rate));
-        let total = args.health_rate * args.health_seconds;
-        let began = tokio::time::Instant::now();
-        let mut tasks = Vec::with_capacity(total as usize);
-        let mut late = 0u64;
-        for i in 0..total {
-            let at = began + period * i;
-            tokio::time::sleep_until(at).await;
-            if tokio::time::Instant::now() > at + period {
-                late += 1;
-            }
-            let client = client.clone();
-            let url = format!("{base}/health/database");
-            tasks.push(tokio::spawn(async move {
-                let r = client.get(url).send().await;
-                let ok = match r {
-                    Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
-                    Err(_) => false,
-                };
-                (at.elapsed(), ok)
-            }));
-        }
-        let mut h = latency_histogram();
-        let mut errors = 0u64;
-        for t in tasks {
-            let (took, ok) = t.await.context("a health request task")?;
-            if ok {
-                record(&mut h, took);
-            } else {
-                errors += 1;
-            }
-        }
-        let health = Summary::of(&h, errors, began.elapsed());
-        eprintln!(
-            "pgperf: /health/database at {}/s: p50 {:.3} ms, p99 {:.3} ms, {errors} errors",
-            args.health_rate,
-            ms(health.p50_us),
-            ms(health.p99_us)
-        );
-
-        // 1,000 concurrent keep-alive connections, three rounds on one client.
-        let mut rounds = Vec::new();
-        let mut held = 0;
-        for round in 0..3 {
-            let started = Instant::now();
-            let mut set = tokio::task::JoinSet::new();
-            for i in 0..args.connections {
-                let client = client.clone();
-                let q = POPULAR[(i as usize) % POPULAR.len()];
-                let url = if round == 1 {
-                    format!("{base}/health/live")
-                } else {
-                    format!("{base}/search?q={q}")
-                };
-                set.spawn(async move {
-                    match client.get(url).send().await {
-                        Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
-                        Err(_) => false,
-                    }
-                });
-            }
-            let (mut ok, mut errors) = (0, 0);
-            while let Some(r) = set.join_next().await {
-                if r.unwrap_or(false) {
-                    ok += 1;
-                } else {
-                    errors += 1;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            held = held.max(established_on(port));
-            rounds.push(RoundResult {
-                ok,
-                errors,
-                seconds: started.elapsed().as_secs_f64(),
-            });
-        }
-        eprintln!(
-            "pgperf: {} concurrent requests x3: {:?}; {held} server-side connections held",
-            args.connections,
-            rounds.iter().map(|r| (r.ok, r.errors)).collect::<Vec<_>>()
-        );
-        drop(client);
-        let _ = stop.send(());
-        let _ = server.await;
-
         let passed = overhead <= MAX_CACHED_OVERHEAD_MS
             && ms(health.p99_us) <= MAX_HEALTH_P99_MS
             && health.errors == 0
@@ -346,21 +180,207 @@ pub async fn run(args: ServeBenchArgs) -> anyhow::Result<()> {
             connection_rounds: rounds,
             passed,
         };
-        print_report(&report);
-        std::fs::create_dir_all("target/pgperf")?;
-        std::fs::write(
-            "target/pgperf/serve-bench.json",
-            serde_json::to_string_pretty(&report)?,
-        )?;
-        if !passed {
-            return Err(Failure::Regressed(
-                "a service target was missed (see the report)".to_owned(),
-            )
-            .into());
-        }
-        Ok(())
+        finish(&report)
     })
     .await
+}
+
+/// Refuses arguments that would measure nothing or need more open files than allowed.
+fn check_args(args: &ServeBenchArgs) -> anyhow::Result<()> {
+    if args.searches == 0 || args.health_rate == 0 || args.health_seconds == 0 {
+        let why = "--searches, --health-rate and --health-seconds must be above zero";
+        return Err(Failure::Usage(why.to_owned()).into());
+    }
+    let limit = raise_fd_limit();
+    let files = u64::from(args.connections) * 2 + 100;
+    if files > limit {
+        return Err(Failure::Usage(format!(
+            "{} connections need about {files} open files; this process may have {limit} (ulimit -n)",
+            args.connections
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+/// Loads `entities` generated entities through the COPY path, and gathers statistics.
+async fn seed(db: &pgperf::db::Db, entities: u64) -> anyhow::Result<()> {
+    let mut c = db.acquire().await?;
+    let started = Instant::now();
+    pgperf::db::ingest::copy_entities(&mut c, pgperf::dataset::entities(42, entities)).await?;
+    sqlx::query("ANALYZE entities, entity_aliases")
+        .execute(&mut *c)
+        .await?;
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!("pgperf: seeded {entities} entities in {secs:.1} s");
+    Ok(())
+}
+
+/// The cached search through the data layer and over HTTP, alternating blocks of 200; every
+/// one must be a hit.
+async fn cached_phase(
+    client: &reqwest::Client,
+    base: &str,
+    db: &pgperf::db::Db,
+    searches: u32,
+) -> anyhow::Result<(Summary, Summary)> {
+    // Warm the cache: the first request of each query is a miss and stores the page.
+    for q in POPULAR {
+        let r = client.get(format!("{base}/search?q={q}")).send().await?;
+        anyhow::ensure!(
+            r.status().is_success(),
+            "warming /search?q={q}: {}",
+            r.status()
+        );
+    }
+    let cache = SearchCache::default();
+    let (mut direct, mut http) = (latency_histogram(), latency_histogram());
+    let started = Instant::now();
+    let mut conn = db.acquire().await?;
+    let mut done = 0u32;
+    while done < searches {
+        let n = 200u32.min(searches - done);
+        let block = || (done..done + n).map(|i| POPULAR[i as usize % POPULAR.len()]);
+        for q in block() {
+            let req = SearchRequest::new(q.to_owned(), 10);
+            let t = Instant::now();
+            let (_, served) = cache.search(&mut conn, &req).await?;
+            record(&mut direct, t.elapsed());
+            anyhow::ensure!(
+                served == Served::Hit,
+                "direct lookup of {q:?} missed the cache"
+            );
+        }
+        for q in block() {
+            let t = Instant::now();
+            let r = client.get(format!("{base}/search?q={q}")).send().await?;
+            let hit = r.headers().get("x-cache").is_some_and(|v| v == "hit");
+            let ok = r.status().is_success();
+            let _ = r.bytes().await?;
+            record(&mut http, t.elapsed());
+            anyhow::ensure!(ok && hit, "GET /search?q={q} was not a cache hit");
+        }
+        done += n;
+    }
+    let wall = started.elapsed();
+    let (direct, http) = (Summary::of(&direct, 0, wall), Summary::of(&http, 0, wall));
+    eprintln!(
+        "pgperf: cached search p50: HTTP {:.3} ms, data layer {:.3} ms",
+        ms(http.p50_us),
+        ms(direct.p50_us)
+    );
+    Ok((direct, http))
+}
+
+/// `/health/database` at a fixed rate, latency from each request's scheduled start; and how
+/// many started late.
+async fn health_phase(
+    client: &reqwest::Client,
+    base: &str,
+    args: &ServeBenchArgs,
+) -> anyhow::Result<(Summary, u64)> {
+    let period = Duration::from_secs_f64(1.0 / f64::from(args.health_rate));
+    let total = args.health_rate * args.health_seconds;
+    let began = tokio::time::Instant::now();
+    let mut tasks = Vec::with_capacity(total as usize);
+    let mut late = 0u64;
+    for i in 0..total {
+        let at = began + period * i;
+        tokio::time::sleep_until(at).await;
+        if tokio::time::Instant::now() > at + period {
+            late += 1;
+        }
+        let request = client.get(format!("{base}/health/database"));
+        tasks.push(tokio::spawn(async move {
+            let ok = match request.send().await {
+                Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
+                Err(_) => false,
+            };
+            (at.elapsed(), ok)
+        }));
+    }
+    let (mut h, mut errors) = (latency_histogram(), 0u64);
+    for t in tasks {
+        match t.await.context("a health request task")? {
+            (took, true) => record(&mut h, took),
+            (_, false) => errors += 1,
+        }
+    }
+    let health = Summary::of(&h, errors, began.elapsed());
+    eprintln!(
+        "pgperf: /health/database at {}/s: p50 {:.3} ms, p99 {:.3} ms, {errors} errors",
+        args.health_rate,
+        ms(health.p50_us),
+        ms(health.p99_us)
+    );
+    Ok((health, late))
+}
+
+/// `connections` concurrent keep-alive requests, three rounds on one client (search, health,
+/// search); the rounds and the most server-side connections held.
+async fn connection_rounds(
+    client: &reqwest::Client,
+    base: &str,
+    port: u16,
+    connections: u32,
+) -> (Vec<RoundResult>, usize) {
+    let mut rounds = Vec::new();
+    let mut held = 0;
+    for round in 0..3 {
+        let started = Instant::now();
+        let mut set = tokio::task::JoinSet::new();
+        for i in 0..connections {
+            let q = POPULAR[(i as usize) % POPULAR.len()];
+            let url = if round == 1 {
+                format!("{base}/health/live")
+            } else {
+                format!("{base}/search?q={q}")
+            };
+            let request = client.get(url);
+            set.spawn(async move {
+                match request.send().await {
+                    Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
+                    Err(_) => false,
+                }
+            });
+        }
+        let (mut ok, mut errors) = (0, 0);
+        while let Some(r) = set.join_next().await {
+            if r.unwrap_or(false) {
+                ok += 1
+            } else {
+                errors += 1
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        held = held.max(established_on(port));
+        let seconds = started.elapsed().as_secs_f64();
+        rounds.push(RoundResult {
+            ok,
+            errors,
+            seconds,
+        });
+    }
+    let counts: Vec<_> = rounds.iter().map(|r| (r.ok, r.errors)).collect();
+    eprintln!(
+        "pgperf: {connections} concurrent requests x3: {counts:?}; {held} server-side connections held"
+    );
+    (rounds, held)
+}
+
+/// Prints and writes the report; a missed target is a regression.
+fn finish(report: &Report) -> anyhow::Result<()> {
+    print_report(report);
+    std::fs::create_dir_all("target/pgperf")?;
+    std::fs::write(
+        "target/pgperf/serve-bench.json",
+        serde_json::to_string_pretty(report)?,
+    )?;
+    if !report.passed {
+        let why = "a service target was missed (see the report)";
+        return Err(Failure::Regressed(why.to_owned()).into());
+    }
+    Ok(())
 }
 
 fn print_report(r: &Report) {

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use pgperf::perf::baseline::{Environment, Mode};
-use pgperf::perf::{Guard, PerfError, report};
+use pgperf::perf::{CaseFailure, Guard, PerfError, report};
 use pgperf::scenarios::{self, Area, suite};
 
 use crate::support::{TestDb, gate};
@@ -33,7 +33,7 @@ async fn hold_area_to_its_baseline(area: Area) {
 /// What checking an area gave: the failures, and the text of the failure message (set-up
 /// notes included).
 pub struct AreaOutcome {
-    pub failures: Vec<pgperf::perf::PerfError>,
+    pub failures: Vec<pgperf::perf::CaseFailure>,
     pub notes: Vec<String>,
     pub text: String,
 }
@@ -168,7 +168,7 @@ async fn entity_writes_slowed_by_a_migration_are_named_by_their_cases_and_the_se
     );
     assert!(!text.contains("statement timeout"), "{text}");
     assert!(
-        outcome.failures.iter().all(PerfError::is_regression),
+        outcome.failures.iter().all(CaseFailure::is_breach),
         "only regressions, no set-up error:\n{text}"
     );
 }

@@ -16,8 +16,8 @@ use serde_json::{Value, json};
 use sqlx::PgConnection;
 
 use super::AppState;
-use super::telemetry::{Operation, Outcome, WindowSummary};
-use super::thresholds::{Limits, Status};
+use super::telemetry::{Operation, Outcome, Telemetry, WindowSummary};
+use super::thresholds::{Limits, Status, Thresholds};
 use crate::db::{Db, DbError, PoolSnapshot};
 
 /// How long `GET /health/database` and the monitor's query wait for an answer.
@@ -359,207 +359,11 @@ struct Check {
 /// when any check fails.
 pub async fn detailed(State(state): State<AppState>) -> Response {
     let reading = state.monitor.reading(&state.db).await;
-    let th = &state.config.thresholds;
-    let t = &state.telemetry;
-    let time = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    let check = |component_type,
-                 value: Value,
-                 unit,
-                 status,
-                 threshold: Option<&Limits>,
-                 output: Option<String>| {
-        vec![Check {
-            component_type,
-            observed_value: value,
-            observed_unit: unit,
-            status,
-            threshold: threshold.copied(),
-            output,
-            time: time.clone(),
-        }]
-    };
-    let few = |n: u64| {
-        format!(
-            "{n} samples in the window, fewer than {} to judge",
-            th.min_samples
-        )
-    };
-    let mut checks: BTreeMap<&'static str, Vec<Check>> = BTreeMap::new();
-
-    let (up, response_ms, oldest) = match &reading.stats {
-        Ok(s) => (
-            true,
-            reading.took.as_secs_f64() * 1e3,
-            Some(s.oldest_query_s),
-        ),
-        Err(_) => (false, reading.took.as_secs_f64() * 1e3, None),
-    };
-    checks.insert(
-        "database:connectivity",
-        check(
-            "datastore",
-            json!(if up { "up" } else { "down" }),
-            "state",
-            if up { Status::Pass } else { Status::Fail },
-            None,
-            reading.stats.as_ref().err().cloned(),
-        ),
-    );
-    checks.insert(
-        "database:responseTime",
-        check(
-            "datastore",
-            json!(round3(response_ms)),
-            "ms",
-            if up {
-                th.response_time_ms.above(response_ms)
-            } else {
-                Status::Fail
-            },
-            Some(&th.response_time_ms),
-            None,
-        ),
-    );
-    if let Some(oldest) = oldest {
-        checks.insert(
-            "database:longRunningQueries",
-            check(
-                "datastore",
-                json!(round3(oldest)),
-                "s",
-                th.long_running_query_s.above(oldest),
-                Some(&th.long_running_query_s),
-                None,
-            ),
-        );
-    }
-
-    let pool = state.db.snapshot();
-    let u = utilization(&pool);
-    checks.insert(
-        "pool:utilization",
-        check(
-            "component",
-            json!(u),
-            "ratio",
-            th.pool_utilization.above(u),
-            Some(&th.pool_utilization),
-            Some(format!(
-                "{} of {} connections in use",
-                pool.in_use, pool.max_connections
-            )),
-        ),
-    );
-    let pending = f64::from(pool.waiting);
-    checks.insert(
-        "pool:pendingAcquirers",
-        check(
-            "component",
-            json!(pool.waiting),
-            "requests",
-            th.pending_acquirers.above(pending),
-            Some(&th.pending_acquirers),
-            None,
-        ),
-    );
-    let timeouts = t.acquire_timeouts.summary().count;
-    checks.insert(
-        "pool:acquireTimeouts",
-        check(
-            "component",
-            json!(timeouts),
-            "timeouts in window",
-            th.acquire_timeouts.above(timeouts as f64),
-            Some(&th.acquire_timeouts),
-            None,
-        ),
-    );
-
-    let judged = |w: &WindowSummary, l: &Limits, value: f64| {
-        if w.count < th.min_samples {
-            (Status::Pass, Some(few(w.count)))
-        } else {
-            (l.above(value), None)
-        }
-    };
-    let all = t.all_queries();
-    let (status, output) = judged(&all, &th.query_p95_ms, all.p95_ms);
-    checks.insert(
-        "queries:p95",
-        check(
-            "component",
-            json!(all.p95_ms),
-            "ms",
-            status,
-            Some(&th.query_p95_ms),
-            output,
-        ),
-    );
-    let cached = t.window(Operation::SearchCached).summary();
-    let (status, output) = judged(&cached, &th.cached_search_p95_ms, cached.p95_ms);
-    checks.insert(
-        "search:cachedP95",
-        check(
-            "component",
-            json!(cached.p95_ms),
-            "ms",
-            status,
-            Some(&th.cached_search_p95_ms),
-            output,
-        ),
-    );
-    let (hits, misses) = (t.cache_hits.summary().count, t.cache_misses.summary().count);
-    let lookups = hits + misses;
-    let ratio = if lookups == 0 {
-        0.0
-    } else {
-        round3(hits as f64 / lookups as f64)
-    };
-    let (status, output) = if lookups < th.min_samples {
-        (Status::Pass, Some(few(lookups)))
-    } else {
-        (th.cache_hit_ratio.below(ratio), None)
-    };
-    checks.insert(
-        "search:cacheHitRatio",
-        check(
-            "component",
-            json!(ratio),
-            "ratio",
-            status,
-            Some(&th.cache_hit_ratio),
-            output,
-        ),
-    );
-    let http = t.http.summary();
-    let rate = if http.count == 0 {
-        0.0
-    } else {
-        round3(http.errors as f64 / http.count as f64)
-    };
-    let (status, output) = if http.count < th.min_samples {
-        (Status::Pass, Some(few(http.count)))
-    } else {
-        (th.error_rate.above(rate), None)
-    };
-    checks.insert(
-        "http:errorRate",
-        check(
-            "component",
-            json!(rate),
-            "ratio",
-            status,
-            Some(&th.error_rate),
-            output,
-        ),
-    );
-
-    let overall = checks
-        .values()
-        .flatten()
-        .map(|c| c.status)
-        .max()
-        .unwrap_or(Status::Pass);
+    let mut checks = Checks::new(&state.config.thresholds);
+    checks.database(&reading);
+    checks.pool(&state.db.snapshot(), &state.telemetry);
+    checks.windows(&state.telemetry);
+    let overall = checks.overall();
     let code = if overall == Status::Fail {
         StatusCode::SERVICE_UNAVAILABLE
     } else {
@@ -570,9 +374,199 @@ pub async fn detailed(State(state): State<AppState>) -> Response {
         json!({
             "status": overall,
             "description": "pgperf: the database as this service sees it",
-            "checks": checks,
+            "checks": checks.by_name,
         }),
     )
+}
+
+/// The detailed report's checks, by the draft's `component:measurement` names.
+struct Checks<'a> {
+    th: &'a Thresholds,
+    time: String,
+    by_name: BTreeMap<&'static str, Vec<Check>>,
+}
+
+impl<'a> Checks<'a> {
+    fn new(th: &'a Thresholds) -> Self {
+        let time = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        Self {
+            th,
+            time,
+            by_name: BTreeMap::new(),
+        }
+    }
+
+    /// Adds one check; `threshold` is shown beside the value.
+    fn add(
+        &mut self,
+        name: &'static str,
+        (component_type, unit): (&'static str, &'static str),
+        value: Value,
+        (status, output): (Status, Option<String>),
+        threshold: Option<&Limits>,
+    ) {
+        let check = Check {
+            component_type,
+            observed_value: value,
+            observed_unit: unit,
+            status,
+            threshold: threshold.copied(),
+            output,
+            time: self.time.clone(),
+        };
+        self.by_name.insert(name, vec![check]);
+    }
+
+    /// Judged only with enough samples in the window; otherwise a pass saying so.
+    fn judged(&self, samples: u64, verdict: impl FnOnce() -> Status) -> (Status, Option<String>) {
+        if samples < self.th.min_samples {
+            let few = format!(
+                "{samples} samples in the window, fewer than {} to judge",
+                self.th.min_samples
+            );
+            (Status::Pass, Some(few))
+        } else {
+            (verdict(), None)
+        }
+    }
+
+    fn database(&mut self, reading: &Reading) {
+        let th = self.th;
+        let up = reading.stats.is_ok();
+        let ms = reading.took.as_secs_f64() * 1e3;
+        let state = if up { Status::Pass } else { Status::Fail };
+        let error = reading.stats.as_ref().err().cloned();
+        let up_word = json!(if up { "up" } else { "down" });
+        self.add(
+            "database:connectivity",
+            ("datastore", "state"),
+            up_word,
+            (state, error),
+            None,
+        );
+        let status = if up {
+            th.response_time_ms.above(ms)
+        } else {
+            Status::Fail
+        };
+        let limits = Some(&th.response_time_ms);
+        self.add(
+            "database:responseTime",
+            ("datastore", "ms"),
+            json!(round3(ms)),
+            (status, None),
+            limits,
+        );
+        if let Ok(s) = &reading.stats {
+            let status = th.long_running_query_s.above(s.oldest_query_s);
+            let value = json!(round3(s.oldest_query_s));
+            let limits = Some(&th.long_running_query_s);
+            self.add(
+                "database:longRunningQueries",
+                ("datastore", "s"),
+                value,
+                (status, None),
+                limits,
+            );
+        }
+    }
+
+    fn pool(&mut self, pool: &PoolSnapshot, t: &Telemetry) {
+        let th = self.th;
+        let u = utilization(pool);
+        let in_use = format!(
+            "{} of {} connections in use",
+            pool.in_use, pool.max_connections
+        );
+        let status = (th.pool_utilization.above(u), Some(in_use));
+        self.add(
+            "pool:utilization",
+            ("component", "ratio"),
+            json!(u),
+            status,
+            Some(&th.pool_utilization),
+        );
+        let status = (th.pending_acquirers.above(f64::from(pool.waiting)), None);
+        let limits = Some(&th.pending_acquirers);
+        self.add(
+            "pool:pendingAcquirers",
+            ("component", "requests"),
+            json!(pool.waiting),
+            status,
+            limits,
+        );
+        let timeouts = t.acquire_timeouts.summary().count;
+        let status = (th.acquire_timeouts.above(timeouts as f64), None);
+        let kind = ("component", "timeouts in window");
+        self.add(
+            "pool:acquireTimeouts",
+            kind,
+            json!(timeouts),
+            status,
+            Some(&th.acquire_timeouts),
+        );
+    }
+
+    fn windows(&mut self, t: &Telemetry) {
+        let th = self.th;
+        let all = t.all_queries();
+        let status = self.judged(all.count, || th.query_p95_ms.above(all.p95_ms));
+        self.add(
+            "queries:p95",
+            ("component", "ms"),
+            json!(all.p95_ms),
+            status,
+            Some(&th.query_p95_ms),
+        );
+        let cached = t.window(Operation::SearchCached).summary();
+        let status = self.judged(cached.count, || {
+            th.cached_search_p95_ms.above(cached.p95_ms)
+        });
+        let limits = Some(&th.cached_search_p95_ms);
+        self.add(
+            "search:cachedP95",
+            ("component", "ms"),
+            json!(cached.p95_ms),
+            status,
+            limits,
+        );
+        let (hits, misses) = (t.cache_hits.summary().count, t.cache_misses.summary().count);
+        let ratio = share(hits, hits + misses);
+        let status = self.judged(hits + misses, || th.cache_hit_ratio.below(ratio));
+        let limits = Some(&th.cache_hit_ratio);
+        self.add(
+            "search:cacheHitRatio",
+            ("component", "ratio"),
+            json!(ratio),
+            status,
+            limits,
+        );
+        let http = t.http.summary();
+        let rate = share(http.errors, http.count);
+        let status = self.judged(http.count, || th.error_rate.above(rate));
+        self.add(
+            "http:errorRate",
+            ("component", "ratio"),
+            json!(rate),
+            status,
+            Some(&th.error_rate),
+        );
+    }
+
+    /// The worst status of all checks.
+    fn overall(&self) -> Status {
+        let statuses = self.by_name.values().flatten().map(|c| c.status);
+        statuses.max().unwrap_or(Status::Pass)
+    }
+}
+
+/// `part / whole` to three decimals; 0 when there is no whole.
+fn share(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        round3(part as f64 / whole as f64)
+    }
 }
 
 /// `GET /metrics`: the Prometheus text exposition, with the pool and database figures set
@@ -580,87 +574,83 @@ pub async fn detailed(State(state): State<AppState>) -> Response {
 pub async fn prometheus(State(state): State<AppState>) -> Response {
     let reading = state.monitor.reading(&state.db).await;
     let t = &state.telemetry;
-    let p = state.db.snapshot();
-    let none: &[(&'static str, String)] = &[];
-    let st = |s: &str| [("state", s.to_owned())];
+    pool_series(t, &state.db.snapshot());
+    let (hits, misses) = state.cache_totals();
+    let result = |r: &str| [("result", r.to_owned())];
+    t.absolute("pgperf_search_cache_requests_total", &result("hit"), hits);
+    t.absolute(
+        "pgperf_search_cache_requests_total",
+        &result("miss"),
+        misses,
+    );
+    database_series(t, &reading);
+    let content_type = "text/plain; version=0.0.4; charset=utf-8";
+    let headers = [(header::CONTENT_TYPE, content_type)];
+    (StatusCode::OK, headers, t.render()).into_response()
+}
+
+/// No labels.
+const NONE: &[(&str, String)] = &[];
+
+/// A `state` label.
+fn state_label(s: &str) -> [(&'static str, String); 1] {
+    [("state", s.to_owned())]
+}
+
+/// The pool's series, set at scrape time.
+fn pool_series(t: &Telemetry, p: &PoolSnapshot) {
+    let idle = p.total.saturating_sub(p.in_use);
     t.gauge(
         "pgperf_pool_connections",
-        &st("active"),
+        &state_label("active"),
         f64::from(p.in_use),
     );
     t.gauge(
         "pgperf_pool_connections",
-        &st("idle"),
-        f64::from(p.total.saturating_sub(p.in_use)),
+        &state_label("idle"),
+        f64::from(idle),
     );
     t.gauge(
         "pgperf_pool_max_connections",
-        none,
+        NONE,
         f64::from(p.max_connections),
     );
-    t.gauge("pgperf_pool_pending_acquirers", none, f64::from(p.waiting));
+    t.gauge("pgperf_pool_pending_acquirers", NONE, f64::from(p.waiting));
     t.absolute(
         "pgperf_pool_acquire_timeouts_total",
-        none,
+        NONE,
         p.acquire_timeouts,
     );
-    t.absolute("pgperf_pool_acquires_total", none, p.acquired);
-    t.absolute("pgperf_pool_connections_created_total", none, p.created);
-    let (hits, misses) = state.cache_totals();
-    t.absolute(
-        "pgperf_search_cache_requests_total",
-        &[("result", "hit".to_owned())],
-        hits,
-    );
-    t.absolute(
-        "pgperf_search_cache_requests_total",
-        &[("result", "miss".to_owned())],
-        misses,
-    );
+    t.absolute("pgperf_pool_acquires_total", NONE, p.acquired);
+    t.absolute("pgperf_pool_connections_created_total", NONE, p.created);
+}
+
+/// The database's series from the monitor's reading; `pgperf_database_up` 0 when it failed.
+fn database_series(t: &Telemetry, reading: &Reading) {
     t.gauge(
         "pgperf_database_response_seconds",
-        none,
+        NONE,
         reading.took.as_secs_f64(),
     );
-    match &reading.stats {
-        Ok(s) => {
-            t.gauge("pgperf_database_up", none, 1.0);
-            let result = |r: &str| [("result", r.to_owned())];
-            t.absolute(
-                "pgperf_database_transactions_total",
-                &result("commit"),
-                s.commits.max(0) as u64,
-            );
-            t.absolute(
-                "pgperf_database_transactions_total",
-                &result("rollback"),
-                s.rollbacks.max(0) as u64,
-            );
-            t.absolute(
-                "pgperf_database_deadlocks_total",
-                none,
-                s.deadlocks.max(0) as u64,
-            );
-            t.gauge("pgperf_database_buffer_hit_ratio", none, s.buffer_hit_ratio);
-            t.gauge(
-                "pgperf_database_oldest_query_seconds",
-                none,
-                s.oldest_query_s,
-            );
-            for state in ["active", "idle", "idle in transaction"] {
-                let n = s.connections.get(state).copied().unwrap_or(0);
-                t.gauge("pgperf_database_connections", &st(state), n as f64);
-            }
-        }
-        Err(_) => t.gauge("pgperf_database_up", none, 0.0),
+    let Ok(s) = &reading.stats else {
+        t.gauge("pgperf_database_up", NONE, 0.0);
+        return;
+    };
+    t.gauge("pgperf_database_up", NONE, 1.0);
+    let result = |r: &str| [("result", r.to_owned())];
+    let count = |n: i64| n.max(0) as u64;
+    let transactions = "pgperf_database_transactions_total";
+    t.absolute(transactions, &result("commit"), count(s.commits));
+    t.absolute(transactions, &result("rollback"), count(s.rollbacks));
+    t.absolute("pgperf_database_deadlocks_total", NONE, count(s.deadlocks));
+    t.gauge("pgperf_database_buffer_hit_ratio", NONE, s.buffer_hit_ratio);
+    t.gauge(
+        "pgperf_database_oldest_query_seconds",
+        NONE,
+        s.oldest_query_s,
+    );
+    for state in ["active", "idle", "idle in transaction"] {
+        let n = s.connections.get(state).copied().unwrap_or(0);
+        t.gauge("pgperf_database_connections", &state_label(state), n as f64);
     }
-    (
-        StatusCode::OK,
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        t.render(),
-    )
-        .into_response()
 }

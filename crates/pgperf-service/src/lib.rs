@@ -1,4 +1,7 @@
-//! The HTTP API (axum) over the data layer.
+//! # pgperf-service
+//!
+//! The HTTP API (axum) over the data layer ([`pgperf_db`]); it depends on nothing of the
+//! test bed or the measuring harness.
 //!
 //! - `GET /health/live`: the process answers; no database involved, so a liveness probe never
 //!   restarts the service because its database is down.
@@ -15,6 +18,10 @@
 //! With an admin token configured, the three monitoring endpoints need it as a bearer token.
 //! Every request runs under a time limit and a body limit; errors are
 //! `application/problem+json` (RFC 9457) naming what is wrong.
+
+#![warn(clippy::too_many_lines)]
+
+pub(crate) use pgperf_db as db;
 
 mod api;
 mod connections;

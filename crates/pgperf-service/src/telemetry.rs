@@ -198,6 +198,91 @@ impl Window {
     }
 }
 
+/// The service's histograms (all in seconds) and their help texts.
+const HISTOGRAMS: &[(&str, &str)] = &[
+    (
+        "pgperf_http_request_duration_seconds",
+        "Time to answer an HTTP request, by route and method.",
+    ),
+    (
+        "pgperf_db_query_duration_seconds",
+        "Time of a database operation, by operation.",
+    ),
+    (
+        "pgperf_pool_acquire_duration_seconds",
+        "Time to get a connection from the pool.",
+    ),
+];
+
+/// The service's counters and their help texts.
+const COUNTERS: &[(&str, &str)] = &[
+    (
+        "pgperf_http_requests_total",
+        "HTTP requests answered, by route, method and status.",
+    ),
+    (
+        "pgperf_db_queries_total",
+        "Database operations, by operation and outcome (ok, error, timeout).",
+    ),
+    (
+        "pgperf_search_cache_requests_total",
+        "Searches through the cache, by result (hit, miss).",
+    ),
+    (
+        "pgperf_pool_acquire_timeouts_total",
+        "Pool acquires that timed out.",
+    ),
+    (
+        "pgperf_pool_acquires_total",
+        "Connections handed out by the pool.",
+    ),
+    (
+        "pgperf_pool_connections_created_total",
+        "Connections the pool opened.",
+    ),
+    (
+        "pgperf_database_deadlocks_total",
+        "Deadlocks detected in the database (pg_stat_database).",
+    ),
+    (
+        "pgperf_database_transactions_total",
+        "Transactions in the database, by result (commit, rollback; pg_stat_database).",
+    ),
+];
+
+/// The service's gauges and their help texts.
+const GAUGES: &[(&str, &str)] = &[
+    (
+        "pgperf_pool_connections",
+        "Pool connections open now, by state (active, idle).",
+    ),
+    ("pgperf_pool_max_connections", "The pool's maximum size."),
+    (
+        "pgperf_pool_pending_acquirers",
+        "Requests waiting for a pool connection now.",
+    ),
+    (
+        "pgperf_database_up",
+        "1 when the monitor's last query answered in time, else 0.",
+    ),
+    (
+        "pgperf_database_response_seconds",
+        "Time of the monitor's last query.",
+    ),
+    (
+        "pgperf_database_connections",
+        "Connections to this database by state (pg_stat_activity).",
+    ),
+    (
+        "pgperf_database_oldest_query_seconds",
+        "Age of the oldest statement running now (pg_stat_activity).",
+    ),
+    (
+        "pgperf_database_buffer_hit_ratio",
+        "Shared buffer hits over block reads and hits (pg_stat_database).",
+    ),
+];
+
 /// The service's measurements.
 pub struct Telemetry {
     recorder: PrometheusRecorder,
@@ -253,95 +338,21 @@ impl Telemetry {
         t
     }
 
+    /// Gives every series its help text (and the histograms their unit) in the exposition.
     fn describe(&self) {
-        use metrics::Unit;
-        let d = |name: &'static str, unit: Unit, help: &'static str| {
+        for (name, help) in HISTOGRAMS {
+            let unit = Some(metrics::Unit::Seconds);
             self.recorder
-                .describe_histogram(name.into(), Some(unit), help.into());
-        };
-        d(
-            "pgperf_http_request_duration_seconds",
-            Unit::Seconds,
-            "Time to answer an HTTP request, by route and method.",
-        );
-        d(
-            "pgperf_db_query_duration_seconds",
-            Unit::Seconds,
-            "Time of a database operation, by operation.",
-        );
-        d(
-            "pgperf_pool_acquire_duration_seconds",
-            Unit::Seconds,
-            "Time to get a connection from the pool.",
-        );
-        let c = |name: &'static str, help: &'static str| {
+                .describe_histogram((*name).into(), unit, (*help).into());
+        }
+        for (name, help) in COUNTERS {
             self.recorder
-                .describe_counter(name.into(), None, help.into());
-        };
-        c(
-            "pgperf_http_requests_total",
-            "HTTP requests answered, by route, method and status.",
-        );
-        c(
-            "pgperf_db_queries_total",
-            "Database operations, by operation and outcome (ok, error, timeout).",
-        );
-        c(
-            "pgperf_search_cache_requests_total",
-            "Searches through the cache, by result (hit, miss).",
-        );
-        c(
-            "pgperf_pool_acquire_timeouts_total",
-            "Pool acquires that timed out.",
-        );
-        c(
-            "pgperf_pool_acquires_total",
-            "Connections handed out by the pool.",
-        );
-        c(
-            "pgperf_pool_connections_created_total",
-            "Connections the pool opened.",
-        );
-        c(
-            "pgperf_database_deadlocks_total",
-            "Deadlocks detected in the database (pg_stat_database).",
-        );
-        c(
-            "pgperf_database_transactions_total",
-            "Transactions in the database, by result (commit, rollback; pg_stat_database).",
-        );
-        let g = |name: &'static str, help: &'static str| {
-            self.recorder.describe_gauge(name.into(), None, help.into());
-        };
-        g(
-            "pgperf_pool_connections",
-            "Pool connections open now, by state (active, idle).",
-        );
-        g("pgperf_pool_max_connections", "The pool's maximum size.");
-        g(
-            "pgperf_pool_pending_acquirers",
-            "Requests waiting for a pool connection now.",
-        );
-        g(
-            "pgperf_database_up",
-            "1 when the monitor's last query answered in time, else 0.",
-        );
-        g(
-            "pgperf_database_response_seconds",
-            "Time of the monitor's last query.",
-        );
-        g(
-            "pgperf_database_connections",
-            "Connections to this database by state (pg_stat_activity).",
-        );
-        g(
-            "pgperf_database_oldest_query_seconds",
-            "Age of the oldest statement running now (pg_stat_activity).",
-        );
-        g(
-            "pgperf_database_buffer_hit_ratio",
-            "Shared buffer hits over block reads and hits (pg_stat_database).",
-        );
+                .describe_counter((*name).into(), None, (*help).into());
+        }
+        for (name, help) in GAUGES {
+            self.recorder
+                .describe_gauge((*name).into(), None, (*help).into());
+        }
     }
 
     fn key(name: &'static str, labels: &[(&'static str, String)]) -> Key {

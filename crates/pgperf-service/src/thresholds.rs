@@ -7,7 +7,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 /// The committed defaults.
-pub const DEFAULT_TOML: &str = include_str!("../../monitoring/thresholds.toml");
+pub const DEFAULT_TOML: &str = include_str!("../../../monitoring/thresholds.toml");
 
 /// Where a check trips.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -234,7 +234,7 @@ mod tests {
 
     #[test]
     fn the_alert_rules_use_the_same_thresholds() {
-        let rules = include_str!("../../monitoring/prometheus/alerts.yml");
+        let rules = include_str!("../../../monitoring/prometheus/alerts.yml");
         let t = Thresholds::default();
         let mut seen = Vec::new();
         // Each rule is a block from `- alert:`; its expr ends with `>= N` or `<= N`, and its

@@ -212,30 +212,55 @@ fn mark_as_base(tree: &Path) -> anyhow::Result<()> {
         Ok(std::fs::write(&path, text)?)
     };
     // The closing quote of the first `version = "..."` after `needle`.
-    let after = |needle: &'static str| {
+    let after = |needle: String| {
         move |text: &str| {
-            let at = text.find(needle)? + needle.len();
+            let at = text.find(&needle)? + needle.len();
             let v = text[at..].find("version = \"")? + at + "version = \"".len();
             Some(text[v..].find('"')? + v)
         }
     };
-    edit("Cargo.toml", &after("[package]"))?;
-    edit("Cargo.lock", &after("name = \"pgperf\"\n"))?;
-    // The workspace's other crate, where the base has it: at the same relative path, its
-    // artifacts would take the head's slots the same way.
-    if tree.join(DB_MANIFEST).exists() {
-        edit(DB_MANIFEST, &after("[package]"))?;
-        edit("Cargo.lock", &after("name = \"pgperf-db\"\n"))?;
+    let package = || "[package]".to_owned();
+    edit("Cargo.toml", &after(package()))?;
+    edit("Cargo.lock", &after("name = \"pgperf\"\n".to_owned()))?;
+    // The workspace's other crates, where the base has them: at the same relative paths,
+    // their artifacts would take the head's slots the same way.
+    for (manifest, name) in member_crates(tree)? {
+        edit(&manifest, &after(package()))?;
+        edit("Cargo.lock", &after(format!("name = \"{name}\"\n")))?;
     }
     Ok(())
 }
 
-/// The data layer crate's manifest, relative to the workspace root.
-const DB_MANIFEST: &str = "crates/pgperf-db/Cargo.toml";
+/// The manifests (relative to the workspace root) and package names of the crates under
+/// `crates/`, where the tree has that folder.
+fn member_crates(tree: &Path) -> anyhow::Result<Vec<(String, String)>> {
+    let Ok(dirs) = std::fs::read_dir(tree.join("crates")) else {
+        return Ok(Vec::new());
+    };
+    let mut found = Vec::new();
+    for dir in dirs {
+        let dir = dir?.file_name().to_string_lossy().into_owned();
+        let manifest = format!("crates/{dir}/Cargo.toml");
+        let Ok(text) = std::fs::read_to_string(tree.join(&manifest)) else {
+            continue;
+        };
+        let name = text
+            .lines()
+            .find_map(|l| l.strip_prefix("name = \""))
+            .and_then(|rest| rest.strip_suffix('"'))
+            .with_context(|| format!("no package name in {manifest}"))?;
+        found.push((manifest, name.to_owned()));
+    }
+    found.sort();
+    Ok(found)
+}
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const DB_MANIFEST: &str = "crates/pgperf-db/Cargo.toml";
+    const SERVICE_MANIFEST: &str = "crates/pgperf-service/Cargo.toml";
 
     #[test]
     fn the_base_checkout_gets_a_version_of_its_own_in_the_manifest_and_the_lock() {
@@ -259,14 +284,17 @@ mod tests {
     }
 
     #[test]
-    fn in_a_workspace_the_data_layer_crate_gets_one_too() {
+    fn in_a_workspace_every_member_crate_gets_one_too() {
         let dir = tempfile::tempdir().unwrap();
         let manifest = "[workspace]\nmembers = [\".\"]\n\n[workspace.package]\nedition = \"2024\"\n\n[package]\nname = \"pgperf\"\nversion = \"0.1.0\"\n";
         let db = "[package]\nname = \"pgperf-db\"\nversion = \"0.1.0\"\n";
-        let lock = "[[package]]\nname = \"pgperf\"\nversion = \"0.1.0\"\n\n[[package]]\nname = \"pgperf-db\"\nversion = \"0.1.0\"\n";
+        let service = "[package]\nname = \"pgperf-service\"\nversion = \"0.1.0\"\n";
+        let lock = "[[package]]\nname = \"pgperf\"\nversion = \"0.1.0\"\n\n[[package]]\nname = \"pgperf-db\"\nversion = \"0.1.0\"\n\n[[package]]\nname = \"pgperf-service\"\nversion = \"0.1.0\"\n";
         std::fs::create_dir_all(dir.path().join("crates/pgperf-db")).unwrap();
         std::fs::write(dir.path().join("Cargo.toml"), manifest).unwrap();
         std::fs::write(dir.path().join(DB_MANIFEST), db).unwrap();
+        std::fs::create_dir_all(dir.path().join("crates/pgperf-service")).unwrap();
+        std::fs::write(dir.path().join(SERVICE_MANIFEST), service).unwrap();
         std::fs::write(dir.path().join("Cargo.lock"), lock).unwrap();
 
         mark_as_base(dir.path()).unwrap();
@@ -277,6 +305,10 @@ mod tests {
             manifest.replace("0.1.0", "0.1.0-ab-base")
         );
         assert_eq!(read(DB_MANIFEST), db.replace("0.1.0", "0.1.0-ab-base"));
+        assert_eq!(
+            read(SERVICE_MANIFEST),
+            service.replace("0.1.0", "0.1.0-ab-base")
+        );
         assert_eq!(read("Cargo.lock"), lock.replace("0.1.0", "0.1.0-ab-base"));
     }
 }

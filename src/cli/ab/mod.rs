@@ -22,7 +22,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use pgperf::db::DatabaseUrl;
 use pgperf::perf::paired::Rule;
-use pgperf::perf::wire::{self, Relay};
+use pgperf::perf::wire::Relay;
 use pgperf::postgres::Server;
 
 use super::Failure;
@@ -79,11 +79,13 @@ impl AbArgs {
 /// The set-ups of `scripts/check-portability`, read here at the edge: `docker update`
 /// arguments for the container (`PGPERF_CONTAINER_UPDATE`) and a delay on every client
 /// message (`PGPERF_WIRE_DELAY_US`, through a relay whose URL the workers then get).
-fn machine_setup(server: &Server) -> anyhow::Result<(DatabaseUrl, Option<Relay>)> {
-    let update = std::env::var(pgperf::postgres::CONTAINER_UPDATE_VAR).unwrap_or_default();
-    server.update_container(&update)?;
+fn machine_setup(
+    server: &Server,
+    testbed: &pgperf_testbed::Settings,
+) -> anyhow::Result<(DatabaseUrl, Option<Relay>)> {
+    server.update_container(&testbed.container_update)?;
     let admin = server.admin_url().clone();
-    let Some(delay) = wire::delay_from_env().map_err(anyhow::Error::msg)? else {
+    let Some(delay) = pgperf_harness::Settings::from_env()?.wire_delay else {
         return Ok((admin, None));
     };
     let relay = Relay::start(&admin.host_port(), delay)?;
@@ -94,11 +96,12 @@ fn machine_setup(server: &Server) -> anyhow::Result<(DatabaseUrl, Option<Relay>)
 /// Starts both workers on `server` and compares the cases.
 async fn compare_on(
     server: &Server,
+    testbed: &pgperf_testbed::Settings,
     bins: [&std::path::Path; 2],
     args: &AbArgs,
     plan: &compare::Plan,
 ) -> anyhow::Result<Vec<compare::CaseResult>> {
-    let (admin, _relay) = machine_setup(server)?;
+    let (admin, _relay) = machine_setup(server, testbed)?;
     std::fs::create_dir_all(&args.results)
         .with_context(|| format!("creating {}", args.results.display()))?;
     let log = |side: &str| args.results.join(format!("{side}.log"));
@@ -127,8 +130,9 @@ pub async fn run(args: AbArgs) -> anyhow::Result<()> {
     // Statements in functions and triggers are counted here (the nested-statements counter):
     // both sides pay the tracking alike. The suite's container does not track them, as
     // tracking slowed the seed's writes ~10x against the committed baselines.
-    let server = Server::from_env_with(&[NESTED_TRACKING.to_owned()]).await?;
-    let result = compare_on(&server, [&base_bin, &head_bin], &args, &plan).await;
+    let testbed = pgperf_testbed::Settings::from_env()?;
+    let server = Server::start(&testbed, &[NESTED_TRACKING.to_owned()]).await?;
+    let result = compare_on(&server, &testbed, [&base_bin, &head_bin], &args, &plan).await;
     server.shutdown().await;
     let _ = std::fs::remove_file(&head_bin);
     let results = result?;

@@ -32,9 +32,9 @@ use anyhow::Context;
 use goose::prelude::*;
 use rand::Rng;
 
-use pgperf::scenarios::plans::noisy_name;
+use pgperf::scenarios::plans::{encode, noisy_name};
 
-use self::profile::{Kind, Overrides, Profile, ProfileName, Shape, Weights};
+use self::profile::{Kind, Overrides, Profile, ProfileName, Shape, Step, Weights};
 use self::record::{MetricsGap, Recorder, Sample, proc_stat};
 use self::thresholds::LoadThresholds;
 use super::scale::parse_count;
@@ -119,10 +119,6 @@ fn popular_query(i: usize) -> String {
     name.split_whitespace().next().unwrap_or("acme").to_owned()
 }
 
-fn encode(text: &str) -> String {
-    percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC).to_string()
-}
-
 impl RunState {
     fn elapsed(&self) -> f64 {
         self.started.elapsed().as_secs_f64()
@@ -180,46 +176,40 @@ impl RunState {
         Ok(())
     }
 
+    /// A request of `kind` for a random entity: its path, its name in goose's figures, and
+    /// its JSON body (a POST) or none (a GET). Everything random happens here: the generator
+    /// may not live across an await.
+    fn request(&self, kind: Kind) -> (String, &'static str, Option<serde_json::Value>) {
+        let mut rng = rand::rng();
+        let entities = self.entities.max(1);
+        let mut entity = || rng.random_range(0..entities);
+        let search = |q: String| format!("/search?limit=10&q={}", encode(&q));
+        match kind {
+            Kind::CachedSearch => {
+                let q = popular_query((entity() as usize) % POPULAR);
+                (search(q), "search", None)
+            }
+            Kind::UncachedSearch => (search(noisy_name(entity())), "search", None),
+            Kind::Resolve => {
+                let names: Vec<serde_json::Value> = (0..10)
+                    .map(|_| serde_json::json!({"name": noisy_name(entity()), "kind": "organization"}))
+                    .collect();
+                let body = serde_json::json!({ "names": names });
+                ("/resolve".to_owned(), "/resolve", Some(body))
+            }
+            Kind::Entity => (
+                format!("/entities/{}", entity() + 1),
+                "/entities/{id}",
+                None,
+            ),
+            Kind::Health => ("/health/database".to_owned(), "/health/database", None),
+        }
+    }
+
     /// Sends one request of `kind`; whether it succeeded, and the kind it turned out to be
     /// (a search is cached or not as the service's `x-cache` says).
     async fn send(&self, user: &mut GooseUser, kind: Kind) -> (bool, Kind) {
-        // Everything random first: the generator may not live across an await.
-        let (path, name, body) = {
-            let mut rng = rand::rng();
-            let entities = self.entities.max(1);
-            let mut entity = || rng.random_range(0..entities);
-            match kind {
-                Kind::CachedSearch => {
-                    let q = popular_query((entity() as usize) % POPULAR);
-                    (format!("/search?limit=10&q={}", encode(&q)), "search", None)
-                }
-                Kind::UncachedSearch => {
-                    let q = noisy_name(entity());
-                    (format!("/search?limit=10&q={}", encode(&q)), "search", None)
-                }
-                Kind::Resolve => {
-                    let names: Vec<serde_json::Value> = (0..10)
-                        .map(|_| {
-                            serde_json::json!({
-                                "name": noisy_name(entity()),
-                                "kind": "organization"
-                            })
-                        })
-                        .collect();
-                    (
-                        "/resolve".to_owned(),
-                        "/resolve",
-                        Some(serde_json::json!({ "names": names })),
-                    )
-                }
-                Kind::Entity => (
-                    format!("/entities/{}", entity() + 1),
-                    "/entities/{id}",
-                    None,
-                ),
-                Kind::Health => ("/health/database".to_owned(), "/health/database", None),
-            }
-        };
+        let (path, name, body) = self.request(kind);
         let response = match &body {
             Some(json) => user.post_json(&path, json).await,
             None => user.get_named(&path, name).await,
@@ -338,17 +328,14 @@ impl Child {
 
 /// Runs a profile.
 pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
-    let profile = Profile::build(
-        args.profile,
-        &Overrides {
-            users: args.users,
-            rate: args.rate,
-            duration: args.duration,
-            time_scale: args.time_scale,
-            weights: args.weights.clone(),
-        },
-    )
-    .map_err(Failure::Usage)?;
+    let overrides = Overrides {
+        users: args.users,
+        rate: args.rate,
+        duration: args.duration,
+        time_scale: args.time_scale,
+        weights: args.weights.clone(),
+    };
+    let profile = Profile::build(args.profile, &overrides).map_err(Failure::Usage)?;
     let thresholds = match &args.thresholds {
         Some(p) => LoadThresholds::load(p)?,
         None => LoadThresholds::default(),
@@ -361,17 +348,10 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
     super::serve_bench::raise_fd_limit();
     match &args.target {
         Some(target) => {
-            let target = Target::parse(target, args.allow_remote, args.admin_token_env.as_deref())?;
-            attack(
-                &args,
-                &profile,
-                &thresholds,
-                &out,
-                &target.base,
-                None,
-                target.token,
-            )
-            .await
+            let token_env = args.admin_token_env.as_deref();
+            let target = Target::parse(target, args.allow_remote, token_env)?;
+            let (base, token) = (&target.base, target.token);
+            attack(&args, &profile, &thresholds, &out, base, None, token).await
         }
         None => {
             with_workspace("load", async |ws| {
@@ -393,8 +373,6 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
     }
 }
 
-/// Samples the service every second until `done`; aborts the run (goose's killswitch) when
-/// the error rate over the last window passes the abort threshold, or a stress step breaks.
 /// What the watcher shares with the run.
 struct Watch {
     state: Arc<RunState>,
@@ -403,128 +381,198 @@ struct Watch {
     pid: Option<u32>,
     thresholds: LoadThresholds,
     profile: Profile,
-    done: Arc<AtomicBool>,
-    samples: Arc<Mutex<Vec<Sample>>>,
-    aborted: Arc<Mutex<Option<String>>>,
-    steps_judged: Arc<Mutex<Vec<report::StepVerdict>>>,
+    done: AtomicBool,
+    samples: Mutex<Vec<Sample>>,
+    aborted: Mutex<Option<String>>,
+    steps_judged: Mutex<Vec<report::StepVerdict>>,
 }
 
-async fn watch(w: Watch) {
-    let Watch {
-        state,
-        base,
-        token,
-        pid,
-        thresholds,
-        profile,
-        done,
-        samples,
-        aborted,
-        steps_judged,
-    } = w;
+/// Samples the service every second until `done`; aborts the run (goose's killswitch) when
+/// the error rate over the last window passes the abort threshold, or a stress step breaks.
+async fn watch(w: Arc<Watch>) {
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(2))
         .build()
         .expect("an HTTP client");
-    let ticks_per_s = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-    let page_mib = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as f64 / 1_048_576.0;
-    let mut last_cpu: Option<(Instant, u64)> = None;
+    let mut meter = ProcessMeter::default();
     let mut interval = tokio::time::interval(Duration::from_secs(1));
     let mut judged_steps = 0usize;
-    let bound = profile.shape.secs() + 120.0;
-    while !done.load(Ordering::Relaxed) && state.elapsed() < bound {
+    let bound = w.profile.shape.secs() + 120.0;
+    while !w.done.load(Ordering::Relaxed) && w.state.elapsed() < bound {
         interval.tick().await;
-        let t = state.elapsed();
-        let mut request = client.get(format!("{base}/health/database/metrics"));
-        if let Some(tok) = &token {
+        let t = w.state.elapsed();
+        let mut sample = w.sample(&client, t).await;
+        if let Some(pid) = w.pid {
+            meter.read(pid, &mut sample);
+        }
+        if let Ok(mut s) = w.samples.lock() {
+            s.push(sample);
+        }
+        if w.error_rate_aborts(t) {
+            break;
+        }
+        // Stress: judge each step once it is over (with a second for its last responses).
+        if w.profile.name == ProfileName::Stress {
+            w.judge_ended_steps(t, &mut judged_steps);
+        }
+    }
+}
+
+/// The service process's CPU (from the change of its CPU ticks between readings) and RSS.
+#[derive(Default)]
+struct ProcessMeter {
+    last_cpu: Option<(Instant, u64)>,
+}
+
+impl ProcessMeter {
+    fn read(&mut self, pid: u32, sample: &mut Sample) {
+        let Some((cpu, rss)) = proc_stat(pid) else {
+            return;
+        };
+        let ticks_per_s = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+        let page_mib = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as f64 / 1_048_576.0;
+        let now = Instant::now();
+        if let Some((then, before)) = self.last_cpu {
+            let secs = now.duration_since(then).as_secs_f64();
+            sample.cpu_percent = Some((cpu - before) as f64 / ticks_per_s / secs * 100.0);
+        }
+        self.last_cpu = Some((now, cpu));
+        sample.rss_mib = Some(rss as f64 * page_mib);
+    }
+}
+
+impl Watch {
+    /// The service's metrics at `t`, or the reason there are none.
+    async fn sample(&self, client: &reqwest::Client, t: f64) -> Sample {
+        let mut request = client.get(format!("{}/health/database/metrics", self.base));
+        if let Some(tok) = &self.token {
             request = request.bearer_auth(tok);
         }
-        let mut sample = match request.send().await {
+        match request.send().await {
             Ok(r) if r.status().is_success() => match r.json::<serde_json::Value>().await {
                 Ok(body) => Sample::from_metrics(t, &body),
                 Err(_) => Sample::without_metrics(t, MetricsGap::NotJson),
             },
             Ok(r) => Sample::without_metrics(t, MetricsGap::Status(r.status().as_u16())),
             Err(_) => Sample::without_metrics(t, MetricsGap::NoAnswer),
+        }
+    }
+
+    /// Stops the run when the error rate over the last window is above the abort threshold.
+    fn error_rate_aborts(&self, t: f64) -> bool {
+        let errors = &self.thresholds.errors;
+        let window = errors.abort_window_s as usize;
+        if t < window as f64 {
+            return false;
+        }
+        let (n, e) = self.state.recorder.recent(window);
+        if n < 20 || e as f64 / n as f64 <= errors.abort_rate {
+            return false;
+        }
+        let reason = format!(
+            "error rate {:.1} % over the last {window} s (abort threshold {:.1} %)",
+            100.0 * e as f64 / n as f64,
+            100.0 * errors.abort_rate
+        );
+        eprintln!("pgperf: aborting the run: {reason}");
+        if let Ok(mut a) = self.aborted.lock() {
+            a.get_or_insert(reason.clone());
+        }
+        goose::trigger_killswitch(&reason);
+        true
+    }
+
+    /// Judges the stress steps that ended by `t` (a second after their last responses); the
+    /// first that breaks a threshold stops the run.
+    fn judge_ended_steps(&self, t: f64, judged: &mut usize) {
+        let Shape::Rate { steps, .. } = &self.profile.shape else {
+            return;
         };
-        if let Some(pid) = pid
-            && let Some((cpu, rss)) = proc_stat(pid)
-        {
-            let now = Instant::now();
-            if let Some((then, before)) = last_cpu {
-                let secs = now.duration_since(then).as_secs_f64();
-                sample.cpu_percent = Some((cpu - before) as f64 / ticks_per_s / secs * 100.0);
+        let launch = LAUNCH.as_secs_f64();
+        let mut end = 0.0;
+        for (i, s) in steps.iter().enumerate() {
+            end += s.secs;
+            if i != *judged || t < end + launch + 1.0 {
+                continue;
             }
-            last_cpu = Some((now, cpu));
-            sample.rss_mib = Some(rss as f64 * page_mib);
-        }
-        if let Ok(mut s) = samples.lock() {
-            s.push(sample);
-        }
-        // The error rate over the last window.
-        let window = thresholds.errors.abort_window_s as usize;
-        if t >= window as f64 {
-            let (n, e) = state.recorder.recent(window);
-            if n >= 20 && e as f64 / n as f64 > thresholds.errors.abort_rate {
-                let reason = format!(
-                    "error rate {:.1} % over the last {window} s (abort threshold {:.1} %)",
-                    100.0 * e as f64 / n as f64,
-                    100.0 * thresholds.errors.abort_rate
-                );
-                eprintln!("pgperf: aborting the run: {reason}");
-                if let Ok(mut a) = aborted.lock() {
-                    a.get_or_insert(reason.clone());
-                }
-                goose::trigger_killswitch(&reason);
-                break;
+            let verdict = self.judge_step(i, s, end - s.secs + launch, t);
+            eprintln!(
+                "pgperf: stress step {:>5.0}/s: {}",
+                s.rate,
+                verdict.summary()
+            );
+            let broke = !verdict.breaches.is_empty();
+            if let Ok(mut v) = self.steps_judged.lock() {
+                v.push(verdict);
             }
-        }
-        // Stress: judge each step once it is over (with a second for its last responses).
-        if profile.name == ProfileName::Stress
-            && let Shape::Rate { steps, .. } = &profile.shape
-        {
-            let mut end = 0.0;
-            for (i, s) in steps.iter().enumerate() {
-                end += s.secs;
-                if i == judged_steps && t >= end + LAUNCH.as_secs_f64() + 1.0 {
-                    let from = end - s.secs + LAUNCH.as_secs_f64();
-                    let window: Vec<Sample> = samples
-                        .lock()
-                        .map(|all| {
-                            all.iter()
-                                .filter(|x| x.t >= from && x.t <= t)
-                                .copied()
-                                .collect()
-                        })
-                        .unwrap_or_default();
-                    let verdict = report::judge_step(
-                        i,
-                        s,
-                        &state.recorder.segment(i),
-                        &report::Evidence {
-                            samples: &window,
-                            expects_hits: profile.weights.expects_hits(),
-                        },
-                        &thresholds,
-                    );
-                    eprintln!(
-                        "pgperf: stress step {:>5.0}/s: {}",
-                        s.rate,
-                        verdict.summary()
-                    );
-                    let broke = !verdict.breaches.is_empty();
-                    if let Ok(mut v) = steps_judged.lock() {
-                        v.push(verdict);
-                    }
-                    judged_steps += 1;
-                    if broke {
-                        goose::trigger_killswitch("stress: a step broke a threshold");
-                        done.store(true, Ordering::Relaxed);
-                    }
-                }
+            *judged += 1;
+            if broke {
+                goose::trigger_killswitch("stress: a step broke a threshold");
+                self.done.store(true, Ordering::Relaxed);
             }
         }
     }
+
+    /// Step `i`'s verdict on its requests and the samples from `from` to `to`.
+    fn judge_step(&self, i: usize, step: &Step, from: f64, to: f64) -> report::StepVerdict {
+        let window: Vec<Sample> = self
+            .samples
+            .lock()
+            .map(|all| {
+                let within = all.iter().filter(|x| x.t >= from && x.t <= to);
+                within.copied().collect()
+            })
+            .unwrap_or_default();
+        let evidence = report::Evidence {
+            samples: &window,
+            expects_hits: self.profile.weights.expects_hits(),
+        };
+        let segment = self.state.recorder.segment(i);
+        report::judge_step(i, step, &segment, &evidence, &self.thresholds)
+    }
+}
+
+/// goose, set up to run `state`'s schedule against `base`: one scenario whose transaction
+/// sends the next request of the mix.
+fn goose_attack(
+    state: Arc<RunState>,
+    profile: &Profile,
+    base: &str,
+) -> anyhow::Result<Box<GooseAttack>> {
+    let transaction: TransactionFunction = Arc::new(move |user| {
+        let state = Arc::clone(&state);
+        Box::pin(async move { state.iterate(user).await })
+    });
+    let scenario =
+        scenario!("api").register_transaction(Transaction::new(transaction).set_name("request"));
+    let mut config = goose::config::GooseConfiguration::default();
+    config.quiet = 1;
+    Ok(GooseAttack::initialize_with_config(config)
+        .context("configuring goose")?
+        .register_scenario(scenario)
+        .set_default(GooseDefault::Host, base)?
+        .set_default(GooseDefault::TestPlan, profile.shape.test_plan().as_str())?
+        .set_default(GooseDefault::NoPrintMetrics, true)?
+        .set_default(GooseDefault::NoTelnet, true)?
+        .set_default(GooseDefault::NoErrorSummary, true)?
+        .set_default(GooseDefault::Timeout, "30")?)
+}
+
+/// Warns (and notes in the summary) where this run is worse than the history's last run of
+/// the same profile.
+fn compare_with_history(
+    history: &std::path::Path,
+    summary: &mut report::Summary,
+) -> anyhow::Result<()> {
+    if !history.exists() {
+        return Ok(());
+    }
+    let previous = history::read(history)?;
+    for warning in history::against_previous(&previous, &history::Entry::of(summary)) {
+        eprintln!("pgperf: warning: {warning}");
+        summary.notes.push(format!("warning: {warning}"));
+    }
+    Ok(())
 }
 
 async fn attack(
@@ -545,41 +593,21 @@ async fn attack(
         arrivals: AtomicU64::new(0),
         segment_ends: profile.shape.segment_ends(),
     });
-    let in_tx = Arc::clone(&state);
-    let transaction: TransactionFunction = Arc::new(move |user| {
-        let state = Arc::clone(&in_tx);
-        Box::pin(async move { state.iterate(user).await })
-    });
-    let scenario =
-        scenario!("api").register_transaction(Transaction::new(transaction).set_name("request"));
-    let mut config = goose::config::GooseConfiguration::default();
-    config.quiet = 1;
-    let attack = GooseAttack::initialize_with_config(config)
-        .context("configuring goose")?
-        .register_scenario(scenario)
-        .set_default(GooseDefault::Host, base)?
-        .set_default(GooseDefault::TestPlan, profile.shape.test_plan().as_str())?
-        .set_default(GooseDefault::NoPrintMetrics, true)?
-        .set_default(GooseDefault::NoTelnet, true)?
-        .set_default(GooseDefault::NoErrorSummary, true)?
-        .set_default(GooseDefault::Timeout, "30")?;
+    let attack = goose_attack(Arc::clone(&state), profile, base)?;
 
-    let done = Arc::new(AtomicBool::new(false));
-    let samples = Arc::new(Mutex::new(Vec::new()));
-    let aborted = Arc::new(Mutex::new(None));
-    let steps = Arc::new(Mutex::new(Vec::new()));
-    let watcher = tokio::spawn(watch(Watch {
+    let w = Arc::new(Watch {
         state: Arc::clone(&state),
         base: base.to_owned(),
         token,
         pid,
         thresholds: thresholds.clone(),
         profile: profile.clone(),
-        done: Arc::clone(&done),
-        samples: Arc::clone(&samples),
-        aborted: Arc::clone(&aborted),
-        steps_judged: Arc::clone(&steps),
-    }));
+        done: AtomicBool::new(false),
+        samples: Mutex::new(Vec::new()),
+        aborted: Mutex::new(None),
+        steps_judged: Mutex::new(Vec::new()),
+    });
+    let watcher = tokio::spawn(watch(Arc::clone(&w)));
     eprintln!(
         "pgperf: load profile {} against {base}: {:.0} s, up to {} users, plan {}",
         profile.name,
@@ -591,7 +619,7 @@ async fn attack(
     // a plan that overruns by far is cut (every loop is bounded in time).
     let limit = Duration::from_secs_f64(profile.shape.secs() + 180.0);
     let metrics = tokio::time::timeout(limit, attack.execute()).await;
-    done.store(true, Ordering::Relaxed);
+    w.done.store(true, Ordering::Relaxed);
     let _ = watcher.await;
     let goose = match metrics {
         Ok(Ok(m)) => Some(m),
@@ -601,30 +629,36 @@ async fn attack(
             None
         }
     };
+    conclude(args, profile, thresholds, out, &w, goose.as_ref())
+}
+
+/// Summarizes and judges the run, compares it with the history, writes and prints the
+/// report, and appends the run to the history; a broken threshold is a regression.
+fn conclude(
+    args: &LoadArgs,
+    profile: &Profile,
+    thresholds: &LoadThresholds,
+    out: &std::path::Path,
+    w: &Watch,
+    goose: Option<&goose::metrics::GooseMetrics>,
+) -> anyhow::Result<()> {
+    let state = &w.state;
     let interrupted = goose::is_killswitch_triggered();
     goose::reset_killswitch();
-    let samples = samples.lock().map(|s| s.clone()).unwrap_or_default();
-    let aborted = aborted.lock().ok().and_then(|a| a.clone());
-    let steps = steps.lock().map(|s| s.clone()).unwrap_or_default();
-    let summary = report::summarize(
-        profile,
-        thresholds,
-        &state.recorder,
-        &samples,
-        goose.as_ref(),
+    let samples = w.samples.lock().map(|s| s.clone()).unwrap_or_default();
+    let aborted = w.aborted.lock().ok().and_then(|a| a.clone());
+    let steps = w.steps_judged.lock().map(|s| s.clone()).unwrap_or_default();
+    let run = report::RunFacts {
+        recorder: &state.recorder,
+        samples: &samples,
+        goose,
         aborted,
         interrupted,
         steps,
-        state.elapsed(),
-    );
-    let mut summary = summary;
-    if args.history.exists() {
-        let previous = history::read(&args.history)?;
-        for warning in history::against_previous(&previous, &history::Entry::of(&summary)) {
-            eprintln!("pgperf: warning: {warning}");
-            summary.notes.push(format!("warning: {warning}"));
-        }
-    }
+        seconds: state.elapsed(),
+    };
+    let mut summary = report::summarize(profile, thresholds, run);
+    compare_with_history(&args.history, &mut summary)?;
     report::write(out, &summary, &state.recorder, &samples)?;
     history::append(&args.history, &summary)?;
     report::print(&summary, out);

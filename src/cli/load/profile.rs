@@ -314,46 +314,49 @@ fn users_for(steps: &[Step]) -> usize {
     ((peak / 2.0).ceil() as usize).clamp(10, 1_000)
 }
 
+/// A profile's steps (open model) or stages (closed model), and its default time scale.
+fn defaults(name: ProfileName) -> (Vec<Step>, Vec<Stage>, f64) {
+    let step = |secs: f64, rate: f64| Step { secs, rate };
+    let stage = |users, secs| Stage { users, secs };
+    match name {
+        ProfileName::Smoke => (vec![step(20.0, 20.0)], vec![], 1.0),
+        ProfileName::Throughput => (vec![step(120.0, 50.0)], vec![], 1.0),
+        // The seed's 2m/5m/2m/5m/2m, a quarter as long by default on this machine.
+        ProfileName::Load => (
+            vec![],
+            vec![
+                stage(500, 120.0),
+                stage(500, 300.0),
+                stage(1_000, 120.0),
+                stage(1_000, 300.0),
+                stage(0, 120.0),
+            ],
+            0.25,
+        ),
+        ProfileName::Stress => (
+            [
+                25.0, 50.0, 100.0, 200.0, 300.0, 400.0, 500.0, 600.0, 800.0, 1_000.0, 1_300.0,
+            ]
+            .into_iter()
+            .map(|r| step(15.0, r))
+            .collect(),
+            vec![],
+            1.0,
+        ),
+        // 10x, from a comfortable rate to beyond this machine's breaking point (600/s).
+        ProfileName::Spike => (
+            vec![step(20.0, 80.0), step(10.0, 800.0), step(40.0, 80.0)],
+            vec![],
+            1.0,
+        ),
+        ProfileName::Soak => (vec![step(1_800.0, 30.0)], vec![], 1.0),
+    }
+}
+
 impl Profile {
     /// The profile `name` with `o` applied.
     pub fn build(name: ProfileName, o: &Overrides) -> Result<Self, String> {
-        let step = |secs: f64, rate: f64| Step { secs, rate };
-        let (mut steps, mut stages, default_scale) = match name {
-            ProfileName::Smoke => (vec![step(20.0, 20.0)], vec![], 1.0),
-            ProfileName::Throughput => (vec![step(120.0, 50.0)], vec![], 1.0),
-            ProfileName::Load => {
-                let stage = |users, secs| Stage { users, secs };
-                // The seed's 2m/5m/2m/5m/2m, a quarter as long by default on this machine.
-                (
-                    vec![],
-                    vec![
-                        stage(500, 120.0),
-                        stage(500, 300.0),
-                        stage(1_000, 120.0),
-                        stage(1_000, 300.0),
-                        stage(0, 120.0),
-                    ],
-                    0.25,
-                )
-            }
-            ProfileName::Stress => (
-                [
-                    25.0, 50.0, 100.0, 200.0, 300.0, 400.0, 500.0, 600.0, 800.0, 1_000.0, 1_300.0,
-                ]
-                .into_iter()
-                .map(|r| step(15.0, r))
-                .collect(),
-                vec![],
-                1.0,
-            ),
-            // 10x, from a comfortable rate to beyond this machine's breaking point (600/s).
-            ProfileName::Spike => (
-                vec![step(20.0, 80.0), step(10.0, 800.0), step(40.0, 80.0)],
-                vec![],
-                1.0,
-            ),
-            ProfileName::Soak => (vec![step(1_800.0, 30.0)], vec![], 1.0),
-        };
+        let (mut steps, mut stages, default_scale) = defaults(name);
         let scale = o.time_scale.unwrap_or(default_scale);
         if !(scale.is_finite() && scale > 0.0 && scale <= 100.0) {
             return Err(format!(
@@ -361,39 +364,20 @@ impl Profile {
             ));
         }
         if let Some(d) = o.duration {
-            if !(d.is_finite() && d >= 1.0) {
-                return Err(format!("--duration {d}: must be at least 1 second"));
-            }
-            match name {
-                ProfileName::Load => {
-                    stages[1].secs = d;
-                    stages[3].secs = d;
-                }
-                ProfileName::Spike => steps[1].secs = d,
-                ProfileName::Stress => steps.iter_mut().for_each(|s| s.secs = d),
-                _ => steps[0].secs = d,
-            }
+            set_duration(name, d, &mut steps, &mut stages)?;
         }
         if let Some(r) = o.rate {
-            if !(r.is_finite() && r > 0.0 && r <= 10_000.0) {
-                return Err(format!("--rate {r}: must be above 0 and at most 10000"));
-            }
-            if name == ProfileName::Load {
-                return Err(
-                    "--rate does not apply to the load profile (a closed model: use --users)"
-                        .to_owned(),
-                );
-            }
-            let peak = steps.iter().map(|s| s.rate).fold(0.0, f64::max);
-            steps.iter_mut().for_each(|s| s.rate *= r / peak);
+            set_peak_rate(name, r, &mut steps)?;
         }
         steps.iter_mut().for_each(|s| s.secs *= scale);
         stages.iter_mut().for_each(|s| s.secs *= scale);
+        let check_users = |u: usize| match u {
+            0 | 5_001.. => Err(format!("--users {u}: must be from 1 to 5000")),
+            u => Ok(u),
+        };
+        let users = o.users.map(check_users).transpose()?;
         let shape = if name == ProfileName::Load {
-            if let Some(u) = o.users {
-                if u == 0 || u > 5_000 {
-                    return Err(format!("--users {u}: must be from 1 to 5000"));
-                }
+            if let Some(u) = users {
                 let peak = stages.iter().map(|s| s.users).max().unwrap_or(1);
                 stages.iter_mut().for_each(|s| s.users = s.users * u / peak);
             }
@@ -402,13 +386,7 @@ impl Profile {
                 think: (2.0, 4.0),
             }
         } else {
-            let users = match o.users {
-                Some(u) if u == 0 || u > 5_000 => {
-                    return Err(format!("--users {u}: must be from 1 to 5000"));
-                }
-                Some(u) => u,
-                None => users_for(&steps),
-            };
+            let users = users.unwrap_or_else(|| users_for(&steps));
             Shape::Rate { steps, users }
         };
         let weights = o.weights.clone().unwrap_or_else(|| match name {
@@ -429,6 +407,44 @@ impl Profile {
             time_scale: scale,
         })
     }
+}
+
+/// `--duration`: the length of the profile's main part (the held stages, the spike, every
+/// stress step, or the one step).
+fn set_duration(
+    name: ProfileName,
+    d: f64,
+    steps: &mut [Step],
+    stages: &mut [Stage],
+) -> Result<(), String> {
+    if !(d.is_finite() && d >= 1.0) {
+        return Err(format!("--duration {d}: must be at least 1 second"));
+    }
+    match name {
+        ProfileName::Load => {
+            stages[1].secs = d;
+            stages[3].secs = d;
+        }
+        ProfileName::Spike => steps[1].secs = d,
+        ProfileName::Stress => steps.iter_mut().for_each(|s| s.secs = d),
+        _ => steps[0].secs = d,
+    }
+    Ok(())
+}
+
+/// `--rate`: the peak step's rate; the other steps keep their proportion to it.
+fn set_peak_rate(name: ProfileName, r: f64, steps: &mut [Step]) -> Result<(), String> {
+    if !(r.is_finite() && r > 0.0 && r <= 10_000.0) {
+        return Err(format!("--rate {r}: must be above 0 and at most 10000"));
+    }
+    if name == ProfileName::Load {
+        return Err(
+            "--rate does not apply to the load profile (a closed model: use --users)".to_owned(),
+        );
+    }
+    let peak = steps.iter().map(|s| s.rate).fold(0.0, f64::max);
+    steps.iter_mut().for_each(|s| s.rate *= r / peak);
+    Ok(())
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! summary) and the plots (SVG).
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::path::Path;
 
 use anyhow::Context;
@@ -253,185 +254,39 @@ fn p95_per_second(recorder: &Recorder) -> Vec<f64> {
         .collect()
 }
 
+/// What a load run left behind, to be summarized and judged.
+pub struct RunFacts<'a> {
+    /// The requests' figures, by kind and by second.
+    pub recorder: &'a Recorder,
+    /// The service's metrics, sampled once a second.
+    pub samples: &'a [Sample],
+    /// goose's own counts, when goose ran to its end.
+    pub goose: Option<&'a goose::metrics::GooseMetrics>,
+    /// Why the run stopped early, if it did.
+    pub aborted: Option<String>,
+    /// Whether Ctrl-C stopped it.
+    pub interrupted: bool,
+    /// The verdicts of a stepped profile's steps.
+    pub steps: Vec<StepVerdict>,
+    /// How long it ran.
+    pub seconds: f64,
+}
+
 /// Builds the summary and judges it.
-#[allow(clippy::too_many_arguments)]
-pub fn summarize(
-    profile: &Profile,
-    t: &LoadThresholds,
-    recorder: &Recorder,
-    samples: &[Sample],
-    goose: Option<&goose::metrics::GooseMetrics>,
-    aborted: Option<String>,
-    interrupted: bool,
-    steps: Vec<StepVerdict>,
-    seconds: f64,
-) -> Summary {
-    let kinds = recorder.by_kind();
+pub fn summarize(profile: &Profile, t: &LoadThresholds, run: RunFacts<'_>) -> Summary {
+    let kinds = run.recorder.by_kind();
     let (requests, errors) = totals(&kinds);
-    let error_rate = if requests == 0 {
-        0.0
-    } else {
-        errors as f64 / requests as f64
-    };
-    let per_second = recorder.seconds();
-    let scheduled = profile.shape.secs().min(seconds).max(1.0);
+    let error_rate = share(errors, requests);
+    let scheduled = profile.shape.secs().min(run.seconds).max(1.0);
+    let per_second = run.recorder.seconds();
     let searches: u64 = per_second.iter().map(|s| s.searches_done()).sum();
     let achieved_searches_per_s = searches as f64 / scheduled;
-    let achieved_per_s = requests as f64 / scheduled;
-    let db_query_p95_ms = db_query_p95(samples).unwrap_or(0.0);
-
-    // The pool against latency, second by second.
-    let p95s = p95_per_second(recorder);
-    let (mut waiting, mut util, mut lat) = (Vec::new(), Vec::new(), Vec::new());
-    for s in samples {
-        if let Some(p) = p95s.get(s.t as usize).filter(|p| **p > 0.0) {
-            waiting.push(s.waiting);
-            util.push(s.utilization());
-            lat.push(*p);
-        }
-    }
-    let corr_waiting_p95 = correlation(&waiting, &lat);
-    let corr_utilization_p95 = correlation(&util, &lat);
-    let pool_utilization_max = samples.iter().map(Sample::utilization).fold(0.0, f64::max);
-    let pool_waiting_mean = if samples.is_empty() {
-        0.0
-    } else {
-        samples.iter().map(|s| s.waiting).sum::<f64>() / samples.len() as f64
-    };
-    let saturated = samples.iter().filter(|s| s.utilization() >= 0.99).count() as f64
-        / samples.len().max(1) as f64;
-    let pool_verdict = if pool_waiting_mean >= 0.5 && corr_waiting_p95.is_some_and(|c| c >= 0.5) {
-        format!(
-            "the pool was the bottleneck: {pool_waiting_mean:.1} requests waited for a connection on average, and latency rose with them (r = {:.2})",
-            corr_waiting_p95.unwrap_or(0.0)
-        )
-    } else if saturated >= 0.2 {
-        format!(
-            "the pool ran full {:.0} % of the time: close to being the bottleneck",
-            100.0 * saturated
-        )
-    } else {
-        format!(
-            "the pool was not the bottleneck: at most {:.0} % in use, {pool_waiting_mean:.2} waiting on average",
-            100.0 * pool_utilization_max
-        )
-    };
-
-    let breaking_point_per_s = (profile.name == ProfileName::Stress).then(|| {
-        steps
-            .iter()
-            .take_while(|s| s.breaches.is_empty())
-            .map(|s| s.rate)
-            .fold(0.0, f64::max)
-    });
-    let spike_recovery_s = spike_recovery(profile, &p95s);
-    let drift_p95_ms = (profile.name == ProfileName::Soak && per_second.len() >= 20).then(|| {
-        let tenth = per_second.len() / 10;
-        let merged = |range: &[super::record::Second]| {
-            let mut h = hdrhistogram::Histogram::<u32>::new_with_bounds(1, 120_000_000, 2)
-                .expect("valid bounds");
-            for s in range {
-                let _ = h.add(&s.all);
-            }
-            q_ms(&h, 0.95)
-        };
-        (
-            merged(&per_second[..tenth]),
-            merged(&per_second[per_second.len() - tenth..]),
-        )
-    });
-    let rss: Vec<f64> = samples.iter().filter_map(|s| s.rss_mib).collect();
-    let rss_mib = (rss.len() >= 2).then(|| (rss[0], rss[rss.len() - 1]));
-    let cpu: Vec<f64> = samples.iter().filter_map(|s| s.cpu_percent).collect();
-    let cpu_percent_mean = (!cpu.is_empty()).then(|| cpu.iter().sum::<f64>() / cpu.len() as f64);
-    let created: Vec<f64> = samples
-        .iter()
-        .map(|s| s.pool_created)
-        .filter(|c| *c > 0.0)
-        .collect();
-    let pool_connections_opened =
-        (created.len() >= 2).then(|| created[created.len() - 1] - created[0]);
-
-    let max_users = goose.map(|m| m.maximum_users);
-    let goose = goose
-        .map(|m| {
-            let mut v: Vec<GooseCount> = m
-                .requests
-                .iter()
-                .map(|(name, a)| GooseCount {
-                    name: name.clone(),
-                    success: a.success_count,
-                    fail: a.fail_count,
-                })
-                .collect();
-            v.sort_by(|a, b| a.name.cmp(&b.name));
-            v
-        })
-        .unwrap_or_default();
-
-    let evidence = Evidence {
-        samples,
-        expects_hits: profile.weights.expects_hits(),
-    };
-    let mut breaches = breaches_of(&kinds, &evidence, t);
-    if error_rate > t.errors.rate {
-        breaches.push(format!(
-            "error rate {:.2} % > {:.2} % ({errors} of {requests})",
-            100.0 * error_rate,
-            100.0 * t.errors.rate
-        ));
-    }
-    if let Some(target) = profile.target_searches_per_s
-        && achieved_searches_per_s < target * t.throughput.min_ratio
-    {
-        breaches.push(format!(
-            "achieved {achieved_searches_per_s:.1} searches/s < {:.1}/s ({:.0} % of the target {target:.0}/s)",
-            target * t.throughput.min_ratio,
-            100.0 * t.throughput.min_ratio
-        ));
-    }
-    if requests == 0 {
-        breaches.push("no request was answered".to_owned());
-    }
-    if let Some(a) = &aborted {
-        breaches.push(format!("stopped early: {a}"));
-    }
-    let mut notes = Vec::new();
-    if profile.name == ProfileName::Spike {
-        // The spike is meant to overload the service: its latency during the burst is
-        // reported, not failed. The run fails on errors, or if latency never recovers.
-        let (kept, during): (Vec<String>, Vec<String>) = breaches
-            .into_iter()
-            .partition(|b| b.starts_with("error rate") || b.starts_with("stopped early"));
-        breaches = kept;
-        notes = during
-            .into_iter()
-            .map(|b| format!("over the whole run, spike included: {b}"))
-            .collect();
-        if spike_recovery_s.is_none() {
-            breaches.push(
-                "latency did not come back to its level before the spike by the end of the run"
-                    .to_owned(),
-            );
-        }
-    }
-    if profile.name == ProfileName::Stress {
-        // A stress run ends with a broken step by design: it is judged by its steps. It fails
-        // only when not even the first step held (or no step could be judged).
-        breaches.clear();
-        if breaking_point_per_s.is_none_or(|b| b <= 0.0) {
-            breaches.push(match steps.first() {
-                Some(first) => format!(
-                    "no step met every threshold; the first ({:.0}/s): {}",
-                    first.rate,
-                    first.breaches.join("; ")
-                ),
-                None => "no step ran to its end".to_owned(),
-            });
-        }
-    }
-    let stopped_early = aborted.or_else(|| {
-        (interrupted && profile.name != ProfileName::Stress)
+    let p95s = p95_per_second(run.recorder);
+    let pool = PoolFigures::of(run.samples, &p95s);
+    let process = ProcessFigures::of(run.samples);
+    let v = Verdicts::of(profile, t, &run, &kinds, &p95s, achieved_searches_per_s);
+    let stopped_early = run.aborted.or_else(|| {
+        (run.interrupted && profile.name != ProfileName::Stress)
             .then(|| "interrupted (Ctrl-C)".to_owned())
     });
     Summary {
@@ -439,32 +294,279 @@ pub fn summarize(
         thresholds: t.clone(),
         finished_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         commit: commit(),
-        seconds,
+        seconds: run.seconds,
         kinds,
         requests,
         error_rate,
-        achieved_per_s,
+        achieved_per_s: requests as f64 / scheduled,
         achieved_searches_per_s,
-        late_starts: recorder.late_starts(),
-        db_query_p95_ms,
-        pool_utilization_max,
-        pool_waiting_mean,
-        corr_waiting_p95,
-        corr_utilization_p95,
-        pool_verdict,
-        steps,
-        breaking_point_per_s,
-        spike_recovery_s,
-        drift_p95_ms,
-        rss_mib,
-        cpu_percent_mean,
-        pool_connections_opened,
-        goose,
-        max_users,
-        notes,
+        late_starts: run.recorder.late_starts(),
+        db_query_p95_ms: db_query_p95(run.samples).unwrap_or(0.0),
+        pool_utilization_max: pool.utilization_max,
+        pool_waiting_mean: pool.waiting_mean,
+        corr_waiting_p95: pool.corr_waiting_p95,
+        corr_utilization_p95: pool.corr_utilization_p95,
+        pool_verdict: pool.verdict,
+        steps: run.steps,
+        breaking_point_per_s: v.breaking_point_per_s,
+        spike_recovery_s: v.spike_recovery_s,
+        drift_p95_ms: drift_p95(profile, &per_second),
+        rss_mib: process.rss_mib,
+        cpu_percent_mean: process.cpu_percent_mean,
+        pool_connections_opened: process.pool_connections_opened,
+        goose: goose_counts(run.goose),
+        max_users: run.goose.map(|m| m.maximum_users),
+        notes: v.notes,
         stopped_early,
-        breaches,
+        breaches: v.breaches,
     }
+}
+
+/// What the run is judged to have done.
+struct Verdicts {
+    breaking_point_per_s: Option<f64>,
+    spike_recovery_s: Option<f64>,
+    breaches: Vec<String>,
+    notes: Vec<String>,
+}
+
+impl Verdicts {
+    fn of(
+        profile: &Profile,
+        t: &LoadThresholds,
+        run: &RunFacts<'_>,
+        kinds: &BTreeMap<Kind, KindSummary>,
+        p95s: &[f64],
+        achieved_searches_per_s: f64,
+    ) -> Self {
+        let breaking_point_per_s = (profile.name == ProfileName::Stress).then(|| {
+            let held = run.steps.iter().take_while(|s| s.breaches.is_empty());
+            held.map(|s| s.rate).fold(0.0, f64::max)
+        });
+        let spike_recovery_s = spike_recovery(profile, p95s);
+        let evidence = Evidence {
+            samples: run.samples,
+            expects_hits: profile.weights.expects_hits(),
+        };
+        let mut breaches = breaches_of(kinds, &evidence, t);
+        breaches.extend(run_breaches(
+            profile,
+            t,
+            totals(kinds),
+            achieved_searches_per_s,
+        ));
+        if let Some(a) = &run.aborted {
+            breaches.push(format!("stopped early: {a}"));
+        }
+        let (breaches, notes) = by_profile(
+            profile,
+            breaches,
+            &run.steps,
+            spike_recovery_s,
+            breaking_point_per_s,
+        );
+        Self {
+            breaking_point_per_s,
+            spike_recovery_s,
+            breaches,
+            notes,
+        }
+    }
+}
+
+/// `part / whole`; 0 when there is no whole.
+fn share(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        part as f64 / whole as f64
+    }
+}
+
+/// The whole run's breaches: its error rate, its search rate against the profile's target,
+/// and no answer at all.
+fn run_breaches(
+    profile: &Profile,
+    t: &LoadThresholds,
+    (requests, errors): (u64, u64),
+    achieved_searches_per_s: f64,
+) -> Vec<String> {
+    let mut breaches = Vec::new();
+    let error_rate = share(errors, requests);
+    if error_rate > t.errors.rate {
+        breaches.push(format!(
+            "error rate {:.2} % > {:.2} % ({errors} of {requests})",
+            100.0 * error_rate,
+            100.0 * t.errors.rate
+        ));
+    }
+    breaches.extend(throughput_breach(profile, t, achieved_searches_per_s));
+    if requests == 0 {
+        breaches.push("no request was answered".to_owned());
+    }
+    breaches
+}
+
+/// The throughput threshold's breach, for a profile with a search-rate target.
+fn throughput_breach(profile: &Profile, t: &LoadThresholds, achieved: f64) -> Option<String> {
+    let target = profile.target_searches_per_s?;
+    let min = target * t.throughput.min_ratio;
+    (achieved < min).then(|| {
+        format!(
+            "achieved {achieved:.1} searches/s < {min:.1}/s ({:.0} % of the target {target:.0}/s)",
+            100.0 * t.throughput.min_ratio
+        )
+    })
+}
+
+/// The breaches that fail the run and the notes, as the profile judges: a spike reports its
+/// burst's latency and fails on errors or no recovery; a stress run is judged by its steps.
+fn by_profile(
+    profile: &Profile,
+    breaches: Vec<String>,
+    steps: &[StepVerdict],
+    spike_recovery_s: Option<f64>,
+    breaking_point_per_s: Option<f64>,
+) -> (Vec<String>, Vec<String>) {
+    match profile.name {
+        ProfileName::Spike => {
+            let (mut kept, during): (Vec<String>, Vec<String>) = breaches
+                .into_iter()
+                .partition(|b| b.starts_with("error rate") || b.starts_with("stopped early"));
+            if spike_recovery_s.is_none() {
+                kept.push(
+                    "latency did not come back to its level before the spike by the end of the run"
+                        .to_owned(),
+                );
+            }
+            let notes = during
+                .into_iter()
+                .map(|b| format!("over the whole run, spike included: {b}"));
+            (kept, notes.collect())
+        }
+        // A stress run ends with a broken step by design. It fails only when not even the
+        // first step held (or no step could be judged).
+        ProfileName::Stress if breaking_point_per_s.is_none_or(|b| b <= 0.0) => {
+            let why = match steps.first() {
+                Some(first) => format!(
+                    "no step met every threshold; the first ({:.0}/s): {}",
+                    first.rate,
+                    first.breaches.join("; ")
+                ),
+                None => "no step ran to its end".to_owned(),
+            };
+            (vec![why], Vec::new())
+        }
+        ProfileName::Stress => (Vec::new(), Vec::new()),
+        _ => (breaches, Vec::new()),
+    }
+}
+
+/// The pool against latency, second by second.
+struct PoolFigures {
+    utilization_max: f64,
+    waiting_mean: f64,
+    corr_waiting_p95: Option<f64>,
+    corr_utilization_p95: Option<f64>,
+    verdict: String,
+}
+
+impl PoolFigures {
+    fn of(samples: &[Sample], p95s: &[f64]) -> Self {
+        let (mut waiting, mut util, mut lat) = (Vec::new(), Vec::new(), Vec::new());
+        for s in samples {
+            if let Some(p) = p95s.get(s.t as usize).filter(|p| **p > 0.0) {
+                waiting.push(s.waiting);
+                util.push(s.utilization());
+                lat.push(*p);
+            }
+        }
+        let utilization_max = samples.iter().map(Sample::utilization).fold(0.0, f64::max);
+        let n = samples.len().max(1) as f64;
+        let waiting_mean = samples.iter().map(|s| s.waiting).sum::<f64>() / n;
+        let saturated = samples.iter().filter(|s| s.utilization() >= 0.99).count() as f64 / n;
+        let corr_waiting_p95 = correlation(&waiting, &lat);
+        let verdict = if waiting_mean >= 0.5 && corr_waiting_p95.is_some_and(|c| c >= 0.5) {
+            format!(
+                "the pool was the bottleneck: {waiting_mean:.1} requests waited for a connection on average, and latency rose with them (r = {:.2})",
+                corr_waiting_p95.unwrap_or(0.0)
+            )
+        } else if saturated >= 0.2 {
+            format!(
+                "the pool ran full {:.0} % of the time: close to being the bottleneck",
+                100.0 * saturated
+            )
+        } else {
+            format!(
+                "the pool was not the bottleneck: at most {:.0} % in use, {waiting_mean:.2} waiting on average",
+                100.0 * utilization_max
+            )
+        };
+        Self {
+            utilization_max,
+            waiting_mean,
+            corr_waiting_p95,
+            corr_utilization_p95: correlation(&util, &lat),
+            verdict,
+        }
+    }
+}
+
+/// The service process's own figures over the run.
+struct ProcessFigures {
+    rss_mib: Option<(f64, f64)>,
+    cpu_percent_mean: Option<f64>,
+    pool_connections_opened: Option<f64>,
+}
+
+impl ProcessFigures {
+    fn of(samples: &[Sample]) -> Self {
+        let first_last = |v: Vec<f64>| (v.len() >= 2).then(|| (v[0], v[v.len() - 1]));
+        let rss = first_last(samples.iter().filter_map(|s| s.rss_mib).collect());
+        let cpu: Vec<f64> = samples.iter().filter_map(|s| s.cpu_percent).collect();
+        let created = samples.iter().map(|s| s.pool_created).filter(|c| *c > 0.0);
+        Self {
+            rss_mib: rss,
+            cpu_percent_mean: (!cpu.is_empty()).then(|| cpu.iter().sum::<f64>() / cpu.len() as f64),
+            pool_connections_opened: first_last(created.collect()).map(|(a, b)| b - a),
+        }
+    }
+}
+
+/// A soak's p95 over its first and last tenth.
+fn drift_p95(profile: &Profile, per_second: &[super::record::Second]) -> Option<(f64, f64)> {
+    if profile.name != ProfileName::Soak || per_second.len() < 20 {
+        return None;
+    }
+    let tenth = per_second.len() / 10;
+    let merged = |range: &[super::record::Second]| {
+        let mut h = hdrhistogram::Histogram::<u32>::new_with_bounds(1, 120_000_000, 2)
+            .expect("valid bounds");
+        for s in range {
+            let _ = h.add(&s.all);
+        }
+        q_ms(&h, 0.95)
+    };
+    let last = &per_second[per_second.len() - tenth..];
+    Some((merged(&per_second[..tenth]), merged(last)))
+}
+
+/// goose's success and failure counts per request name, sorted by name.
+fn goose_counts(goose: Option<&goose::metrics::GooseMetrics>) -> Vec<GooseCount> {
+    let Some(m) = goose else {
+        return Vec::new();
+    };
+    let mut v: Vec<GooseCount> = m
+        .requests
+        .iter()
+        .map(|(name, a)| GooseCount {
+            name: name.clone(),
+            success: a.success_count,
+            fail: a.fail_count,
+        })
+        .collect();
+    v.sort_by(|a, b| a.name.cmp(&b.name));
+    v
 }
 
 /// Seconds from the end of the spike step until the p95 of a second is back within 1.5x
@@ -507,12 +609,22 @@ fn ms(v: f64) -> String {
 /// The Markdown report.
 pub fn markdown(s: &Summary) -> String {
     let mut m = String::new();
+    md_head(&mut m, s);
+    md_figures(&mut m, s);
+    md_steps(&mut m, s);
+    md_verdict(&mut m, s);
+    m
+}
+
+/// The title, the run in one line, and the table of request kinds.
+fn md_head(m: &mut String, s: &Summary) {
     let verdict = if s.breaches.is_empty() {
         "PASSED"
     } else {
         "FAILED"
     };
-    m.push_str(&format!(
+    let _ = write!(
+        m,
         "### pgperf load: {} — {verdict}\n\n{} requests in {:.0} s ({:.1}/s; {:.1} searches/s), up to {} users, errors {:.2} %, commit {}\n\n",
         s.profile.name,
         s.requests,
@@ -522,108 +634,117 @@ pub fn markdown(s: &Summary) -> String {
         s.max_users.map_or("?".to_owned(), |u| u.to_string()),
         100.0 * s.error_rate,
         s.commit.as_deref().unwrap_or("unknown")
-    ));
+    );
     m.push_str(
         "| request | ok | errors | p50 | p95 | p99 | max |\n|---|---|---|---|---|---|---|\n",
     );
-    for (k, v) in &s.kinds {
-        if v.ok + v.errors == 0 {
-            continue;
-        }
-        m.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} |\n",
+    for (k, v) in s.kinds.iter().filter(|(_, v)| v.ok + v.errors > 0) {
+        let (p50, p95, p99, max) = (ms(v.p50_ms), ms(v.p95_ms), ms(v.p99_ms), ms(v.max_ms));
+        let _ = writeln!(
+            m,
+            "| {} | {} | {} | {p50} | {p95} | {p99} | {max} |",
             k.name(),
             v.ok,
-            v.errors,
-            ms(v.p50_ms),
-            ms(v.p95_ms),
-            ms(v.p99_ms),
-            ms(v.max_ms)
-        ));
+            v.errors
+        );
     }
-    m.push_str(&format!(
-        "\nDatabase query p95 (the service's metrics, worst second): {}. Pool: at most {:.0} % in use, {:.2} waiting on average; {}.\n",
+}
+
+/// The database, the pool and the service process.
+fn md_figures(m: &mut String, s: &Summary) {
+    let _ = writeln!(
+        m,
+        "\nDatabase query p95 (the service's metrics, worst second): {}. Pool: at most {:.0} % in use, {:.2} waiting on average; {}.",
         ms(s.db_query_p95_ms),
         100.0 * s.pool_utilization_max,
         s.pool_waiting_mean,
         s.pool_verdict
-    ));
+    );
     if let Some(c) = s.corr_waiting_p95 {
-        m.push_str(&format!(
-            "Correlation of waiting acquirers with the p95 of each second: {c:.2}.\n"
-        ));
+        let _ = writeln!(
+            m,
+            "Correlation of waiting acquirers with the p95 of each second: {c:.2}."
+        );
     }
     if let (Some(cpu), Some((a, b))) = (s.cpu_percent_mean, s.rss_mib) {
-        m.push_str(&format!(
-            "Service: {cpu:.0} % of a core on average; RSS {a:.1} → {b:.1} MiB.\n"
-        ));
+        let _ = writeln!(
+            m,
+            "Service: {cpu:.0} % of a core on average; RSS {a:.1} → {b:.1} MiB."
+        );
     }
     if s.late_starts > 0 {
-        m.push_str(&format!(
-            "{} requests started more than 50 ms after they were due (every virtual user was busy).\n",
+        let _ = writeln!(
+            m,
+            "{} requests started more than 50 ms after they were due (every virtual user was busy).",
             s.late_starts
-        ));
+        );
     }
+}
+
+/// A stepped profile's steps, its breaking point, a spike's recovery, a soak's drift.
+fn md_steps(m: &mut String, s: &Summary) {
     if !s.steps.is_empty() {
         m.push_str("\n| step rate | achieved | cached p50 | uncached p95 | errors | verdict |\n|---|---|---|---|---|---|\n");
-        for v in &s.steps {
-            m.push_str(&format!(
-                "| {:.0}/s | {:.0}/s | {} | {} | {:.2} % | {} |\n",
-                v.rate,
-                v.achieved_per_s,
-                ms(v.cached_p50_ms),
-                ms(v.uncached_p95_ms),
-                100.0 * v.error_rate,
-                if v.breaches.is_empty() {
-                    "held".to_owned()
-                } else {
-                    v.breaches.join("; ")
-                }
-            ));
-        }
+    }
+    for v in &s.steps {
+        let verdict = if v.breaches.is_empty() {
+            "held".to_owned()
+        } else {
+            v.breaches.join("; ")
+        };
+        let (cached, uncached) = (ms(v.cached_p50_ms), ms(v.uncached_p95_ms));
+        let _ = writeln!(
+            m,
+            "| {:.0}/s | {:.0}/s | {cached} | {uncached} | {:.2} % | {verdict} |",
+            v.rate,
+            v.achieved_per_s,
+            100.0 * v.error_rate
+        );
     }
     if let Some(b) = s.breaking_point_per_s {
-        m.push_str(&format!(
-            "\n**Breaking point: {b:.0} requests/s** (the highest step that met every threshold).\n"
-        ));
+        let _ = writeln!(
+            m,
+            "\n**Breaking point: {b:.0} requests/s** (the highest step that met every threshold)."
+        );
     }
     if s.profile.name == ProfileName::Spike {
         match s.spike_recovery_s {
-            Some(r) => m.push_str(&format!(
-                "\nLatency recovered {r:.0} s after the spike ended.\n"
-            )),
+            Some(r) => _ = writeln!(m, "\nLatency recovered {r:.0} s after the spike ended."),
             None => m.push_str("\nLatency did not recover before the run ended.\n"),
         }
     }
     if let Some((a, b)) = s.drift_p95_ms {
-        m.push_str(&format!(
-            "\nDrift: p95 {} in the first tenth, {} in the last.\n",
+        let _ = writeln!(
+            m,
+            "\nDrift: p95 {} in the first tenth, {} in the last.",
             ms(a),
             ms(b)
-        ));
+        );
     }
     if let Some(c) = s.pool_connections_opened {
-        m.push_str(&format!(
-            "Pool connections opened during the run (churn): {c:.0}.\n"
-        ));
+        let _ = writeln!(m, "Pool connections opened during the run (churn): {c:.0}.");
     }
+}
+
+/// The notes, an early stop, and the thresholds broken (or that every one held).
+fn md_verdict(m: &mut String, s: &Summary) {
     for n in &s.notes {
-        m.push_str(&format!(
-            "Note: {n} (expected: the burst is beyond capacity on purpose).\n"
-        ));
+        let _ = writeln!(
+            m,
+            "Note: {n} (expected: the burst is beyond capacity on purpose)."
+        );
     }
     if let Some(why) = &s.stopped_early {
-        m.push_str(&format!("\nStopped early: {why}.\n"));
+        let _ = writeln!(m, "\nStopped early: {why}.");
     }
     if s.breaches.is_empty() {
         m.push_str("\nEvery threshold held.\n");
     } else {
         m.push_str("\n**Thresholds broken:**\n");
         for b in &s.breaches {
-            m.push_str(&format!("- {b}\n"));
+            let _ = writeln!(m, "- {b}");
         }
     }
-    m
 }
 
 /// Writes summary.json, report.md and the plots.
@@ -638,27 +759,46 @@ pub fn write(
         .with_context(|| format!("writing {}", path.display()))?;
     let path = out.join("report.md");
     std::fs::write(&path, markdown(s)).with_context(|| format!("writing {}", path.display()))?;
-    let seconds = recorder.seconds();
-    let series = |name: &str, f: &dyn Fn(usize, &super::record::Second) -> Option<f64>| Series {
+    for (file, chart, series) in plots(&recorder.seconds(), samples) {
+        line_chart(&out.join(file), &chart, &series)
+            .map_err(|e| anyhow::anyhow!("drawing {file}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// A chart over the seconds of the run.
+fn over_time<'a>(title: &'a str, y_desc: &'a str) -> Chart<'a> {
+    Chart {
+        title,
+        x_desc: "seconds into the run",
+        y_desc,
+        log_log: false,
+    }
+}
+
+/// The run's three plots: latency, responses and the pool, per second.
+fn plots<'a>(
+    seconds: &[super::record::Second],
+    samples: &[Sample],
+) -> [(&'static str, Chart<'a>, Vec<Series>); 3] {
+    let series = |name: &str, f: &dyn Fn(&super::record::Second) -> Option<f64>| Series {
         name: name.to_owned(),
         points: seconds
             .iter()
             .enumerate()
-            .filter_map(|(i, s)| f(i, s).map(|v| (i as f64 + 0.5, v)))
+            .filter_map(|(i, s)| f(s).map(|v| (i as f64 + 0.5, v)))
             .collect(),
     };
-    let pct = |q: f64| {
-        move |_: usize, s: &super::record::Second| (!s.all.is_empty()).then(|| q_ms(&s.all, q))
+    let pct =
+        |q: f64| move |s: &super::record::Second| (!s.all.is_empty()).then(|| q_ms(&s.all, q));
+    let sampled = |name: &str, f: &dyn Fn(&Sample) -> f64| Series {
+        name: name.to_owned(),
+        points: samples.iter().map(|s| (s.t, f(s))).collect(),
     };
-    let plots: [(&str, Chart<'_>, Vec<Series>); 3] = [
+    [
         (
             "latency.svg",
-            Chart {
-                title: "Latency per second (all requests)",
-                x_desc: "seconds into the run",
-                y_desc: "ms",
-                log_log: false,
-            },
+            over_time("Latency per second (all requests)", "ms"),
             vec![
                 series("p50", &pct(0.5)),
                 series("p95", &pct(0.95)),
@@ -667,46 +807,25 @@ pub fn write(
         ),
         (
             "rps.svg",
-            Chart {
-                title: "Responses per second",
-                x_desc: "seconds into the run",
-                y_desc: "per second",
-                log_log: false,
-            },
+            over_time("Responses per second", "per second"),
             vec![
-                series("all", &|_, s| Some(s.total() as f64)),
-                series("searches", &|_, s| Some(s.searches_done() as f64)),
-                series("errors", &|_, s| Some(s.errors as f64)),
+                series("all", &|s| Some(s.total() as f64)),
+                series("searches", &|s| Some(s.searches_done() as f64)),
+                series("errors", &|s| Some(s.errors as f64)),
             ],
         ),
         (
             "pool.svg",
-            Chart {
-                title: "Pool: connections in use (% of max) and waiting acquirers",
-                x_desc: "seconds into the run",
-                y_desc: "% in use / waiting",
-                log_log: false,
-            },
+            over_time(
+                "Pool: connections in use (% of max) and waiting acquirers",
+                "% in use / waiting",
+            ),
             vec![
-                Series {
-                    name: "in use, % of max".to_owned(),
-                    points: samples
-                        .iter()
-                        .map(|s| (s.t, 100.0 * s.utilization()))
-                        .collect(),
-                },
-                Series {
-                    name: "waiting acquirers".to_owned(),
-                    points: samples.iter().map(|s| (s.t, s.waiting)).collect(),
-                },
+                sampled("in use, % of max", &|s| 100.0 * s.utilization()),
+                sampled("waiting acquirers", &|s| s.waiting),
             ],
         ),
-    ];
-    for (file, chart, series) in plots {
-        line_chart(&out.join(file), &chart, &series)
-            .map_err(|e| anyhow::anyhow!("drawing {file}: {e}"))?;
-    }
-    Ok(())
+    ]
 }
 
 /// The terminal summary.

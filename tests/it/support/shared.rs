@@ -47,7 +47,7 @@ static DELAY_RELAY: OnceLock<Relay> = OnceLock::new();
 /// With `PGPERF_WIRE_DELAY_US` set, every connection goes through a relay that delays each
 /// client message: the admin URL returned is the relay's.
 fn delayed(admin: DatabaseUrl) -> anyhow::Result<DatabaseUrl> {
-    let Some(delay) = pgperf::perf::wire::delay_from_env().map_err(anyhow::Error::msg)? else {
+    let Some(delay) = pgperf_harness::Settings::from_env()?.wire_delay else {
         return Ok(admin);
     };
     let relay = Relay::start(&admin.host_port(), delay)?;
@@ -62,11 +62,10 @@ fn delayed(admin: DatabaseUrl) -> anyhow::Result<DatabaseUrl> {
 /// or SIGTERM (Ctrl-C of `cargo test`) before the process ends.
 async fn start() -> anyhow::Result<Shared> {
     cleanup::on_signals();
-    let server = Server::from_env().await?;
+    let testbed = pgperf_testbed::Settings::from_env()?;
+    let server = Server::start(&testbed, &[]).await?;
     let is_container = server.container_id().is_some();
-    server.update_container(
-        &std::env::var(pgperf::postgres::CONTAINER_UPDATE_VAR).unwrap_or_default(),
-    )?;
+    server.update_container(&testbed.container_update)?;
     let admin = delayed(server.admin_url().clone())?;
     let template = Template::ensure(&admin).await?;
     if !is_container {

@@ -10,9 +10,9 @@ use super::baseline::{
     compare, storage,
 };
 use super::counters::Counter;
-use super::error::{CounterRegression, Regression};
 use super::measure::Slowdown;
 use super::report::CaseReport;
+use super::verdict::{Breach, CaseFailure, CounterRegression, Regression};
 
 /// Variable that injects a deliberate slowdown into one case (to prove the guard works).
 pub const SLOWDOWN_VAR: &str = "PGPERF_INJECT_SLOWDOWN";
@@ -43,8 +43,8 @@ pub struct Guard {
     slowdowns: Vec<(CaseName, f64)>,
 }
 
-/// Parses `CASE=FACTOR[,CASE=FACTOR...]`.
-fn parse_slowdown(value: Option<&str>) -> Result<Vec<(CaseName, f64)>, PerfError> {
+/// Parses `CASE=FACTOR[,CASE=FACTOR...]` ([`SLOWDOWN_VAR`]'s value).
+pub fn parse_slowdown(value: Option<&str>) -> Result<Vec<(CaseName, f64)>, PerfError> {
     let Some(value) = value.map(str::trim).filter(|v| !v.is_empty()) else {
         return Ok(Vec::new());
     };
@@ -85,15 +85,28 @@ fn counter_hint(counter: Counter) -> &'static str {
 }
 
 impl Guard {
-    /// A guard for `path`, reading the mode and any slowdown injection from the environment.
+    /// A guard for `path`, with the mode and any slowdown injection of
+    /// [`crate::settings::Settings::from_env`].
     pub fn from_env(path: impl Into<PathBuf>, environment: Environment) -> Result<Self, PerfError> {
-        let slowdowns = parse_slowdown(std::env::var(SLOWDOWN_VAR).ok().as_deref())?;
-        Ok(Self {
+        Ok(Self::with_settings(
+            path,
+            environment,
+            &crate::settings::Settings::from_env()?,
+        ))
+    }
+
+    /// A guard for `path`, with the mode and any slowdown injection of `settings`.
+    pub fn with_settings(
+        path: impl Into<PathBuf>,
+        environment: Environment,
+        settings: &crate::settings::Settings,
+    ) -> Self {
+        Self {
             path: path.into(),
             environment,
-            mode: Mode::from_env()?,
-            slowdowns,
-        })
+            mode: settings.mode,
+            slowdowns: settings.slowdowns.clone(),
+        }
     }
 
     /// A guard with an explicit mode and no injection.
@@ -345,30 +358,30 @@ impl Guard {
             latest = (again, confirm);
         }
         let (last, confirm) = latest;
-        let error = self.failure(case, &baseline, &last, first_ratio, &confirm);
+        let breach = self.breach(case, &baseline, &last, first_ratio, &confirm);
         let report = CaseReport::new(case, last, Some((baseline, confirm)));
-        Err(Failed(error, Some(Box::new(report))))
+        Err(Failed(breach.into(), Some(Box::new(report))))
     }
 
-    fn failure(
+    fn breach(
         &self,
         case: &CaseName,
         baseline: &CaseBaseline,
         last: &Observation,
         first_ratio: f64,
         confirm: &Comparison,
-    ) -> PerfError {
+    ) -> Breach {
         let (case, path, command) = (case.clone(), self.path.clone(), self.record_command());
         let figure = |x: f64| format!("{}", crate::perf::stats::round_sig(x, 3));
         match (confirm.verdict, confirm.counter_breach) {
-            (Verdict::CeilingBreached, _) => PerfError::CeilingBreached {
+            (Verdict::CeilingBreached, _) => Breach::CeilingBreached {
                 case,
                 p95_us: last.summary.p95_us,
                 ceiling_us: confirm.ceiling_us,
                 path,
             },
             (Verdict::CounterRegressed, Some(b)) => {
-                PerfError::CounterRegression(Box::new(CounterRegression {
+                Breach::CounterRegression(Box::new(CounterRegression {
                     case,
                     counter: b.counter.label(),
                     recorded: figure(b.recorded),
@@ -379,7 +392,7 @@ impl Guard {
                     path,
                 }))
             }
-            _ => PerfError::Regression(Box::new(Regression {
+            _ => Breach::Regression(Box::new(Regression {
                 case,
                 p50_us: last.summary.p50_us,
                 expected_p50_us: confirm.expected_p50_us,
@@ -422,12 +435,12 @@ pub struct Checked {
     /// What was measured and how it compared.
     pub report: Option<CaseReport>,
     /// Why the case failed.
-    pub failure: Option<PerfError>,
+    pub failure: Option<CaseFailure>,
 }
 
 impl Checked {
     /// The report, or the failure.
-    pub fn into_result(self) -> Result<CaseReport, PerfError> {
+    pub fn into_result(self) -> Result<CaseReport, CaseFailure> {
         match self.failure {
             Some(e) => Err(e),
             None => Ok(self.report.expect("a passing case has a report")),
@@ -435,11 +448,11 @@ impl Checked {
     }
 }
 
-struct Failed(PerfError, Option<Box<CaseReport>>);
+struct Failed(CaseFailure, Option<Box<CaseReport>>);
 
 impl From<PerfError> for Failed {
     fn from(e: PerfError) -> Self {
-        Self(e, None)
+        Self(CaseFailure::Error(e), None)
     }
 }
 
@@ -501,7 +514,7 @@ mod tests {
         )
     }
 
-    async fn check(g: &Guard, figures: &[f64]) -> Result<CaseReport, PerfError> {
+    async fn check(g: &Guard, figures: &[f64]) -> Result<CaseReport, CaseFailure> {
         let mut figures = figures.iter().copied();
         let case = CaseName::new("c.case").unwrap();
         g.check(&case, Bound::default(), 1, || {

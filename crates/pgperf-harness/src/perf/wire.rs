@@ -18,6 +18,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::perf::PerfError;
+
 /// Environment variable (test-only): delay each message the client sends by this many µs.
 pub const WIRE_DELAY_VAR: &str = "PGPERF_WIRE_DELAY_US";
 
@@ -142,16 +144,18 @@ fn busy_wait(d: Duration) {
     }
 }
 
-/// The delay asked for by [`WIRE_DELAY_VAR`], if any; a malformed value is an error naming it.
-pub fn delay_from_env() -> Result<Option<Duration>, String> {
-    match std::env::var(WIRE_DELAY_VAR) {
-        Ok(v) if !v.trim().is_empty() => match v.trim().parse::<u64>() {
-            Ok(us) if us <= 100_000 => Ok(Some(Duration::from_micros(us))),
-            _ => Err(format!(
-                "{WIRE_DELAY_VAR}={v:?} is invalid: expected whole microseconds, 0 to 100000"
-            )),
-        },
-        _ => Ok(None),
+/// The delay in `value` ([`WIRE_DELAY_VAR`]'s), if any; a malformed value is an error naming
+/// the variable.
+pub fn parse_delay(value: Option<&str>) -> Result<Option<Duration>, PerfError> {
+    let Some(v) = value.map(str::trim).filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    match v.parse::<u64>() {
+        Ok(us) if us <= 100_000 => Ok(Some(Duration::from_micros(us))),
+        _ => Err(PerfError::BadWireDelay {
+            var: WIRE_DELAY_VAR,
+            value: v.to_owned(),
+        }),
     }
 }
 

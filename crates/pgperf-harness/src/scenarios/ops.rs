@@ -2,13 +2,17 @@
 //! random generator) so tasks share nothing on the hot path but the pool.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::json;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 
 use super::Case;
+use super::plans::encode;
 use super::seed::{ENTITIES, SEED};
 use crate::dataset;
 use crate::db::ingest::{copy_records, insert_records_unnest, upsert_records};
@@ -232,11 +236,6 @@ const CACHED_QUERIES: u64 = 20;
 
 fn noisy(rng: &mut ChaCha8Rng) -> String {
     super::plans::noisy_name(rng.random_range(0..ENTITIES))
-}
-
-/// A query-string value, percent-encoded.
-fn encode(text: &str) -> String {
-    percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
 fn search_uncached() -> WithRng {
@@ -469,32 +468,7 @@ impl Run<'_> {
     /// The API service on this case's pool, on 127.0.0.1 for the measurement only, and one
     /// keep-alive client per task.
     async fn http_search<T>(&self, at_start: impl Future<Output = T>, cached: bool) -> Outcome<T> {
-        let config = crate::service::Config {
-            cache_ttl: if cached {
-                crate::db::search_cache::DEFAULT_TTL
-            } else {
-                std::time::Duration::from_millis(1)
-            },
-            ..crate::service::Config::default()
-        };
-        let router = crate::service::router_with(self.db.clone(), config)?;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .map_err(|source| PerfError::Service { source })?;
-        let addr = listener
-            .local_addr()
-            .map_err(|source| PerfError::Service { source })?;
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        // The service's own accept loop; not `service::serve`, which would close the pool.
-        let limits = crate::service::ConnectionLimits::default();
-        let server = tokio::spawn(crate::service::accept_loop(
-            listener,
-            router,
-            limits,
-            async {
-                let _ = stopped.await;
-            },
-        ));
+        let (addr, stop, server) = self.start_service(cached).await?;
         let base = format!("http://{addr}/search?limit=10&q=");
         let client = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(30))
@@ -524,28 +498,45 @@ impl Run<'_> {
                 } else {
                     noisy(rng)
                 };
-                let request = client.get(format!("{base}{}", encode(&query)));
-                Box::pin(async move {
-                    let r = request
-                        .send()
-                        .await
-                        .map_err(|e| format!("GET /search: {e}"))?;
-                    let status = r.status();
-                    let body = r.bytes().await.map_err(|e| format!("GET /search: {e}"))?;
-                    if status.is_success() {
-                        Ok(())
-                    } else {
-                        Err(format!(
-                            "GET /search: {status}: {}",
-                            String::from_utf8_lossy(&body)
-                        ))
-                    }
-                })
+                Box::pin(get_search(client.get(format!("{base}{}", encode(&query)))))
             });
         let out = self.go(states, op, at_start).await;
         let _ = stop.send(());
         let _ = server.await;
         Ok(out)
+    }
+
+    /// The service on this case's pool, on an ephemeral port of 127.0.0.1, until `stop`
+    /// is sent. Uncached: pages live 1 ms. The service's own accept loop, not
+    /// `service::serve`, which would close the pool when it stops.
+    async fn start_service(
+        &self,
+        cached: bool,
+    ) -> Result<(SocketAddr, oneshot::Sender<()>, JoinHandle<()>), PerfError> {
+        let cache_ttl = if cached {
+            crate::db::search_cache::DEFAULT_TTL
+        } else {
+            std::time::Duration::from_millis(1)
+        };
+        let config = crate::service::Config {
+            cache_ttl,
+            ..crate::service::Config::default()
+        };
+        let router = crate::service::router_with(self.db.clone(), config)?;
+        let service_error = |source| PerfError::Service { source };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(service_error)?;
+        let addr = listener.local_addr().map_err(service_error)?;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let limits = crate::service::ConnectionLimits::default();
+        let stopped = async {
+            let _ = stopped.await;
+        };
+        let server = tokio::spawn(crate::service::accept_loop(
+            listener, router, limits, stopped,
+        ));
+        Ok((addr, stop, server))
     }
 
     async fn acquire_new_connection<T>(&self, at_start: impl Future<Output = T>) -> Outcome<T> {
@@ -566,5 +557,21 @@ impl Run<'_> {
             })
         });
         Ok(self.go(states, op, at_start).await)
+    }
+}
+
+/// One `GET /search` of a timed HTTP case: an error unless it answered 2xx.
+async fn get_search(request: reqwest::RequestBuilder) -> Result<(), String> {
+    let r = request
+        .send()
+        .await
+        .map_err(|e| format!("GET /search: {e}"))?;
+    let status = r.status();
+    let body = r.bytes().await.map_err(|e| format!("GET /search: {e}"))?;
+    if status.is_success() {
+        Ok(())
+    } else {
+        let body = String::from_utf8_lossy(&body);
+        Err(format!("GET /search: {status}: {body}"))
     }
 }

@@ -114,20 +114,7 @@ pub async fn seed(db: &Db) -> Result<Vec<SetupStep>, DbError> {
         Ok(tx.commit().await?)
     })
     .await?;
-    // Measurements must not race background work: statistics are gathered here, once, and
-    // autovacuum stays off for the measured tables (the database is thrown away afterwards).
-    let settle = async {
-        for sql in [
-            "ALTER TABLE entities SET (autovacuum_enabled = false)",
-            "ALTER TABLE entity_aliases SET (autovacuum_enabled = false)",
-            "ALTER TABLE source_records SET (autovacuum_enabled = false)",
-            "ANALYZE",
-        ] {
-            sqlx::query(sql).execute(&mut *conn).await?;
-        }
-        Ok(())
-    };
-    timed(&mut steps, "seed.analyze", deadline, settle).await?;
+    timed(&mut steps, "seed.analyze", deadline, settle(&mut conn)).await?;
     // The GIN indexes hold the seed in their pending lists until merged: searches would read
     // them in full (see `merge_pending_entries`), which is not the steady state to measure.
     timed(
@@ -138,4 +125,18 @@ pub async fn seed(db: &Db) -> Result<Vec<SetupStep>, DbError> {
     )
     .await?;
     Ok(steps)
+}
+
+/// Measurements must not race background work: statistics are gathered here, once, and
+/// autovacuum stays off for the measured tables (the database is thrown away afterwards).
+async fn settle(conn: &mut sqlx::PgConnection) -> Result<(), DbError> {
+    for sql in [
+        "ALTER TABLE entities SET (autovacuum_enabled = false)",
+        "ALTER TABLE entity_aliases SET (autovacuum_enabled = false)",
+        "ALTER TABLE source_records SET (autovacuum_enabled = false)",
+        "ANALYZE",
+    ] {
+        sqlx::query(sql).execute(&mut *conn).await?;
+    }
+    Ok(())
 }

@@ -8,7 +8,7 @@ use super::{Case, case_names, observe, seed};
 use crate::db::Db;
 use crate::perf::baseline::{CaseName, Environment};
 use crate::perf::report::CaseReport;
-use crate::perf::{Guard, PerfError, calibrate};
+use crate::perf::{CaseFailure, Guard, PerfError, calibrate};
 
 /// How long the server may take to answer `SELECT 1` after a case failed with an error: if
 /// it does not, it is gone (paused, stopped) and the remaining cases are not run.
@@ -56,7 +56,7 @@ pub struct Outcome {
     /// A report per measured case, failed ones included.
     pub reports: Vec<CaseReport>,
     /// Every case that failed, and why.
-    pub failures: Vec<PerfError>,
+    pub failures: Vec<CaseFailure>,
     /// Cases not run because the server stopped answering.
     pub not_run: Vec<CaseName>,
 }
@@ -113,7 +113,7 @@ pub async fn check_cases(
         let Some(failure) = checked.failure else {
             continue;
         };
-        let errored = !failure.is_regression();
+        let errored = !failure.is_breach();
         out.failures.push(failure);
         if errored && !answers(db).await {
             out.not_run = cases[i + 1..].iter().map(|c| c.name.clone()).collect();
@@ -163,6 +163,6 @@ impl Outcome {
 
     /// Whether every failure is a regression (and every case ran).
     pub fn only_regressions(&self) -> bool {
-        self.not_run.is_empty() && self.failures.iter().all(PerfError::is_regression)
+        self.not_run.is_empty() && self.failures.iter().all(CaseFailure::is_breach)
     }
 }

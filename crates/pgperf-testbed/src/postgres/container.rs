@@ -10,8 +10,9 @@ use testcontainers_modules::{
     },
 };
 
-use super::{DEFAULT_IMAGE, IMAGE_VAR, ServerError};
+use super::ServerError;
 use crate::db::DatabaseUrl;
+use crate::settings::Settings;
 
 /// PGDATA in the official image and in ours.
 const PGDATA: &str = "/var/lib/postgresql/data";
@@ -67,33 +68,16 @@ pub struct ContainerOptions {
     pub settings: Vec<String>,
 }
 
-/// The `name:tag` in `PGPERF_PG_IMAGE`, or the default.
-pub fn image_from_env() -> Result<(String, String), ServerError> {
-    let value = std::env::var(IMAGE_VAR).unwrap_or_default();
-    let value = if value.trim().is_empty() {
-        DEFAULT_IMAGE.to_owned()
-    } else {
-        value.trim().to_owned()
-    };
-    // The tag follows the last ':' unless that ':' belongs to a registry's port.
-    match value.rsplit_once(':') {
-        Some((name, tag)) if !name.is_empty() && !tag.is_empty() && !tag.contains('/') => {
-            Ok((name.to_owned(), tag.to_owned()))
-        }
-        _ => Err(ServerError::BadVariable {
-            var: IMAGE_VAR,
-            reason: format!(
-                "{value:?} is not NAME:TAG (for example postgres:15 or pgperf-local/postgres:15-debian)"
-            ),
-        }),
-    }
-}
-
 impl ContainerOptions {
-    /// The image from `PGPERF_PG_IMAGE`, a port chosen by Docker, a 60 s startup limit.
+    /// The image from `PGPERF_PG_IMAGE` ([`Settings`]), a port chosen by Docker, a 60 s
+    /// startup limit.
     pub fn from_env() -> Result<Self, ServerError> {
-        let (name, tag) = image_from_env()?;
-        Ok(Self {
+        Ok(Self::with_image(Settings::from_env()?.image))
+    }
+
+    /// The image `(name, tag)`, a port chosen by Docker, a 60 s startup limit.
+    pub fn with_image((name, tag): (String, String)) -> Self {
+        Self {
             name,
             tag,
             host_port: None,
@@ -102,7 +86,7 @@ impl ContainerOptions {
             stat_statements: true,
             durable: false,
             settings: Vec::new(),
-        })
+        }
     }
 
     /// The image as `name:tag`.

@@ -12,8 +12,9 @@ pub mod owner;
 mod template;
 
 use crate::db::DatabaseUrl;
+use crate::settings::Settings;
 
-pub use container::{ContainerOptions, image_from_env};
+pub use container::ContainerOptions;
 pub use error::ServerError;
 pub use owner::{OWNER_LABEL, database_name};
 pub use template::Template;
@@ -79,22 +80,19 @@ impl Server {
     /// As [`Server::from_env`], with more server settings (`name=value`) for a container it
     /// starts; a server at `PGPERF_DATABASE_URL` keeps its own.
     pub async fn from_env_with(settings: &[String]) -> Result<Self, ServerError> {
-        match std::env::var(DATABASE_URL_VAR) {
-            Ok(text) if !text.trim().is_empty() => {
-                let url =
-                    DatabaseUrl::parse(text.trim()).map_err(|source| ServerError::BadUrl {
-                        var: DATABASE_URL_VAR,
-                        source,
-                    })?;
-                Ok(Self::external(url))
-            }
-            _ => {
-                let mut options = ContainerOptions::from_env()?;
-                options.settings = settings.to_vec();
-                let _ = tokio::task::spawn_blocking(owner::sweep_dead_containers).await;
-                Self::start_container(options).await
-            }
+        Self::start(&Settings::from_env()?, settings).await
+    }
+
+    /// The external server of `testbed`, or a new container of its image with more server
+    /// settings (`name=value`).
+    pub async fn start(testbed: &Settings, settings: &[String]) -> Result<Self, ServerError> {
+        if let Some(url) = &testbed.database_url {
+            return Ok(Self::external(url.clone()));
         }
+        let mut options = ContainerOptions::with_image(testbed.image.clone());
+        options.settings = settings.to_vec();
+        let _ = tokio::task::spawn_blocking(owner::sweep_dead_containers).await;
+        Self::start_container(options).await
     }
 
     /// Starts a PostgreSQL container and waits until it accepts connections.

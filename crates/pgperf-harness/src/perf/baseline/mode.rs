@@ -22,14 +22,13 @@ pub enum Mode {
 }
 
 impl Mode {
-    /// Reads [`MODE_VAR`] (and `CI`): `check`, `auto` or unset (CI: check; else record new),
-    /// `update`, `force`. Writing modes are refused in CI.
+    /// The mode of [`crate::settings::Settings::from_env`].
     pub fn from_env() -> Result<Self, PerfError> {
-        let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
-        Self::parse(std::env::var(MODE_VAR).ok().as_deref(), ci)
+        Ok(crate::settings::Settings::from_env()?.mode)
     }
 
-    /// [`Mode::from_env`] on given values (testable).
+    /// [`MODE_VAR`]'s value, under `CI` or not: `check`, `auto` or unset (CI: check; else
+    /// record new), `update`, `force`. Writing modes are refused in CI.
     pub fn parse(value: Option<&str>, ci: bool) -> Result<Self, PerfError> {
         let mode = match value.map(str::trim).unwrap_or("") {
             "" | "auto" => {
