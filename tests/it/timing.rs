@@ -173,28 +173,39 @@ async fn entity_writes_slowed_by_a_migration_are_named_by_their_cases_and_the_se
     );
 }
 
-/// The p50s of `runs` plain and `runs` slowed measurements of `case`, alternating (plain,
-/// slowed, plain, ...) so that drift hits both alike.
+/// The p50s of `rounds` plain and `rounds` slowed batches of `case`, alternating in ABBA
+/// order (plain, slowed, slowed, plain, ...) so that drift hits both alike.
 async fn alternating_p50s(
     db: &pgperf::db::Db,
     case: &scenarios::Case,
     slowdown: pgperf::perf::Slowdown,
-    runs: usize,
+    rounds: usize,
 ) -> (Vec<f64>, Vec<f64>) {
     let (mut plain, mut slowed) = (Vec::new(), Vec::new());
-    for _ in 0..runs {
-        for (p50s, s) in [(&mut plain, None), (&mut slowed, Some(slowdown))] {
-            let seen = scenarios::observe(db, case, s).await.unwrap();
-            p50s.push(seen.summary.p50_us);
+    for round in 0..rounds {
+        let mut order = [(&mut plain, None), (&mut slowed, Some(slowdown))];
+        if round % 2 == 1 {
+            order.reverse();
+        }
+        for (p50s, s) in order {
+            let seen = scenarios::sample(db, case, (BATCH, 20), s).await.unwrap();
+            p50s.push(seen.p50_us);
         }
     }
     (plain, slowed)
 }
 
+/// Operations in one batch of the slowdown test: a batch's p50 moves by up to ±20 % from one
+/// batch to the next here (whether replies find the other side's thread awake holds for a
+/// while), so many short batches, not a few long ones.
+const BATCH: u64 = 200;
+
 /// The injected slowdown (PGPERF_INJECT_SLOWDOWN) produces the factor it claims in wall
 /// time: a plain wait after each operation overshot on 2 cores (a nominal 3x made `SELECT 1`
 /// 5.5x slower), which overstated the guard's sensitivity; a pacer correcting for it from the
-/// warm-up undershot (x1.60 once). A 2x slowdown now runs the operation twice.
+/// warm-up undershot (x1.60 once), and one that busy-waited read x1.78 in CI (its plain blocks
+/// ran on a core the spinning kept hot). The pacer now naps, and pads to 2x the plain blocks.
+/// The estimate is a ratio of medians over 80 rounds (25 full runs gave a spread of ±0.1).
 #[rstest::rstest]
 #[case::a_round_trip("lookup.select_1")]
 #[case::a_keyed_read("lookup.entity_by_id")]
@@ -203,20 +214,20 @@ async fn an_injected_2x_slowdown_doubles_the_wall_time(#[case] name: &str) {
     let _alone = gate::exclusive().await;
     let test_db = TestDb::for_timing(scenarios::pool_settings()).await;
     scenarios::seed(&test_db.db).await.unwrap();
-    let mut case = scenarios::cases(Area::Lookups)
+    let case = scenarios::cases(Area::Lookups)
         .into_iter()
         .find(|c| c.name.as_str() == name)
         .unwrap();
-    // A run's p50 moves by up to ±20 % from one run to the next here (whether replies find
-    // the other side's thread awake holds for a while): many short runs, not a few long ones.
-    case.config.iterations = 300;
-
     let (plain, slowed) =
-        alternating_p50s(&test_db.db, &case, pgperf::perf::Slowdown(2.0), 25).await;
+        alternating_p50s(&test_db.db, &case, pgperf::perf::Slowdown(2.0), 80).await;
 
     let median = |v: &[f64]| pgperf::perf::stats::median(v).unwrap();
     let ratio = median(&slowed) / median(&plain);
-    eprintln!("{name}: injected 2x read x{ratio:.2}; plain {plain:.0?} µs, slowed {slowed:.0?} µs");
+    eprintln!(
+        "{name}: injected 2x read x{ratio:.2} (median p50s {:.0} µs plain, {:.0} µs slowed)",
+        median(&plain),
+        median(&slowed)
+    );
     assert!(
         (1.8..=2.2).contains(&ratio),
         "{name}: x{ratio:.2}; p50s plain {plain:.0?} µs, injected 2x {slowed:.0?} µs"

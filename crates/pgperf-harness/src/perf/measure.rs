@@ -77,21 +77,37 @@ pub struct Slowdown(pub f64);
 ///   operation paid the wake-up (a nominal 3x made `SELECT 1` 5.5x slower);
 /// - running the operation twice for 2x read x2.3 (`SELECT 1`): the median of a sum of two
 ///   skewed latencies is above twice their median;
-/// - a pacer anchored on the warm-up's median read x1.6 once, the warm-up having run faster.
+/// - a pacer anchored on the warm-up's median read x1.6 once, the warm-up having run faster;
+/// - a pacer that busy-waited read x1.78 in CI: its plain blocks ran on a core the spinning
+///   kept hot, 5-10 % faster than a plain run.
 ///
-/// So the pacer keeps measuring the plain operation: every [`PLAIN_BLOCK`] recorded
-/// operations it runs as many unrecorded, back to back as in a plain run, and keeps the times
-/// of the block's second half (the first ones still run on a core the padding kept busy, and
-/// read 5-10 % faster than a plain run). A recorded operation is padded to `factor` x the
-/// median of the last [`PLAIN_SAMPLES`] kept.
+/// So the pacer keeps measuring the plain operation: every [`RECORDED_BETWEEN`] recorded
+/// operations it runs a block of [`PLAIN_BLOCK`] unrecorded ones, back to back as in a plain
+/// run, and keeps the times of the block's last quarter. A recorded operation is padded to
+/// `factor` x the median of the last [`PLAIN_SAMPLES`] kept, asleep for most of the pad.
 struct Pacer {
     factor: f64,
     plain: std::collections::VecDeque<Duration>,
     since_block: usize,
+    /// How late a nap wakes up, on average (a moving average).
+    oversleep: Duration,
 }
 
-/// Operations in a plain block, and recorded operations between two blocks.
-const PLAIN_BLOCK: usize = 16;
+/// Sleeps the thread for `d` with a timer slack of 1 ns (the default 50 µs would add up to
+/// that much to every nap), then puts the default back.
+fn nap_precisely(d: Duration) {
+    // SAFETY: PR_SET_TIMERSLACK only sets the calling thread's timer slack.
+    unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1, 0, 0, 0) };
+    std::thread::sleep(d);
+    // SAFETY: as above; 0 restores the thread's default slack.
+    unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 0, 0, 0, 0) };
+}
+
+/// Operations in a plain block.
+const PLAIN_BLOCK: usize = 64;
+
+/// Recorded operations between two plain blocks.
+const RECORDED_BETWEEN: usize = 16;
 
 /// Plain samples the pacer's median is taken over.
 const PLAIN_SAMPLES: usize = 48;
@@ -101,33 +117,44 @@ impl Pacer {
         Self {
             factor: slowdown.0.clamp(1.0, 100.0),
             plain: std::collections::VecDeque::with_capacity(PLAIN_SAMPLES),
-            since_block: PLAIN_BLOCK,
+            since_block: RECORDED_BETWEEN,
+            oversleep: Duration::from_micros(20),
         }
     }
 
-    /// Busy-waits (a sleep would round up to the timer's millisecond) until the operation that
-    /// started at `started` has taken `factor` x the plain median.
-    fn pad(&self, started: Instant) {
+    /// Waits until the operation that started at `started` has taken `factor` x the plain
+    /// median: asleep for most of it (a busy-wait kept the core hot, and the plain blocks of a
+    /// slowed run read faster than a plain run), then a short spin for the last stretch.
+    fn pad(&mut self, started: Instant) {
         let mut plain: Vec<Duration> = self.plain.iter().copied().collect();
         plain.sort_unstable();
         let Some(median) = plain.get(plain.len() / 2) else {
             return;
         };
         let until = started + median.mul_f64(self.factor);
+        let nap = until
+            .saturating_duration_since(Instant::now())
+            .saturating_sub(self.oversleep * 2);
+        if !nap.is_zero() {
+            let before = Instant::now();
+            nap_precisely(nap);
+            let over = before.elapsed().saturating_sub(nap);
+            self.oversleep = (self.oversleep * 7 + over) / 8;
+        }
         while Instant::now() < until {
             std::hint::spin_loop();
         }
     }
 
-    /// After every [`PLAIN_BLOCK`] recorded operations (and before the first), runs a block
-    /// of plain ones and keeps the second half's times.
+    /// After every [`RECORDED_BETWEEN`] recorded operations (and before the first), runs a block
+    /// of plain ones and keeps the last quarter's times.
     async fn sample<S, E: std::fmt::Display>(
         &mut self,
         state: &mut S,
         op: &Operation<S, E>,
         watchdog: &mut Watchdog,
     ) {
-        if self.since_block < PLAIN_BLOCK {
+        if self.since_block < RECORDED_BETWEEN {
             self.since_block += 1;
             return;
         }
@@ -140,7 +167,7 @@ impl Pacer {
                 }
                 continue;
             }
-            if i >= PLAIN_BLOCK / 2 {
+            if i >= PLAIN_BLOCK * 3 / 4 {
                 if self.plain.len() == PLAIN_SAMPLES {
                     self.plain.pop_front();
                 }
@@ -366,7 +393,7 @@ async fn run_task<S, E: std::fmt::Display>(
     {
         let started = Instant::now();
         let outcome = watchdog.run(state, op).await;
-        if let Some(p) = pacer.as_ref() {
+        if let Some(p) = pacer.as_mut() {
             p.pad(started);
         }
         let took = started.elapsed();

@@ -217,13 +217,7 @@ pub async fn observe(
     case: &Case,
     slowdown: Option<Slowdown>,
 ) -> Result<Observation, PerfError> {
-    if slowdown.is_some() && case.config.concurrency > 1 {
-        return Err(PerfError::SlowdownNeedsOneTask {
-            var: crate::perf::guard::SLOWDOWN_VAR,
-            case: case.name.clone(),
-            tasks: case.config.concurrency,
-        });
-    }
+    slowable(case, slowdown)?;
     let mut probe = step(case, "connecting", connect_direct(db)).await?;
     let mut bursts = step(case, "calibrating", calibrate::bursts(db)).await?;
     let at_start = async {
@@ -267,14 +261,15 @@ pub async fn observe(
 }
 
 /// Measures one batch of `case`: `iterations` recorded operations after `warmup` per task,
-/// with no calibration and no counting. The paired comparison of two builds (`pgperf ab`)
-/// alternates such batches between its sides.
+/// with no calibration and no counting, slowed by `slowdown` if given. The paired comparison
+/// of two builds (`pgperf ab`) alternates such batches between its sides.
 pub async fn sample(
     db: &Db,
     case: &Case,
-    iterations: u64,
-    warmup: u64,
+    (iterations, warmup): (u64, u64),
+    slowdown: Option<Slowdown>,
 ) -> Result<crate::perf::Summary, PerfError> {
+    slowable(case, slowdown)?;
     let batch = Case {
         config: case.config.iterations(iterations).warmup(warmup),
         ..case.clone()
@@ -284,13 +279,25 @@ pub async fn sample(
         case,
         "measuring",
         limit,
-        ops::run(db, &batch, None, async {}),
+        ops::run(db, &batch, slowdown, async {}),
     )
     .await?;
     if m.summary.errors > 0 {
         return Err(operation_failed(case, &m));
     }
     Ok(m.summary)
+}
+
+/// A slowdown holds its task's thread while it waits: only a case with one task can take one.
+fn slowable(case: &Case, slowdown: Option<Slowdown>) -> Result<(), PerfError> {
+    if slowdown.is_some() && case.config.concurrency > 1 {
+        return Err(PerfError::SlowdownNeedsOneTask {
+            var: crate::perf::guard::SLOWDOWN_VAR,
+            case: case.name.clone(),
+            tasks: case.config.concurrency,
+        });
+    }
+    Ok(())
 }
 
 fn operation_failed(case: &Case, m: &Measurement) -> PerfError {
