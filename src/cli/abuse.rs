@@ -153,14 +153,20 @@ async fn probe(t: &Target, path: &str, n: usize) -> (Vec<u16>, Duration) {
     apart(move |c| async move {
         let (mut statuses, mut took) = (Vec::with_capacity(n), Vec::with_capacity(n));
         for _ in 0..n {
-            let started = Instant::now();
-            let status = c.get(&url).send().await.map_or(0, |r| r.status().as_u16());
-            took.push(started.elapsed());
+            let (status, t) = timed_get(&c, &url).await;
+            took.push(t);
             statuses.push(status);
         }
         (statuses, p99(&mut took))
     })
     .await
+}
+
+/// One GET: its status (0 when no answer came) and how long it took.
+async fn timed_get(c: &reqwest::Client, url: &str) -> (u16, Duration) {
+    let started = Instant::now();
+    let status = c.get(url).send().await.map_or(0, |r| r.status().as_u16());
+    (status, started.elapsed())
 }
 
 /// Runs a measuring client on a thread and runtime of its own, so that what it measures is
@@ -345,9 +351,7 @@ async fn pace(url: String, every: Duration, until: Instant) -> Vec<(u16, Duratio
         let mut tick = tokio::time::interval(every);
         while Instant::now() < until {
             tick.tick().await;
-            let started = Instant::now();
-            let status = c.get(&url).send().await.map_or(0, |r| r.status().as_u16());
-            out.push((status, started.elapsed()));
+            out.push(timed_get(&c, &url).await);
         }
         out
     })

@@ -30,13 +30,16 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .baseline
         .unwrap_or_else(|| PathBuf::from(format!("baselines/bench-{profile}.json")));
     let cases = selected(args.filter.as_deref())?;
+    let settings = pgperf_harness::Settings::from_env()?;
     let outcome = with_workspace("bench", async |ws| {
         let db = ws.pool(scenarios::pool_settings()).await?;
         eprintln!("pgperf: seeding {} entities ...", scenarios::seed::ENTITIES);
-        let prepared = suite::prepare(&db, &baseline).await.map_err(|e| match e {
-            e @ PerfError::UnknownSlowdownCase { .. } => Failure::Usage(e.to_string()).into(),
-            e => anyhow::Error::new(e),
-        })?;
+        let prepared = suite::prepare(&db, &baseline, &settings)
+            .await
+            .map_err(|e| match e {
+                e @ PerfError::UnknownSlowdownCase { .. } => Failure::Usage(e.to_string()).into(),
+                e => anyhow::Error::new(e),
+            })?;
         for note in &prepared.notes {
             eprintln!("pgperf: note: {note}");
         }
@@ -57,19 +60,34 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     })
     .await;
     let (outcome, notes) = outcome?;
+    publish(&outcome, &args.results, &baseline, settings.ci)?;
+    verdict(outcome, notes)
+}
 
+/// Prints the report (with CI's annotations when `ci`) and writes the result files.
+fn publish(
+    outcome: &suite::Outcome,
+    results: &std::path::Path,
+    baseline: &std::path::Path,
+    ci: bool,
+) -> anyhow::Result<()> {
     println!("{}", report::table(&outcome.reports));
     if let Some(annotation) = report::unjudged_annotations(&outcome.reports)
-        && pgperf_harness::Settings::from_env()?.ci
+        && ci
     {
         println!("{annotation}");
     }
-    report::write_all(&args.results, "pgperf benchmark", &outcome.reports)?;
+    report::write_all(results, "pgperf benchmark", &outcome.reports)?;
     println!(
         "results: {}/{{results.json,summary.md,benchmark.json}}; baseline: {}",
-        args.results.display(),
+        results.display(),
         baseline.display()
     );
+    Ok(())
+}
+
+/// Passes, or fails naming every failed case (only regressions exit 1; any other failure 3).
+fn verdict(outcome: suite::Outcome, notes: Vec<String>) -> anyhow::Result<()> {
     if outcome.failures.is_empty() {
         return Ok(());
     }

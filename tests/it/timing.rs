@@ -205,7 +205,7 @@ const BATCH: u64 = 200;
 /// 5.5x slower), which overstated the guard's sensitivity; a pacer correcting for it from the
 /// warm-up undershot (x1.60 once), and one that busy-waited read x1.78 in CI (its plain blocks
 /// ran on a core the spinning kept hot). The pacer now naps, and pads to 2x the plain blocks.
-/// The estimate is a ratio of medians over 80 rounds (25 full runs gave a spread of ±0.1).
+/// The estimate is a ratio of medians over 100 rounds (25 full runs gave a spread of ±0.1).
 #[rstest::rstest]
 #[case::a_round_trip("lookup.select_1")]
 #[case::a_keyed_read("lookup.entity_by_id")]
@@ -219,7 +219,7 @@ async fn an_injected_2x_slowdown_doubles_the_wall_time(#[case] name: &str) {
         .find(|c| c.name.as_str() == name)
         .unwrap();
     let (plain, slowed) =
-        alternating_p50s(&test_db.db, &case, pgperf::perf::Slowdown(2.0), 80).await;
+        alternating_p50s(&test_db.db, &case, pgperf::perf::Slowdown(2.0), 100).await;
 
     let median = |v: &[f64]| pgperf::perf::stats::median(v).unwrap();
     let ratio = median(&slowed) / median(&plain);

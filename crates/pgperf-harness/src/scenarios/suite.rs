@@ -24,11 +24,18 @@ pub struct Prepared {
 }
 
 /// Seeds `db`, reads the server's major version, and makes the guard for `baseline` (mode and
-/// slowdowns from the environment; a slowdown naming no case is refused here, before any
+/// slowdowns from `settings`; a slowdown naming no case is refused here, before any
 /// measurement).
-pub async fn prepare(db: &Db, baseline: impl Into<PathBuf>) -> Result<Prepared, PerfError> {
+pub async fn prepare(
+    db: &Db,
+    baseline: impl Into<PathBuf>,
+    settings: &crate::Settings,
+) -> Result<Prepared, PerfError> {
     let baseline = baseline.into();
-    prepare_with(db, |environment| Guard::from_env(baseline, environment)).await
+    prepare_with(db, |environment| {
+        Ok(Guard::with_settings(baseline, environment, settings))
+    })
+    .await
 }
 
 /// Like [`prepare`], with the guard made by `guard` for the server's environment.
