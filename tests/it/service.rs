@@ -218,19 +218,7 @@ async fn names_resolve_in_a_batch_and_a_bad_body_is_a_problem() {
 
 #[tokio::test]
 async fn the_metrics_endpoint_reports_the_pool_the_operations_the_cache_and_the_server() {
-    let t = TestDb::new().await;
-    let mut c = t.db.acquire().await.unwrap();
-    let id = entity(&mut c, EntityKind::Organization, "Acme Corporation").await;
-    drop(c);
-    let s = Running::start(t.db.clone(), Config::default()).await;
-    for path in [
-        "/search?q=ACME".to_owned(),
-        "/search?q=ACME".to_owned(),
-        format!("/entities/{id}"),
-        "/health/database".to_owned(),
-    ] {
-        assert_eq!(get(&s.url(&path)).await.0, 200, "{path}");
-    }
+    let (_t, s) = with_traffic().await;
 
     let (status, media, body) = get(&s.url("/health/database/metrics")).await;
 
@@ -357,19 +345,7 @@ async fn the_detailed_check_warns_then_fails_as_the_pool_saturates() {
     // All 5 held, and a request waiting for one: fail, 503.
     held.push(t.db.acquire().await.unwrap());
     let waiting = tokio::spawn(get(s.url("/entities/1").leak()));
-    eventually(
-        Duration::from_secs(10),
-        "a request waiting for a connection",
-        || async {
-            let w = t.db.snapshot().waiting;
-            if w == 1 {
-                Ok(())
-            } else {
-                Err(format!("{w} waiting"))
-            }
-        },
-    )
-    .await;
+    one_waiting(&t.db).await;
     let (status, _, body) = get(&detailed).await;
     let u = check_of(&body, "pool:utilization");
     let p = check_of(&body, "pool:pendingAcquirers");
@@ -565,32 +541,18 @@ async fn a_paused_database_never_holds_a_request_past_its_timeout() {
         );
     }
 
-    eventually(
-        Duration::from_secs(30),
-        "the database check to pass again",
-        || async {
-            let (status, _, body) = get(&s.url("/health/database")).await;
+    for path in ["/health/database", "/health/database/detailed"] {
+        let what = format!("{path} to pass again");
+        eventually(Duration::from_secs(30), &what, || async {
+            let (status, _, body) = get(&s.url(path)).await;
             if status == 200 {
                 Ok(())
             } else {
                 Err(body.to_string())
             }
-        },
-    )
-    .await;
-    eventually(
-        Duration::from_secs(30),
-        "the detailed check to pass again",
-        || async {
-            let (status, _, body) = get(&s.url("/health/database/detailed")).await;
-            if status == 200 {
-                Ok(())
-            } else {
-                Err(body.to_string())
-            }
-        },
-    )
-    .await;
+        })
+        .await;
+    }
     d.shutdown().await;
 }
 
@@ -606,19 +568,7 @@ async fn a_stop_lets_in_flight_requests_finish_then_closes_the_pool() {
     let mut s = Running::start(t.db.clone(), Config::default()).await;
     let held = t.db.acquire().await.unwrap();
     let in_flight = tokio::spawn(get(s.url("/entities/1").leak()));
-    eventually(
-        Duration::from_secs(10),
-        "the request to wait for the connection",
-        || async {
-            let w = t.db.snapshot().waiting;
-            if w == 1 {
-                Ok(())
-            } else {
-                Err(format!("{w} waiting"))
-            }
-        },
-    )
-    .await;
+    one_waiting(&t.db).await;
 
     s.stop();
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -708,19 +658,7 @@ pub fn monitoring_tool(name: &str) -> std::path::PathBuf {
 
 #[tokio::test]
 async fn the_live_exposition_passes_promtool_and_has_every_metric_the_rules_and_dashboard_use() {
-    let t = TestDb::new().await;
-    let mut c = t.db.acquire().await.unwrap();
-    let id = entity(&mut c, EntityKind::Organization, "Acme Corporation").await;
-    drop(c);
-    let s = Running::start(t.db.clone(), Config::default()).await;
-    for path in [
-        "/search?q=ACME".to_owned(),
-        "/search?q=ACME".to_owned(),
-        format!("/entities/{id}"),
-        "/health/database".to_owned(),
-    ] {
-        get(&s.url(&path)).await;
-    }
+    let (_t, s) = with_traffic().await;
     reqwest::Client::new()
         .post(s.url("/resolve"))
         .json(&json!({ "names": [{ "name": "Acme", "kind": "organization" }] }))
@@ -793,4 +731,38 @@ fn metric_names(text: &str) -> Vec<String> {
         rest = &tail[end..];
     }
     names
+}
+
+/// Waits (10 s at most) until exactly one request waits for a pool connection.
+async fn one_waiting(db: &pgperf::db::Db) {
+    eventually(
+        Duration::from_secs(10),
+        "a request waiting for a connection",
+        || async {
+            match db.snapshot().waiting {
+                1 => Ok(()),
+                w => Err(format!("{w} waiting")),
+            }
+        },
+    )
+    .await;
+}
+
+/// A service over a database with one entity ("Acme Corporation"), after a search missed then
+/// hit the cache, the entity was read and the database check passed.
+async fn with_traffic() -> (TestDb, Running) {
+    let t = TestDb::new().await;
+    let mut c = t.db.acquire().await.unwrap();
+    let id = entity(&mut c, EntityKind::Organization, "Acme Corporation").await;
+    drop(c);
+    let s = Running::start(t.db.clone(), Config::default()).await;
+    for path in [
+        "/search?q=ACME".to_owned(),
+        "/search?q=ACME".to_owned(),
+        format!("/entities/{id}"),
+        "/health/database".to_owned(),
+    ] {
+        assert_eq!(get(&s.url(&path)).await.0, 200, "{path}");
+    }
+    (t, s)
 }

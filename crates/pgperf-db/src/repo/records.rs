@@ -85,12 +85,7 @@ pub async fn create(
 pub async fn get(conn: &mut PgConnection, id: i64) -> Result<SourceRecord, DbError> {
     let sql = const_format::concatcp!("SELECT ", COLUMNS, " FROM source_records WHERE id = $1");
     let row: Option<Row> = sqlx::query_as(sql).bind(id).fetch_optional(conn).await?;
-    Ok(row
-        .ok_or(DbError::NotFound {
-            table: "source_records",
-            id,
-        })?
-        .into())
+    found(row, id)
 }
 
 /// Reads the records with these ids (missing ids are skipped), in id order.
@@ -127,12 +122,16 @@ pub async fn link(
         .bind(score)
         .fetch_optional(conn)
         .await?;
-    Ok(row
-        .ok_or(DbError::NotFound {
-            table: "source_records",
-            id,
-        })?
-        .into())
+    found(row, id)
+}
+
+/// The record of `row`, or "not found" naming `id`.
+fn found(row: Option<Row>, id: i64) -> Result<SourceRecord, DbError> {
+    let row = row.ok_or(DbError::NotFound {
+        table: "source_records",
+        id,
+    })?;
+    Ok(row.into())
 }
 
 /// Deletes a record.
