@@ -156,9 +156,7 @@ impl Builds {
 
     /// Puts `head` back as the target folder's binary: the base's build replaced it there.
     pub fn restore_head(&self, head: &Path) -> anyhow::Result<()> {
-        let exe = self.target.join(self.profile_dir()).join("pgperf");
-        std::fs::copy(head, &exe).with_context(|| format!("restoring {}", exe.display()))?;
-        Ok(())
+        replace_file(head, &self.target.join(self.profile_dir()).join("pgperf"))
     }
 
     fn cargo_build(&self, tree: &Path) -> anyhow::Result<()> {
@@ -255,12 +253,50 @@ fn member_crates(tree: &Path) -> anyhow::Result<Vec<(String, String)>> {
     Ok(found)
 }
 
+/// Replaces `to` with a copy of `from`, through a new file renamed over it: copying onto `to`
+/// itself fails ("Text file busy") when `to` is the binary running, as it is on a second
+/// `pgperf ab` against a base already built.
+fn replace_file(from: &Path, to: &Path) -> anyhow::Result<()> {
+    let mut staged = to.as_os_str().to_owned();
+    staged.push(format!(".pgperf-ab-{}", std::process::id()));
+    let staged = PathBuf::from(staged);
+    std::fs::copy(from, &staged).with_context(|| format!("copying {}", from.display()))?;
+    std::fs::rename(&staged, to).with_context(|| format!("restoring {}", to.display()))?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const DB_MANIFEST: &str = "crates/pgperf-db/Cargo.toml";
     const SERVICE_MANIFEST: &str = "crates/pgperf-service/Cargo.toml";
+
+    #[test]
+    fn the_head_is_restored_over_a_binary_that_is_running() {
+        let dir = tempfile::tempdir().unwrap();
+        let (running, head) = (dir.path().join("pgperf"), dir.path().join("head"));
+        std::fs::copy("/bin/sleep", &running).unwrap();
+        std::fs::write(&head, "the head").unwrap();
+        let mut child = Command::new(&running).arg("30").spawn().unwrap();
+        // Copying onto a running binary is what failed: the file is busy.
+        let copied = std::fs::copy(&head, &running);
+        assert_eq!(
+            copied.map_err(|e| e.raw_os_error()).unwrap_err(),
+            Some(libc::ETXTBSY)
+        );
+
+        let replaced = replace_file(&head, &running);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        replaced.unwrap();
+        assert_eq!(std::fs::read_to_string(&running).unwrap(), "the head");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            2,
+            "no staged copy left"
+        );
+    }
 
     #[test]
     fn the_base_checkout_gets_a_version_of_its_own_in_the_manifest_and_the_lock() {
