@@ -497,10 +497,7 @@ impl PoolFigures {
                 100.0 * saturated
             )
         } else {
-            format!(
-                "the pool was not the bottleneck: at most {:.0} % in use, {waiting_mean:.2} waiting on average",
-                100.0 * utilization_max
-            )
+            "the pool was not the bottleneck".to_owned()
         };
         Self {
             utilization_max,
