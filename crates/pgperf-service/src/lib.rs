@@ -68,7 +68,10 @@ pub struct Config {
     /// shed at once: 503 with `Retry-After`, never a queue.
     pub max_in_flight: usize,
     /// Resolution batches in flight at most (below the pool's size, so batches cannot take
-    /// every connection); past it a batch is shed the same way.
+    /// every connection); past it a batch is shed the same way. The default, 2, is one batch
+    /// per core of the machine kind it was measured on: with 4, the stress profile broke at
+    /// the same rate with twice the latency, and the liveness probe missed its bound under
+    /// huge names (docs/results/2026-12-02-hostile.md).
     pub resolve_in_flight: usize,
     /// The most search cache entries kept: a purge every [`UPKEEP_EVERY`] deletes expired
     /// entries, then those closest to expiry beyond this.
@@ -128,7 +131,7 @@ impl Default for Config {
             request_timeout: Duration::from_secs(10),
             cache_ttl: DEFAULT_TTL,
             max_in_flight: 64,
-            resolve_in_flight: 4,
+            resolve_in_flight: 2,
             cache_max_entries: 10_000,
             connections: ConnectionLimits::default(),
         }
