@@ -1,9 +1,11 @@
 //! The HTTP API over real HTTP (reqwest) on 127.0.0.1, port chosen by the system, against a
 //! test database: status codes, media types and exact JSON bodies.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use pretty_assertions::assert_eq;
+use regex::Regex;
 use serde_json::{Value, json};
 
 use pgperf::db::{EntityKind, PoolSettings};
@@ -657,21 +659,66 @@ pub fn monitoring_tool(name: &str) -> std::path::PathBuf {
 }
 
 #[tokio::test]
-async fn the_live_exposition_passes_promtool_and_has_every_metric_the_rules_and_dashboard_use() {
-    let (_t, s) = with_traffic().await;
+async fn the_live_exposition_passes_promtool_and_has_every_metric_and_label_value_monitoring_uses()
+{
+    let (t, s) = with_traffic().await;
     reqwest::Client::new()
         .post(s.url("/resolve"))
         .json(&json!({ "names": [{ "name": "Acme", "kind": "organization" }] }))
         .send()
         .await
         .unwrap();
+    // A 5xx, which the error-rate alerts select (`status=~"5.."`): the database gone.
+    t.db.close().await;
+    assert_eq!(get(&s.url("/search?q=other")).await.0, 503);
     let response = reqwest::get(s.url("/metrics")).await.unwrap();
     assert_eq!(
         response.headers()["content-type"],
         "text/plain; version=0.0.4; charset=utf-8"
     );
     let exposition = response.text().await.unwrap();
+    promtool_checks(&exposition);
 
+    let used = monitoring_text();
+    let series = exposed_series(&exposition);
+    let names: BTreeSet<&str> = series.iter().map(|(n, _)| n.as_str()).collect();
+    let used_names = metric_names(&used);
+    assert!(used_names.len() >= 15, "{used_names:?}");
+    let missing: Vec<String> = used_names
+        .into_iter()
+        .filter(|name| !names.contains(name.as_str()))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "used but not exposed: {missing:?}\n{exposition}"
+    );
+    let selectors = label_selectors(&used);
+    assert!(selectors.len() >= 6, "{selectors:?}");
+    let unmatched: Vec<&Selector> = selectors
+        .iter()
+        .filter(|m| !m.matches_some(&series))
+        .collect();
+    assert!(
+        unmatched.is_empty(),
+        "label values used in monitoring/ but in no live series: {unmatched:?}\n{exposition}"
+    );
+    let label_names: BTreeSet<&str> = series
+        .iter()
+        .flat_map(|(_, l)| l.keys())
+        .map(String::as_str)
+        .collect();
+    let ungrouped: Vec<String> = grouping_labels(&used)
+        .into_iter()
+        .filter(|l| !label_names.contains(l.as_str()))
+        .collect();
+    assert!(
+        ungrouped.is_empty(),
+        "grouped or shown by labels no series has: {ungrouped:?}"
+    );
+}
+
+/// `promtool check metrics` finds nothing to say about an exposition.
+fn promtool_checks(exposition: &str) {
     let mut promtool = std::process::Command::new(monitoring_tool("promtool"))
         .args(["check", "metrics"])
         .stdin(std::process::Stdio::piped())
@@ -693,44 +740,112 @@ async fn the_live_exposition_passes_promtool_and_has_every_metric_the_rules_and_
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
 
+/// The alert rules and the dashboard, their JSON escapes undone.
+fn monitoring_text() -> String {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("monitoring");
-    let used: std::collections::BTreeSet<String> =
-        ["prometheus/alerts.yml", "grafana/pgperf-dashboard.json"]
-            .iter()
-            .flat_map(|f| {
-                let text = std::fs::read_to_string(root.join(f)).unwrap();
-                metric_names(&text)
-            })
-            .collect();
-    assert!(used.len() >= 15, "{used:?}");
-    let missing: Vec<&String> = used
+    ["prometheus/alerts.yml", "grafana/pgperf-dashboard.json"]
         .iter()
-        .filter(|name| {
-            !exposition
-                .lines()
-                .any(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+        .map(|f| {
+            std::fs::read_to_string(root.join(f))
+                .unwrap()
+                .replace("\\\"", "\"")
         })
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "used but not exposed: {missing:?}\n{exposition}"
-    );
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A series of an exposition: its name and labels.
+type Series = (String, BTreeMap<String, String>);
+
+fn exposed_series(exposition: &str) -> Vec<Series> {
+    let line = Regex::new(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? ").unwrap();
+    let pair = Regex::new(r#"([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)""#).unwrap();
+    exposition
+        .lines()
+        .filter_map(|l| line.captures(l))
+        .map(|c| {
+            let labels = c.get(2).map_or("", |m| m.as_str());
+            let labels = pair
+                .captures_iter(labels)
+                .map(|p| (p[1].to_owned(), p[2].to_owned()))
+                .collect();
+            (c[1].to_owned(), labels)
+        })
+        .collect()
+}
+
+/// A label matcher of a `pgperf_` selector in monitoring/ (`instance` and dashboard
+/// variables left out: Prometheus and Grafana supply those).
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Selector {
+    metric: String,
+    label: String,
+    op: String,
+    value: String,
+}
+
+impl Selector {
+    /// A series of the metric has the label with a value that `=` or `=~` selects; for a
+    /// negative matcher, the label at all.
+    fn matches_some(&self, series: &[Series]) -> bool {
+        let full = Regex::new(&format!("^(?:{})$", self.value)).unwrap();
+        series
+            .iter()
+            .filter(|(name, _)| *name == self.metric)
+            .filter_map(|(_, labels)| labels.get(&self.label))
+            .any(|v| match self.op.as_str() {
+                "=" => *v == self.value,
+                "=~" => full.is_match(v),
+                _ => true,
+            })
+    }
+}
+
+fn label_selectors(text: &str) -> BTreeSet<Selector> {
+    let selector = Regex::new(r"(pgperf_[a-z0-9_]+)\{([^}]*)\}").unwrap();
+    let matcher = Regex::new(r#"([a-z_]+)\s*(=~|!~|!=|=)\s*"([^"]*)""#).unwrap();
+    let mut out = BTreeSet::new();
+    for s in selector.captures_iter(text) {
+        for m in matcher.captures_iter(&s[2]) {
+            if &m[1] == "instance" || m[3].contains('$') {
+                continue;
+            }
+            out.insert(Selector {
+                metric: s[1].to_owned(),
+                label: m[1].to_owned(),
+                op: m[2].to_owned(),
+                value: m[3].to_owned(),
+            });
+        }
+    }
+    out
+}
+
+/// Labels that queries group by (`by (...)`) or legends show (`{{label}}`), but those that
+/// Prometheus adds (`instance`), histograms have (`le`) or alerts carry (`alertname`).
+fn grouping_labels(text: &str) -> BTreeSet<String> {
+    let by = Regex::new(r"\bby \(([^)]*)\)").unwrap();
+    let legend = Regex::new(r"\{\{([a-z_]+)\}\}").unwrap();
+    let grouped = by.captures_iter(text).flat_map(|c| {
+        c[1].split(',')
+            .map(|l| l.trim().to_owned())
+            .collect::<Vec<_>>()
+    });
+    let shown = legend.captures_iter(text).map(|c| c[1].to_owned());
+    grouped
+        .chain(shown)
+        .filter(|l| !["instance", "le", "alertname", ""].contains(&l.as_str()))
+        .collect()
 }
 
 /// Every `pgperf_...` metric name in a text.
-fn metric_names(text: &str) -> Vec<String> {
-    let mut names = Vec::new();
-    let mut rest = text;
-    while let Some(at) = rest.find("pgperf_") {
-        let tail = &rest[at..];
-        let end = tail
-            .find(|c: char| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'))
-            .unwrap_or(tail.len());
-        names.push(tail[..end].to_owned());
-        rest = &tail[end..];
-    }
-    names
+fn metric_names(text: &str) -> BTreeSet<String> {
+    let name = Regex::new(r"pgperf_[a-z0-9_]+").unwrap();
+    name.find_iter(text)
+        .map(|m| m.as_str().to_owned())
+        .collect()
 }
 
 /// Waits (10 s at most) until exactly one request waits for a pool connection.
