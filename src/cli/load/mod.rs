@@ -32,6 +32,8 @@ use anyhow::Context;
 use goose::prelude::*;
 use rand::Rng;
 
+use pgperf::db::repo::{aliases, entities};
+use pgperf::db::{Db, DbError, EntityKind, NewEntity, PoolSettings};
 use pgperf::scenarios::plans::{encode, noisy_name};
 
 use self::profile::{Kind, Overrides, Profile, ProfileName, Shape, Step, Weights};
@@ -98,6 +100,8 @@ struct RunState {
     shape: Shape,
     weights: Weights,
     entities: u64,
+    /// The service's database, for the mix's writes (none against a target).
+    writer: Option<Db>,
     recorder: Recorder,
     /// Open model: the next arrival to hand out.
     arrivals: AtomicU64,
@@ -203,12 +207,16 @@ impl RunState {
                 None,
             ),
             Kind::Health => ("/health/database".to_owned(), "/health/database", None),
+            Kind::Write => unreachable!("a write goes through the data layer (RunState::write)"),
         }
     }
 
     /// Sends one request of `kind`; whether it succeeded, and the kind it turned out to be
     /// (a search is cached or not as the service's `x-cache` says).
     async fn send(&self, user: &mut GooseUser, kind: Kind) -> (bool, Kind) {
+        if kind == Kind::Write {
+            return (self.write().await, kind);
+        }
         let (path, name, body) = self.request(kind);
         let response = match &body {
             Some(json) => user.post_json(&path, json).await,
@@ -235,6 +243,40 @@ impl RunState {
             }
             Err(_) => (false, kind),
         }
+    }
+
+    /// One write on the service's database: an alias of a random entity or a new entity,
+    /// half and half, with a noisy name. Whether it succeeded (an alias already there counts:
+    /// the write was made, and refused by the data).
+    async fn write(&self) -> bool {
+        let Some(db) = &self.writer else {
+            return false;
+        };
+        let (entity, name, alias) = {
+            let mut rng = rand::rng();
+            let entity = rng.random_range(0..self.entities.max(1));
+            (
+                entity,
+                noisy_name(rng.random_range(0..self.entities.max(1))),
+                rng.random_bool(0.5),
+            )
+        };
+        let Ok(mut conn) = db.acquire().await else {
+            return false;
+        };
+        let written = if alias {
+            aliases::add(&mut conn, entity as i64 + 1, &name)
+                .await
+                .map(drop)
+        } else {
+            let new = NewEntity {
+                kind: EntityKind::Organization,
+                name,
+                attributes: serde_json::json!({}),
+            };
+            entities::create(&mut conn, &new).await.map(drop)
+        };
+        matches!(written, Ok(()) | Err(DbError::UniqueViolation { .. }))
     }
 }
 
@@ -347,11 +389,16 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     super::serve_bench::raise_fd_limit();
     match &args.target {
+        Some(_) if profile.weights.writes() => Err(Failure::Usage(
+            "a mix with writes needs the service's database: leave out --target, and pgperf load starts the service".to_owned(),
+        )
+        .into()),
         Some(target) => {
             let token_env = args.admin_token_env.as_deref();
             let target = Target::parse(target, args.allow_remote, token_env)?;
-            let (base, token) = (&target.base, target.token);
-            attack(&args, &profile, &thresholds, &out, base, None, token).await
+            let (pid, writer, token) = (None, None, target.token);
+            let service = Service { pid, token, writer };
+            attack(&args, &profile, &thresholds, &out, &target.base, service).await
         }
         None => {
             with_workspace("load", async |ws| {
@@ -362,9 +409,18 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
                 );
                 let child = Child::start(&ws.url, args.entities, &out.join("serve.log")).await?;
                 let base = child.base.clone();
-                let pid = child.pid();
-                let result =
-                    attack(&args, &profile, &thresholds, &out, &base, Some(pid), None).await;
+                let writer = if profile.weights.writes() {
+                    let settings = PoolSettings {
+                        max_connections: 2,
+                        ..PoolSettings::default()
+                    };
+                    Some(Db::connect(&ws.url, settings).await?)
+                } else {
+                    None
+                };
+                let (pid, token) = (Some(child.pid()), None);
+                let service = Service { pid, token, writer };
+                let result = attack(&args, &profile, &thresholds, &out, &base, service).await;
                 child.stop().await;
                 result
             })
@@ -575,20 +631,31 @@ fn compare_with_history(
     Ok(())
 }
 
+/// The service under load, as far as the run can see it.
+struct Service {
+    /// Its process, when `pgperf load` started it (for CPU and RSS).
+    pid: Option<u32>,
+    /// The admin token of its monitoring endpoints.
+    token: Option<String>,
+    /// Its database, for the mix's writes.
+    writer: Option<Db>,
+}
+
 async fn attack(
     args: &LoadArgs,
     profile: &Profile,
     thresholds: &LoadThresholds,
     out: &std::path::Path,
     base: &str,
-    pid: Option<u32>,
-    token: Option<String>,
+    service: Service,
 ) -> anyhow::Result<()> {
+    let Service { pid, token, writer } = service;
     let state = Arc::new(RunState {
         started: Instant::now(),
         shape: profile.shape.clone(),
         weights: profile.weights.clone(),
         entities: args.entities,
+        writer,
         recorder: Recorder::default(),
         arrivals: AtomicU64::new(0),
         segment_ends: profile.shape.segment_ends(),

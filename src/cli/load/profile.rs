@@ -51,16 +51,21 @@ pub enum Kind {
     Entity,
     /// `GET /health/database`.
     Health,
+    /// A write through the data layer, on the service's database: an entity or an alias
+    /// inserted (each moves the search generation). Only when `pgperf load` starts the
+    /// service, whose database it knows.
+    Write,
 }
 
 impl Kind {
     /// Every kind, in report order.
-    pub const ALL: [Kind; 5] = [
+    pub const ALL: [Kind; 6] = [
         Self::CachedSearch,
         Self::UncachedSearch,
         Self::Resolve,
         Self::Entity,
         Self::Health,
+        Self::Write,
     ];
 
     /// The name in weights, reports and goose's metrics.
@@ -71,6 +76,7 @@ impl Kind {
             Self::Resolve => "resolve",
             Self::Entity => "entity",
             Self::Health => "health",
+            Self::Write => "write",
         }
     }
 
@@ -85,6 +91,11 @@ impl Kind {
 pub struct Weights(pub Vec<(Kind, u32)>);
 
 impl Weights {
+    /// Whether the mix writes (it needs the service's database).
+    pub fn writes(&self) -> bool {
+        self.0.iter().any(|(k, w)| *k == Kind::Write && *w > 0)
+    }
+
     /// Whether the mix sends popular queries, so that some searches must be cache hits.
     pub fn expects_hits(&self) -> bool {
         self.0
@@ -152,7 +163,7 @@ impl FromStr for Weights {
                 .find(|k| k.name() == name.trim())
                 .ok_or_else(|| {
                     format!(
-                        "{name:?} is not a request kind (cached, uncached, resolve, entity, health)"
+                        "{name:?} is not a request kind (cached, uncached, resolve, entity, health, write)"
                     )
                 })?;
             let weight: u32 = weight
@@ -464,6 +475,11 @@ mod tests {
             ]
         );
         assert_eq!(w.search_share(), 0.75);
+        assert!(!w.writes());
+        let mixed: Weights = "cached=54,uncached=36,write=10".parse().unwrap();
+        assert!(mixed.writes());
+        assert_eq!(mixed.pick(95), Kind::Write);
+        assert_eq!(mixed.search_share(), 0.9);
         for (bad, why) in [
             ("cached", "expected kind=weight"),
             ("robots=1", "is not a request kind"),

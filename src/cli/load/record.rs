@@ -49,6 +49,11 @@ impl Second {
         self.count.values().sum()
     }
 
+    /// Searches served from the cache in this second.
+    pub fn hits(&self) -> u64 {
+        self.count.get(&Kind::CachedSearch).copied().unwrap_or(0)
+    }
+
     /// Searches in this second.
     pub fn searches_done(&self) -> u64 {
         self.count

@@ -210,6 +210,11 @@ pub struct Summary {
     pub corr_utilization_p95: Option<f64>,
     /// Whether the pool looks like the bottleneck, in words.
     pub pool_verdict: String,
+    /// The cache hit ratio (hits over searches, as the service's `x-cache` says) of the
+    /// run, and of each 10 s with searches: (seconds into the run, ratio).
+    pub hit_ratio: Option<f64>,
+    /// See [`Summary::hit_ratio`].
+    pub hit_ratio_by_10s: Vec<(usize, f64)>,
     /// Stress: each step judged, and the highest rate that held every threshold.
     pub steps: Vec<StepVerdict>,
     /// Stress: the breaking point (the highest step rate that met every threshold).
@@ -244,6 +249,28 @@ fn commit() -> Option<String> {
     out.status
         .success()
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// The window of the hit ratio over time, seconds.
+const HIT_WINDOW: usize = 10;
+
+/// Hits over searches in `seconds` (none without searches).
+fn hit_ratio(seconds: &[super::record::Second]) -> Option<f64> {
+    let hits: u64 = seconds.iter().map(super::record::Second::hits).sum();
+    let searches: u64 = seconds
+        .iter()
+        .map(super::record::Second::searches_done)
+        .sum();
+    (searches > 0).then(|| share(hits, searches))
+}
+
+/// [`hit_ratio`] of each `window` seconds that had searches: (its start, the ratio).
+fn hit_ratios(seconds: &[super::record::Second], window: usize) -> Vec<(usize, f64)> {
+    seconds
+        .chunks(window)
+        .enumerate()
+        .filter_map(|(i, w)| hit_ratio(w).map(|r| (i * window, r)))
+        .collect()
 }
 
 fn p95_per_second(recorder: &Recorder) -> Vec<f64> {
@@ -307,6 +334,8 @@ pub fn summarize(profile: &Profile, t: &LoadThresholds, run: RunFacts<'_>) -> Su
         corr_waiting_p95: pool.corr_waiting_p95,
         corr_utilization_p95: pool.corr_utilization_p95,
         pool_verdict: pool.verdict,
+        hit_ratio: hit_ratio(&per_second),
+        hit_ratio_by_10s: hit_ratios(&per_second, HIT_WINDOW),
         steps: run.steps,
         breaking_point_per_s: v.breaking_point_per_s,
         spike_recovery_s: v.spike_recovery_s,
@@ -647,6 +676,28 @@ fn md_head(m: &mut String, s: &Summary) {
     }
 }
 
+/// The cache hit ratio, over the run and by 10 s (lowest marked).
+fn md_hit_ratio(m: &mut String, s: &Summary) {
+    let Some(all) = s.hit_ratio else {
+        return;
+    };
+    let lowest = s
+        .hit_ratio_by_10s
+        .iter()
+        .map(|(_, r)| *r)
+        .fold(1.0, f64::min);
+    let by: Vec<String> = s
+        .hit_ratio_by_10s
+        .iter()
+        .map(|(_, r)| format!("{r:.2}"))
+        .collect();
+    let _ = writeln!(
+        m,
+        "Cache hit ratio (hits over searches): {all:.2} over the run, lowest {lowest:.2} in a 10 s window; by 10 s: {}.",
+        by.join(" ")
+    );
+}
+
 /// The database, the pool and the service process.
 fn md_figures(m: &mut String, s: &Summary) {
     let _ = writeln!(
@@ -663,6 +714,7 @@ fn md_figures(m: &mut String, s: &Summary) {
             "Correlation of waiting acquirers with the p95 of each second: {c:.2}."
         );
     }
+    md_hit_ratio(m, s);
     if let (Some(cpu), Some((a, b))) = (s.cpu_percent_mean, s.rss_mib) {
         let _ = writeln!(
             m,
@@ -836,8 +888,30 @@ pub fn print(s: &Summary, out: &Path) {
 
 #[cfg(test)]
 mod tests {
-    use super::super::record::MetricsGap;
+    use super::super::record::{MetricsGap, Second};
     use super::*;
+
+    fn second(hits: u64, misses: u64, writes: u64) -> Second {
+        let mut s = Second::default();
+        s.count.insert(Kind::CachedSearch, hits);
+        s.count.insert(Kind::UncachedSearch, misses);
+        s.count.insert(Kind::Write, writes);
+        s
+    }
+
+    #[test]
+    fn the_hit_ratio_is_hits_over_searches_by_window_and_writes_do_not_count() {
+        let seconds = [
+            second(6, 4, 1),
+            second(6, 4, 1),
+            second(0, 0, 3),
+            second(0, 0, 3),
+            second(1, 9, 1),
+        ];
+        assert_eq!(hit_ratio(&seconds), Some(13.0 / 30.0));
+        assert_eq!(hit_ratios(&seconds, 2), [(0, 0.6), (4, 0.1)]);
+        assert_eq!(hit_ratio(&seconds[2..4]), None);
+    }
 
     fn kind(ok: u64, p50_ms: f64) -> KindSummary {
         KindSummary {
