@@ -56,6 +56,12 @@ pub struct ServeArgs {
     /// Resolution batches in flight at most (keep it below --max-connections).
     #[arg(long, default_value_t = Config::default().resolve_in_flight)]
     pub resolve_in_flight: usize,
+    /// How long a cached search page may be served after a write that changes it, ms (0:
+    /// every write invalidates the cache at once). Writes then move the cache's generation at
+    /// most once per this time, so continuous ingestion does not empty the cache. Set on the
+    /// database at start; at most an hour.
+    #[arg(long, default_value_t = 10_000)]
+    pub cache_max_staleness_ms: u64,
     /// Client connections open at most; at the cap new ones wait to be accepted.
     #[arg(long, default_value_t = ConnectionLimits::default().max_connections)]
     pub max_client_connections: usize,
@@ -120,6 +126,12 @@ fn config(args: &ServeArgs) -> anyhow::Result<Config> {
         )
         .into());
     }
+    if args.cache_max_staleness_ms > 3_600_000 {
+        return Err(Failure::Usage(
+            "--cache-max-staleness-ms must be at most 3600000 (an hour)".to_owned(),
+        )
+        .into());
+    }
     let admin_token = admin_token(args)?;
     check_exposure(args, admin_token.as_ref())?;
     Ok(Config {
@@ -175,6 +187,8 @@ async fn serve_on(
     if let Some(n) = args.seed {
         seed(&db, n).await?;
     }
+    let staleness = Duration::from_millis(args.cache_max_staleness_ms);
+    pgperf::db::search_cache::set_max_staleness(&mut *db.acquire().await?, staleness).await?;
     let listener = tokio::net::TcpListener::bind(args.bind)
         .await
         .with_context(|| format!("listening on {}", args.bind))?;

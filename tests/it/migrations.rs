@@ -270,6 +270,7 @@ async fn check_and_unique_constraints_guard_every_table(#[future(awt)] test_db: 
             "search_cache_hit_count_check",
             "search_cache_query_key_check",
             "search_cache_results_check",
+            "search_generation_max_staleness_check",
             "search_generation_singleton_check",
             "source_records_external_id_check",
             "source_records_match_score_check",

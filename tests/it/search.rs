@@ -8,7 +8,7 @@
 
 use pgperf::db::repo::{aliases, entities, records};
 use pgperf::db::search::{SearchPage, SearchRequest, search};
-use pgperf::db::search_cache::{CacheCounts, SearchCache, Served};
+use pgperf::db::search_cache::{CacheCounts, SearchCache, Served, set_max_staleness};
 use pgperf::db::{DbError, EntityKind, MeteredConnection, NewSourceRecord};
 use serde_json::json;
 
@@ -288,6 +288,105 @@ async fn a_write_to_entities_or_aliases_means_no_stale_page_is_served() {
             .iter()
             .any(|h| h.id == ids.globex && h.matched.contains("International"))
     );
+}
+
+/// Whether `id` is among the page's hits, and how the page was served.
+async fn finds(
+    c: &mut sqlx::PgConnection,
+    cache: &SearchCache,
+    req: &SearchRequest,
+    id: i64,
+) -> (bool, Served) {
+    let (page, served) = cache.search(c, req).await.unwrap();
+    (page.hits.iter().any(|h| h.id == id), served)
+}
+
+/// With a staleness bound, a write after a quiet spell shows at once; a write soon after
+/// another may be served stale, but not past the bound; the move then holds for the next one.
+#[tokio::test]
+async fn with_a_staleness_bound_writes_show_within_it_and_the_cache_survives_them() {
+    let t = TestDb::new().await;
+    let mut c = t.db.acquire().await.unwrap();
+    let ids = seed(&mut c).await;
+    let bound = std::time::Duration::from_millis(1_500);
+    let past_the_bound = bound + std::time::Duration::from_millis(200);
+    tokio::time::sleep(past_the_bound).await;
+    set_max_staleness(&mut c, bound).await.unwrap();
+    let cache = SearchCache::default();
+    let req = SearchRequest::new("acme widgets", 10);
+    let rename = |name: &str| pgperf::db::EntityChanges {
+        name: Some(name.into()),
+        attributes: None,
+    };
+    assert_eq!(
+        finds(&mut c, &cache, &req, ids.acme_widgets).await,
+        (true, Served::Miss)
+    );
+
+    // Quiet for longer than the bound: the write moves the generation at once.
+    let current = entities::get(&mut c, ids.acme_widgets).await.unwrap();
+    entities::update(
+        &mut c,
+        ids.acme_widgets,
+        current.version,
+        &rename("Zenith Gadgets"),
+    )
+    .await
+    .unwrap();
+    let moved = std::time::Instant::now();
+    assert_eq!(
+        finds(&mut c, &cache, &req, ids.acme_widgets).await,
+        (false, Served::Miss)
+    );
+    assert_eq!(
+        finds(&mut c, &cache, &req, ids.acme_widgets).await,
+        (false, Served::Hit)
+    );
+
+    // A write within the bound of that move: the stored page is still served...
+    let current = entities::get(&mut c, ids.acme_widgets).await.unwrap();
+    entities::update(
+        &mut c,
+        ids.acme_widgets,
+        current.version,
+        &rename("Acme Widgets Ltd"),
+    )
+    .await
+    .unwrap();
+    assert!(
+        moved.elapsed() < bound,
+        "the machine was too slow for this test"
+    );
+    assert_eq!(
+        finds(&mut c, &cache, &req, ids.acme_widgets).await,
+        (false, Served::Hit)
+    );
+    // ...until the bound has passed since the move, then the write shows.
+    tokio::time::sleep_until((moved + past_the_bound).into()).await;
+    assert_eq!(
+        finds(&mut c, &cache, &req, ids.acme_widgets).await,
+        (true, Served::Miss)
+    );
+    assert_eq!(
+        finds(&mut c, &cache, &req, ids.acme_widgets).await,
+        (true, Served::Hit)
+    );
+
+    // The next write makes that move real and waits its turn: the page stays cached.
+    aliases::add(&mut c, ids.globex, "Acme Widgets International")
+        .await
+        .unwrap();
+    let (page, served) = cache.search(&mut c, &req).await.unwrap();
+    assert_eq!(served, Served::Hit);
+    assert!(
+        page.hits
+            .iter()
+            .all(|h| !h.matched.contains("International"))
+    );
+
+    set_max_staleness(&mut c, std::time::Duration::from_secs(3_601))
+        .await
+        .expect_err("more than an hour is refused");
 }
 
 #[tokio::test]

@@ -57,10 +57,19 @@ pub const DEFAULT_TTL: Duration = Duration::from_secs(300);
 
 /// A plain read: counting each hit in the row (an UPDATE) made every hit of a popular key
 /// wait for that row's lock and write WAL. Hits are counted in memory ([`CacheCounts`]).
-const HIT: &str = "
+const HIT: &str = const_format::concatcp!(
+    "
 SELECT results FROM search_cache
- WHERE query_key = (SELECT 'g' || generation || ':' || $1 FROM search_generation)
-   AND expires_at > now()";
+ WHERE query_key = (SELECT 'g' || ",
+    GENERATION_NOW,
+    " || ':' || $1 FROM search_generation)
+   AND expires_at > now()"
+);
+
+/// The generation readers key the cache by: the stored one, or the next once a pending move's
+/// `max_staleness` has passed (migration `20261202000001_search_cache_bounded_staleness.sql`).
+const GENERATION_NOW: &str =
+    "(generation + (pending AND clock_timestamp() - moved_at >= max_staleness)::int)";
 
 /// Entries deleted per statement by [`SearchCache::purge`], so a purge never holds many locks.
 const PURGE_BATCH: i64 = 1_000;
@@ -180,6 +189,24 @@ impl SearchCache {
     }
 }
 
+/// Sets how long a cached page may be served after a write that changes it (see the
+/// migration `20261202000001_search_cache_bounded_staleness.sql`): zero (the default) moves the
+/// generation on every write; above zero, at most once per `max_staleness`, so continuous
+/// writes do not empty the cache. At most an hour.
+pub async fn set_max_staleness(
+    conn: &mut PgConnection,
+    max_staleness: Duration,
+) -> Result<(), DbError> {
+    if max_staleness > Duration::from_secs(3600) {
+        return Err(DbError::invalid("max_staleness", "must be at most an hour"));
+    }
+    sqlx::query("UPDATE search_generation SET max_staleness = make_interval(secs => $1)")
+        .bind(max_staleness.as_secs_f64())
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// The request's part of a key: everything that shapes the page, nothing else.
 fn request_key(normalized: &str, req: &SearchRequest) -> String {
     let after = req
@@ -203,9 +230,13 @@ async fn search_at_a_generation(
     sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         .execute(&mut *tx)
         .await?;
-    let generation: i64 = sqlx::query_scalar("SELECT generation FROM search_generation")
-        .fetch_one(&mut *tx)
-        .await?;
+    let generation: i64 = sqlx::query_scalar(const_format::concatcp!(
+        "SELECT ",
+        GENERATION_NOW,
+        " FROM search_generation"
+    ))
+    .fetch_one(&mut *tx)
+    .await?;
     let page = search(&mut tx, req).await?;
     tx.commit().await?;
     Ok((generation, page))
