@@ -206,10 +206,16 @@ const BATCH: u64 = 200;
 /// warm-up undershot (x1.60 once), and one that busy-waited read x1.78 in CI (its plain blocks
 /// ran on a core the spinning kept hot). The pacer now naps, and pads to 2x the plain blocks.
 /// The estimate is a ratio of medians over 100 rounds (25 full runs gave a spread of ±0.1).
+///
+/// Quarantined: it read x1.76 for `lookup.select_1` in a CI run of 0c2d446 (the same code read
+/// x2.01-2.13 before): the plain batches were bimodal (51 or 59 µs) while the pacer's plain
+/// blocks stayed in the fast mode, so the padding doubled the fast mode only. Run it with
+/// `scripts/test -- --ignored timing::an_injected`.
 #[rstest::rstest]
 #[case::a_round_trip("lookup.select_1")]
 #[case::a_keyed_read("lookup.entity_by_id")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "quarantined: bimodal plain batches on 2 cores read x1.76 for a nominal 2x (0c2d446)"]
 async fn an_injected_2x_slowdown_doubles_the_wall_time(#[case] name: &str) {
     let _alone = gate::exclusive().await;
     let test_db = TestDb::for_timing(scenarios::pool_settings()).await;
