@@ -160,19 +160,24 @@ async fn wildcards_are_ordinary_characters_and_bad_queries_never_reach_the_serve
     }
 }
 
+/// Renames entity `id` at its current version.
+async fn rename(c: &mut sqlx::PgConnection, id: i64, name: &str) {
+    let current = entities::get(c, id).await.unwrap();
+    let changes = pgperf::db::EntityChanges {
+        name: Some(name.into()),
+        attributes: None,
+    };
+    entities::update(c, id, current.version, &changes)
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
 async fn a_renamed_entity_is_found_by_its_new_name_only() {
     let t = TestDb::new().await;
     let mut c = t.db.acquire().await.unwrap();
     let ids = seed(&mut c).await;
-    let before = entities::get(&mut c, ids.acme_widgets).await.unwrap();
-    let changes = pgperf::db::EntityChanges {
-        name: Some("Zenith Gadgets".into()),
-        attributes: None,
-    };
-    entities::update(&mut c, ids.acme_widgets, before.version, &changes)
-        .await
-        .unwrap();
+    rename(&mut c, ids.acme_widgets, "Zenith Gadgets").await;
 
     let acme = search(&mut c, &SearchRequest::new("acme widgets", 10))
         .await
@@ -261,14 +266,7 @@ async fn a_write_to_entities_or_aliases_means_no_stale_page_is_served() {
     let (before, _) = cache.search(&mut c, &req).await.unwrap();
     assert_eq!(before.hits[0].id, ids.acme_widgets);
 
-    let current = entities::get(&mut c, ids.acme_widgets).await.unwrap();
-    let rename = pgperf::db::EntityChanges {
-        name: Some("Zenith Gadgets".into()),
-        attributes: None,
-    };
-    entities::update(&mut c, ids.acme_widgets, current.version, &rename)
-        .await
-        .unwrap();
+    rename(&mut c, ids.acme_widgets, "Zenith Gadgets").await;
     let (after_rename, served) = cache.search(&mut c, &req).await.unwrap();
     assert_eq!(served, Served::Miss);
     assert!(
@@ -314,25 +312,13 @@ async fn with_a_staleness_bound_writes_show_within_it_and_the_cache_survives_the
     set_max_staleness(&mut c, bound).await.unwrap();
     let cache = SearchCache::default();
     let req = SearchRequest::new("acme widgets", 10);
-    let rename = |name: &str| pgperf::db::EntityChanges {
-        name: Some(name.into()),
-        attributes: None,
-    };
     assert_eq!(
         finds(&mut c, &cache, &req, ids.acme_widgets).await,
         (true, Served::Miss)
     );
 
     // Quiet for longer than the bound: the write moves the generation at once.
-    let current = entities::get(&mut c, ids.acme_widgets).await.unwrap();
-    entities::update(
-        &mut c,
-        ids.acme_widgets,
-        current.version,
-        &rename("Zenith Gadgets"),
-    )
-    .await
-    .unwrap();
+    rename(&mut c, ids.acme_widgets, "Zenith Gadgets").await;
     let moved = std::time::Instant::now();
     assert_eq!(
         finds(&mut c, &cache, &req, ids.acme_widgets).await,
@@ -344,15 +330,7 @@ async fn with_a_staleness_bound_writes_show_within_it_and_the_cache_survives_the
     );
 
     // A write within the bound of that move: the stored page is still served...
-    let current = entities::get(&mut c, ids.acme_widgets).await.unwrap();
-    entities::update(
-        &mut c,
-        ids.acme_widgets,
-        current.version,
-        &rename("Acme Widgets Ltd"),
-    )
-    .await
-    .unwrap();
+    rename(&mut c, ids.acme_widgets, "Acme Widgets Ltd").await;
     assert!(
         moved.elapsed() < bound,
         "the machine was too slow for this test"

@@ -181,14 +181,15 @@ impl RunState {
     }
 
     /// A request of `kind` for a random entity: its path, its name in goose's figures, and
-    /// its JSON body (a POST) or none (a GET). Everything random happens here: the generator
-    /// may not live across an await.
-    fn request(&self, kind: Kind) -> (String, &'static str, Option<serde_json::Value>) {
+    /// its JSON body (a POST) or none (a GET); `None` for a write, which goes through the data
+    /// layer, not HTTP. Everything random happens here: the generator may not live across an
+    /// await.
+    fn request(&self, kind: Kind) -> Option<(String, &'static str, Option<serde_json::Value>)> {
         let mut rng = rand::rng();
         let entities = self.entities.max(1);
         let mut entity = || rng.random_range(0..entities);
         let search = |q: String| format!("/search?limit=10&q={}", encode(&q));
-        match kind {
+        Some(match kind {
             Kind::CachedSearch => {
                 let q = popular_query((entity() as usize) % POPULAR);
                 (search(q), "search", None)
@@ -207,17 +208,16 @@ impl RunState {
                 None,
             ),
             Kind::Health => ("/health/database".to_owned(), "/health/database", None),
-            Kind::Write => unreachable!("a write goes through the data layer (RunState::write)"),
-        }
+            Kind::Write => return None,
+        })
     }
 
     /// Sends one request of `kind`; whether it succeeded, and the kind it turned out to be
     /// (a search is cached or not as the service's `x-cache` says).
     async fn send(&self, user: &mut GooseUser, kind: Kind) -> (bool, Kind) {
-        if kind == Kind::Write {
+        let Some((path, name, body)) = self.request(kind) else {
             return (self.write().await, kind);
-        }
-        let (path, name, body) = self.request(kind);
+        };
         let response = match &body {
             Some(json) => user.post_json(&path, json).await,
             None => user.get_named(&path, name).await,
