@@ -144,6 +144,121 @@ async fn search_goes_through_the_cache_and_says_so() {
     assert_eq!((second_cache.as_str(), &second_body), ("hit", &expected));
 }
 
+/// The `x-cache` and `x-cache-tier` headers of a search, and its body.
+async fn search_of(url: &str) -> (String, String, Value) {
+    let r = reqwest::get(url).await.unwrap();
+    let header = |name: &str| {
+        r.headers()
+            .get(name)
+            .map_or(String::new(), |v| v.to_str().unwrap().to_owned())
+    };
+    let (cache, tier) = (header("x-cache"), header("x-cache-tier"));
+    (cache, tier, r.json().await.unwrap())
+}
+
+/// Pool acquisitions the service has made (its `/metrics`).
+async fn acquisitions(s: &Running) -> f64 {
+    let text = reqwest::get(s.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("pgperf_pool_acquire_duration_seconds_count "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no acquisition count in:\n{text}"))
+}
+
+/// With the process tier, a repeated search is answered from memory without taking a pool
+/// connection; a write shows once the generation has been polled again (within 4 polls).
+#[tokio::test]
+async fn the_process_tier_answers_without_the_pool_and_a_write_shows_within_its_bound() {
+    let t = TestDb::new().await;
+    let mut c = t.db.acquire().await.unwrap();
+    let acme = entity(&mut c, EntityKind::Organization, "Acme Corporation").await;
+    let refresh = Duration::from_millis(50);
+    let config = Config {
+        process_cache: Some(pgperf::service::ProcessCache {
+            max_entries: 100,
+            refresh,
+        }),
+        ..Config::default()
+    };
+    let s = Running::start(t.db.clone(), config).await;
+    let url = s.url("/search?q=ACME&limit=5");
+    let found = json!({
+        "hits": [{ "id": acme, "kind": "organization", "name": "Acme Corporation",
+                   "matched": "Acme Corporation", "score": 1.0 }],
+        "next": null
+    });
+    let body = eventually(Duration::from_secs(5), "a hit from memory", || async {
+        let (cache, tier, body) = search_of(&url).await;
+        if (cache.as_str(), tier.as_str()) == ("hit", "process") {
+            Ok(body)
+        } else {
+            Err(format!("x-cache {cache:?}, x-cache-tier {tier:?}"))
+        }
+    })
+    .await;
+    assert_eq!(body, found);
+
+    let before = acquisitions(&s).await;
+    for _ in 0..5 {
+        assert_eq!(
+            search_of(&url).await,
+            ("hit".into(), "process".into(), found.clone())
+        );
+    }
+    assert_eq!(
+        acquisitions(&s).await,
+        before,
+        "no pool connection for a hit from memory"
+    );
+
+    let current = pgperf::db::repo::entities::get(&mut c, acme).await.unwrap();
+    let rename = pgperf::db::EntityChanges {
+        name: Some("Zenith Gadgets".into()),
+        attributes: None,
+    };
+    pgperf::db::repo::entities::update(&mut c, acme, current.version, &rename)
+        .await
+        .unwrap();
+    let written = Instant::now();
+    eventually(Duration::from_secs(5), "the rename to show", || async {
+        let (cache, tier, body) = search_of(&url).await;
+        if body["hits"] == json!([]) {
+            Ok(())
+        } else {
+            Err(format!("x-cache {cache:?}, x-cache-tier {tier:?}: {body}"))
+        }
+    })
+    .await;
+    // The tier's bound (4 polls) plus the requests' own time.
+    let bound = refresh * 4 + Duration::from_millis(500);
+    assert!(
+        written.elapsed() < bound,
+        "shown after {:?}",
+        written.elapsed()
+    );
+    // Polling goes on: the new page is served from memory in turn.
+    tokio::time::sleep(refresh * 8).await;
+    eventually(
+        Duration::from_secs(5),
+        "the new page from memory",
+        || async {
+            match search_of(&url).await {
+                (cache, tier, body) if cache == "hit" && tier == "process" => {
+                    assert_eq!(body["hits"], json!([]));
+                    Ok(())
+                }
+                seen => Err(format!("{seen:?}")),
+            }
+        },
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn bad_search_parameters_are_problems_naming_the_parameter() {
     let t = TestDb::new().await;

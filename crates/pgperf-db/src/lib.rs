@@ -29,6 +29,7 @@ pub mod model;
 pub mod name_score;
 mod normalize;
 pub mod pool;
+pub mod process_cache;
 pub mod repo;
 pub mod resolve;
 pub mod search;

@@ -68,7 +68,7 @@ SELECT results FROM search_cache
 
 /// The generation readers key the cache by: the stored one, or the next once a pending move's
 /// `max_staleness` has passed (migration `20261202000001_search_cache_bounded_staleness.sql`).
-const GENERATION_NOW: &str =
+pub(crate) const GENERATION_NOW: &str =
     "(generation + (pending AND clock_timestamp() - moved_at >= max_staleness)::int)";
 
 /// Entries deleted per statement by [`SearchCache::purge`], so a purge never holds many locks.
@@ -208,7 +208,7 @@ pub async fn set_max_staleness(
 }
 
 /// The request's part of a key: everything that shapes the page, nothing else.
-fn request_key(normalized: &str, req: &SearchRequest) -> String {
+pub(crate) fn request_key(normalized: &str, req: &SearchRequest) -> String {
     let after = req
         .after
         .map_or(String::new(), |c| format!("{}/{}", c.score, c.id));

@@ -17,7 +17,7 @@ use crate::db::repo::entities;
 use crate::db::resolve::{
     MAX_NAME_CHARS, NameToResolve, Thresholds, resolve_batch, validate_batch,
 };
-use crate::db::search::{Cursor, SearchRequest};
+use crate::db::search::{Cursor, SearchPage, SearchRequest};
 use crate::db::search_cache::Served;
 use crate::db::{DbError, EntityKind};
 
@@ -142,6 +142,13 @@ pub(super) async fn search(
         Err(problem) => return problem.into_response(),
     };
     let started = Instant::now();
+    let slot = match state.tier.as_deref().map(|tier| tier.get(&req)) {
+        Some(Ok(page)) => {
+            return answer_search(&state, started, Ok((page, Served::Hit)), "process");
+        }
+        Some(Err(slot)) => Some(slot),
+        None => None,
+    };
     let answer = state
         .db
         .bounded(async {
@@ -149,6 +156,21 @@ pub(super) async fn search(
             state.cache.search(&mut c, &req).await
         })
         .await;
+    if let (Some(tier), Some(slot), Ok((page, _))) = (state.tier.as_deref(), slot, &answer) {
+        tier.put(slot, page);
+    }
+    answer_search(&state, started, answer, "table")
+}
+
+/// The answer to a search, timed and counted: `x-cache` says whether the page was cached,
+/// and for a hit `x-cache-tier` says where (`process`: memory, no database round trip;
+/// `table`: the search cache table).
+fn answer_search(
+    state: &AppState,
+    started: Instant,
+    answer: Result<(SearchPage, Served), DbError>,
+    tier: &'static str,
+) -> Response {
     let op = match &answer {
         Ok((_, Served::Hit)) => Operation::SearchCached,
         _ => Operation::SearchUncached,
@@ -158,19 +180,20 @@ pub(super) async fn search(
         .query(op, started.elapsed(), outcome(&answer));
     match answer {
         Ok((page, served)) => {
-            match served {
-                Served::Hit => state.telemetry.cache_hits.count(1),
-                Served::Miss => state.telemetry.cache_misses.count(1),
-            }
-            let cache = match served {
-                Served::Hit => "hit",
-                Served::Miss => "miss",
-            };
-            let body = json!({
+            let body = Json(json!({
                 "hits": page.hits,
                 "next": page.next.as_ref().map(cursor_text),
-            });
-            ([("x-cache", cache)], Json(body)).into_response()
+            }));
+            match served {
+                Served::Hit => {
+                    state.telemetry.cache_hits.count(1);
+                    ([("x-cache", "hit"), ("x-cache-tier", tier)], body).into_response()
+                }
+                Served::Miss => {
+                    state.telemetry.cache_misses.count(1);
+                    ([("x-cache", "miss")], body).into_response()
+                }
+            }
         }
         Err(e) => Problem::from_db(&e).into_response(),
     }

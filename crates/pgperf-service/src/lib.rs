@@ -42,6 +42,7 @@ use axum::routing::{get, post};
 use subtle::ConstantTimeEq;
 use tower::limit::{ConcurrencyLimitLayer, GlobalConcurrencyLimitLayer};
 
+use crate::db::process_cache::ProcessTier;
 use crate::db::search_cache::{DEFAULT_TTL, SearchCache};
 use crate::db::{Db, DbError, MeteredConnection};
 
@@ -78,6 +79,27 @@ pub struct Config {
     pub cache_max_entries: u64,
     /// The connection cap and the header-read (and idle) timeout.
     pub connections: ConnectionLimits,
+    /// The process-local search cache tier, off by default: it serves pages up to
+    /// [`ProcessCache::max_age`] after the database's readers stopped serving them.
+    pub process_cache: Option<ProcessCache>,
+}
+
+/// The process-local tier of the search cache ([`pgperf_db::process_cache`]): a cached search
+/// answered from memory, with no database round trip.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcessCache {
+    /// The most pages kept.
+    pub max_entries: u64,
+    /// How often the search generation is polled, on a connection of its own.
+    pub refresh: Duration,
+}
+
+impl ProcessCache {
+    /// How old the last poll may be while the tier serves (4 polls): the most a page is
+    /// served after the database's own readers stopped serving it.
+    pub fn max_age(&self) -> Duration {
+        self.refresh * 4
+    }
 }
 
 /// How much sooner than the request's limit the server stops a request's statements.
@@ -89,17 +111,17 @@ pub const UPKEEP_EVERY: Duration = Duration::from_secs(5);
 /// Runs as long as the router: purges the search cache to its cap and runs the metrics
 /// recorder's upkeep, so that neither the table nor the histograms grow without bound.
 /// Dropping it (with the last clone of the router's state) stops the task.
-struct Background(tokio::task::JoinHandle<()>);
+struct Background(Vec<tokio::task::JoinHandle<()>>);
 
 impl Drop for Background {
     fn drop(&mut self) {
-        self.0.abort();
+        self.0.iter().for_each(tokio::task::JoinHandle::abort);
     }
 }
 
 impl Background {
     fn start(db: Db, telemetry: Arc<Telemetry>, max_entries: u64) -> Self {
-        Self(tokio::spawn(async move {
+        Self(vec![tokio::spawn(async move {
             let start = tokio::time::Instant::now() + UPKEEP_EVERY;
             let mut tick = tokio::time::interval_at(start, UPKEEP_EVERY);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -118,8 +140,45 @@ impl Background {
                     Err(_) => tracing::warn!("purging the search cache took over {UPKEEP_EVERY:?}"),
                 }
             }
-        }))
+        })])
     }
+
+    /// Also polls the search generation for `tier` every `refresh`, on a connection of its
+    /// own (a busy pool must not turn the tier off); a failed poll drops that connection, and
+    /// the tier stops serving once its last poll is too old.
+    fn poll(&mut self, db: Db, tier: Arc<ProcessTier>, refresh: Duration) {
+        self.0.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(refresh);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            let mut conn = None;
+            loop {
+                tick.tick().await;
+                match tokio::time::timeout(refresh, poll_once(&db, &tier, &mut conn)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::debug!("polling the search generation failed: {e}"),
+                    Err(_) => {
+                        tracing::debug!("polling the search generation took over {refresh:?}")
+                    }
+                }
+            }
+        }));
+    }
+}
+
+/// One poll of the search generation on `conn`, opened first when there is none; a failed
+/// poll leaves none (the connection may be broken), and so does a poll cut short by a timeout.
+async fn poll_once(
+    db: &Db,
+    tier: &ProcessTier,
+    conn: &mut Option<sqlx::PgConnection>,
+) -> Result<(), DbError> {
+    let mut c = match conn.take() {
+        Some(c) => c,
+        None => db.connect_one().await?,
+    };
+    tier.poll(&mut c).await?;
+    *conn = Some(c);
+    Ok(())
 }
 
 impl Default for Config {
@@ -134,6 +193,7 @@ impl Default for Config {
             resolve_in_flight: 2,
             cache_max_entries: 10_000,
             connections: ConnectionLimits::default(),
+            process_cache: None,
         }
     }
 }
@@ -177,6 +237,7 @@ impl std::fmt::Debug for AdminToken {
 struct AppState {
     db: Db,
     cache: Arc<SearchCache>,
+    tier: Option<Arc<ProcessTier>>,
     telemetry: Arc<Telemetry>,
     monitor: Arc<health::Monitor>,
     probe: Arc<health::Probe>,
@@ -227,7 +288,8 @@ impl AppState {
     /// Search cache hits and misses since the service started.
     fn cache_totals(&self) -> (u64, u64) {
         let c = self.cache.counts();
-        (c.hits, c.misses)
+        let memory = self.tier.as_ref().map_or(0, |t| t.hits());
+        (c.hits + memory, c.misses)
     }
 }
 
@@ -251,11 +313,21 @@ pub fn router(db: Db) -> Router {
 pub fn router_with(db: Db, config: Config) -> Result<Router, DbError> {
     let window = Duration::from_secs(config.thresholds.window_seconds);
     let telemetry = Arc::new(Telemetry::new(window));
-    let background =
+    let mut background =
         Background::start(db.clone(), Arc::clone(&telemetry), config.cache_max_entries);
+    let tier = config.process_cache.map(|p| {
+        let tier = Arc::new(ProcessTier::new(
+            p.max_entries,
+            config.cache_ttl,
+            p.max_age(),
+        ));
+        background.poll(db.clone(), Arc::clone(&tier), p.refresh);
+        tier
+    });
     let state = AppState {
         db,
         cache: Arc::new(SearchCache::new(config.cache_ttl)?),
+        tier,
         telemetry,
         _background: Arc::new(background),
         monitor: Arc::new(health::Monitor::default()),
