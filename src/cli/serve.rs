@@ -62,12 +62,12 @@ pub struct ServeArgs {
     /// database at start; at most an hour.
     #[arg(long, default_value_t = 10_000)]
     pub cache_max_staleness_ms: u64,
-    /// Search pages kept in this process's memory, in front of the cache table (0: none).
-    /// A page found there costs no database round trip, and may be served up to 4 polls of
-    /// the generation (--process-cache-refresh-ms) past --cache-max-staleness-ms. Off when
-    /// --cache-max-staleness-ms is 0 (exact).
-    #[arg(long, default_value_t = 10_000)]
-    pub process_cache_entries: u64,
+    /// Memory for search pages kept in this process, in front of the cache table, MiB (0:
+    /// none). A page found there costs no database round trip, and may be served up to 4
+    /// polls of the generation (--process-cache-refresh-ms) past --cache-max-staleness-ms.
+    /// Off when --cache-max-staleness-ms is 0 (exact).
+    #[arg(long, default_value_t = 64)]
+    pub process_cache_mib: u64,
     /// How often the process cache polls the search generation, ms (on a connection of its
     /// own, beside the pool).
     #[arg(long, default_value_t = 250)]
@@ -163,8 +163,8 @@ fn config(args: &ServeArgs) -> anyhow::Result<Config> {
 
 /// The process-local cache tier: none in exact mode or with no entries.
 fn process_cache(args: &ServeArgs) -> Option<ProcessCache> {
-    (args.cache_max_staleness_ms > 0 && args.process_cache_entries > 0).then(|| ProcessCache {
-        max_entries: args.process_cache_entries,
+    (args.cache_max_staleness_ms > 0 && args.process_cache_mib > 0).then(|| ProcessCache {
+        max_bytes: args.process_cache_mib.saturating_mul(1024 * 1024),
         refresh: Duration::from_millis(args.process_cache_refresh_ms),
     })
 }

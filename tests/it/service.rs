@@ -180,7 +180,7 @@ async fn the_process_tier_answers_without_the_pool_and_a_write_shows_within_its_
     let refresh = Duration::from_millis(50);
     let config = Config {
         process_cache: Some(pgperf::service::ProcessCache {
-            max_entries: 100,
+            max_bytes: 1 << 20,
             refresh,
         }),
         ..Config::default()

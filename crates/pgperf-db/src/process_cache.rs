@@ -1,5 +1,5 @@
 //! A process-local tier in front of the search cache table ([`crate::search_cache`]): pages
-//! kept in memory (moka, bounded by entries and by time to live), keyed by the search
+//! kept in memory (moka, bounded by their size in bytes and by time to live), keyed by the search
 //! generation as last polled and by the request. A hit costs no database round trip.
 //!
 //! Its price is staleness. A write shows in this tier once the generation is polled again, so
@@ -41,12 +41,13 @@ pub struct Slot(Option<(i64, String)>);
 const POLL: &str = const_format::concatcp!("SELECT ", GENERATION_NOW, " FROM search_generation");
 
 impl ProcessTier {
-    /// A tier of at most `max_entries` pages, each kept at most `ttl`, serving only while its
-    /// last poll is younger than `max_age`.
-    pub fn new(max_entries: u64, ttl: Duration, max_age: Duration) -> Self {
+    /// A tier of at most `max_bytes` of pages (keys and texts, as [`weight`] counts them),
+    /// each kept at most `ttl`, serving only while its last poll is younger than `max_age`.
+    pub fn new(max_bytes: u64, ttl: Duration, max_age: Duration) -> Self {
         Self {
             pages: Cache::builder()
-                .max_capacity(max_entries)
+                .max_capacity(max_bytes)
+                .weigher(weight)
                 .time_to_live(ttl)
                 .build(),
             polled: Mutex::new(None),
@@ -102,11 +103,23 @@ impl ProcessTier {
         self.hits.load(Ordering::Relaxed)
     }
 
-    /// Pages held (after pending evictions have run).
-    pub fn entries(&self) -> u64 {
+    /// Pages held and their weight in bytes (after pending evictions have run).
+    pub fn size(&self) -> (u64, u64) {
         self.pages.run_pending_tasks();
-        self.pages.entry_count()
+        (self.pages.entry_count(), self.pages.weighted_size())
     }
+}
+
+/// What a page costs in memory, roughly: its key, its texts and a fixed part per hit and per
+/// entry. A page of 100 hits with 500-character names weighs about 100 kB, so a byte budget,
+/// not a count of pages, bounds the tier under hostile queries.
+fn weight(key: &(i64, String), page: &SearchPage) -> u32 {
+    let hits: usize = page
+        .hits
+        .iter()
+        .map(|h| 64 + h.kind.len() + h.name.len() + h.matched.len())
+        .sum();
+    u32::try_from(128 + key.1.len() + hits).unwrap_or(u32::MAX)
 }
 
 /// The request's key, or `None` for a page the tier does not keep: a page reached by a
@@ -138,7 +151,7 @@ mod tests {
     }
 
     fn tier() -> ProcessTier {
-        ProcessTier::new(100, Duration::from_secs(60), Duration::from_secs(1))
+        ProcessTier::new(100_000, Duration::from_secs(60), Duration::from_secs(1))
     }
 
     #[test]
@@ -184,17 +197,23 @@ mod tests {
     }
 
     #[test]
-    fn pages_by_cursor_are_not_kept_and_the_tier_stays_under_its_cap() {
+    fn pages_by_cursor_are_not_kept_and_the_tier_stays_under_its_byte_budget() {
         let t = tier();
         t.polled_at(1, Instant::now());
         let mut by_cursor = SearchRequest::new("acme", 10);
         by_cursor.after = Some(Cursor { score: 0.5, id: 3 });
         assert!(t.get(&by_cursor).unwrap_err().0.is_none());
+        let long = "n".repeat(500);
         for i in 0..1_000 {
             let req = SearchRequest::new(format!("name {i}"), 10);
             let slot = t.get(&req).unwrap_err();
-            t.put(slot, &page("x"));
+            t.put(slot, &page(&long));
         }
-        assert!(t.entries() <= 100, "{} entries", t.entries());
+        let (entries, bytes) = t.size();
+        assert!(bytes <= 100_000, "{entries} pages, {bytes} bytes");
+        assert!(
+            entries >= 50,
+            "the budget holds about 80 such pages: {entries}"
+        );
     }
 }

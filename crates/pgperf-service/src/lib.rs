@@ -88,8 +88,8 @@ pub struct Config {
 /// answered from memory, with no database round trip.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProcessCache {
-    /// The most pages kept.
-    pub max_entries: u64,
+    /// The most bytes of pages kept (see [`ProcessTier::new`]).
+    pub max_bytes: u64,
     /// How often the search generation is polled, on a connection of its own.
     pub refresh: Duration,
 }
@@ -316,11 +316,7 @@ pub fn router_with(db: Db, config: Config) -> Result<Router, DbError> {
     let mut background =
         Background::start(db.clone(), Arc::clone(&telemetry), config.cache_max_entries);
     let tier = config.process_cache.map(|p| {
-        let tier = Arc::new(ProcessTier::new(
-            p.max_entries,
-            config.cache_ttl,
-            p.max_age(),
-        ));
+        let tier = Arc::new(ProcessTier::new(p.max_bytes, config.cache_ttl, p.max_age()));
         background.poll(db.clone(), Arc::clone(&tier), p.refresh);
         tier
     });
