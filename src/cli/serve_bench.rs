@@ -53,19 +53,12 @@ pub struct ServeBenchArgs {
 const MAX_CACHED_OVERHEAD_MS: f64 = 0.3;
 const MAX_HEALTH_P99_MS: f64 = 5.0;
 
-/// The popular queries of the cached phase.
-const POPULAR: [&str; 10] = [
-    "acme",
-    "quatex",
-    "zenulm",
-    "jexost",
-    "llapelep",
-    "xaltexgri",
-    "faliumtex",
-    "grifalcey",
-    "llallanex",
-    "corp",
-];
+/// The popular queries of the cached phase (the load profiles' first ten).
+fn popular() -> Vec<String> {
+    (0..10)
+        .map(|i| pgperf::dataset::popular_query(pgperf::scenarios::seed::SEED, i))
+        .collect()
+}
 
 #[derive(Debug, Serialize)]
 struct Report {
@@ -225,7 +218,8 @@ async fn cached_phase(
     searches: u32,
 ) -> anyhow::Result<(Summary, Summary)> {
     // Warm the cache: the first request of each query is a miss and stores the page.
-    for q in POPULAR {
+    let popular = popular();
+    for q in &popular {
         let r = client.get(format!("{base}/search?q={q}")).send().await?;
         anyhow::ensure!(
             r.status().is_success(),
@@ -240,7 +234,7 @@ async fn cached_phase(
     let mut done = 0u32;
     while done < searches {
         let n = 200u32.min(searches - done);
-        let block = || (done..done + n).map(|i| POPULAR[i as usize % POPULAR.len()]);
+        let block = || (done..done + n).map(|i| &popular[i as usize % popular.len()]);
         for q in block() {
             let req = SearchRequest::new(q.to_owned(), 10);
             let t = Instant::now();
@@ -326,11 +320,12 @@ async fn connection_rounds(
 ) -> (Vec<RoundResult>, usize) {
     let mut rounds = Vec::new();
     let mut held = 0;
+    let popular = popular();
     for round in 0..3 {
         let started = Instant::now();
         let mut set = tokio::task::JoinSet::new();
         for i in 0..connections {
-            let q = POPULAR[(i as usize) % POPULAR.len()];
+            let q = &popular[(i as usize) % popular.len()];
             let url = if round == 1 {
                 format!("{base}/health/live")
             } else {

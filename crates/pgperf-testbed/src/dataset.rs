@@ -65,6 +65,14 @@ pub fn entity_name(seed: u64, i: u64) -> String {
         .to_owned()
 }
 
+/// Popular search query `i` of the dataset: the first word of an entity's name, which many
+/// names share (many hits, one cache entry each). The cached part of the load profiles and
+/// of serve-bench.
+pub fn popular_query(seed: u64, i: u64) -> String {
+    let name = entity_name(seed, i * 7 + 1);
+    name.split_whitespace().next().unwrap_or("acme").to_owned()
+}
+
 /// Entity `i`: its kind, name and attributes, and up to two aliases (deterministic per seed
 /// and index).
 pub fn entity(seed: u64, i: u64) -> (NewEntity, Vec<String>) {

@@ -46,7 +46,7 @@ use super::{Failure, with_workspace};
 /// The dataset seed (the suite's and `pgperf serve --seed`'s).
 const SEED: u64 = 42;
 /// Popular queries of the cached searches.
-const POPULAR: usize = 20;
+const POPULAR: u64 = 20;
 
 /// Options of `pgperf load`.
 #[derive(Debug, clap::Args)]
@@ -117,12 +117,6 @@ const LAUNCH: Duration = Duration::from_secs(1);
 /// user was busy when it was due.
 const LATE: Duration = Duration::from_millis(50);
 
-fn popular_query(i: usize) -> String {
-    // The first word of a popular entity's name: many hits, one cache entry each.
-    let name = pgperf::dataset::entity_name(SEED, i as u64 * 7 + 1);
-    name.split_whitespace().next().unwrap_or("acme").to_owned()
-}
-
 impl RunState {
     fn elapsed(&self) -> f64 {
         self.started.elapsed().as_secs_f64()
@@ -191,7 +185,7 @@ impl RunState {
         let search = |q: String| format!("/search?limit=10&q={}", encode(&q));
         Some(match kind {
             Kind::CachedSearch => {
-                let q = popular_query((entity() as usize) % POPULAR);
+                let q = pgperf::dataset::popular_query(SEED, entity() % POPULAR);
                 (search(q), "search", None)
             }
             Kind::UncachedSearch => (search(noisy_name(entity())), "search", None),
