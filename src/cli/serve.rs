@@ -17,9 +17,6 @@ use pgperf::service::{AdminToken, Config, ConnectionLimits, ProcessCache, Thresh
 use super::scale::parse_count;
 use super::{Failure, with_workspace};
 
-/// The seed of generated entities (the suite's dataset).
-const SEED: u64 = 42;
-
 /// Options of `pgperf serve`.
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
@@ -243,8 +240,11 @@ async fn seed(db: &Db, n: u64) -> anyhow::Result<()> {
         .into());
     }
     let started = Instant::now();
-    let loaded =
-        pgperf::db::ingest::copy_entities(&mut conn, pgperf::dataset::entities(SEED, n)).await?;
+    let loaded = pgperf::db::ingest::copy_entities(
+        &mut conn,
+        pgperf::dataset::entities(pgperf::dataset::SERVE_SEED, n),
+    )
+    .await?;
     sqlx::query("ANALYZE entities, entity_aliases")
         .execute(&mut *conn)
         .await?;

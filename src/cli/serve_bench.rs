@@ -56,7 +56,7 @@ const MAX_HEALTH_P99_MS: f64 = 5.0;
 /// The popular queries of the cached phase (the load profiles' first ten).
 fn popular() -> Vec<String> {
     (0..10)
-        .map(|i| pgperf::dataset::popular_query(pgperf::scenarios::seed::SEED, i))
+        .map(|i| pgperf::dataset::popular_query(pgperf::dataset::SERVE_SEED, i))
         .collect()
 }
 
@@ -200,7 +200,11 @@ fn check_args(args: &ServeBenchArgs) -> anyhow::Result<()> {
 async fn seed(db: &pgperf::db::Db, entities: u64) -> anyhow::Result<()> {
     let mut c = db.acquire().await?;
     let started = Instant::now();
-    pgperf::db::ingest::copy_entities(&mut c, pgperf::dataset::entities(42, entities)).await?;
+    pgperf::db::ingest::copy_entities(
+        &mut c,
+        pgperf::dataset::entities(pgperf::dataset::SERVE_SEED, entities),
+    )
+    .await?;
     sqlx::query("ANALYZE entities, entity_aliases")
         .execute(&mut *c)
         .await?;

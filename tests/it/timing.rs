@@ -208,9 +208,8 @@ const BATCH: u64 = 200;
 ///
 /// The estimate is the median over 100 rounds of each round's ratio, slowed batch over its
 /// neighbouring plain batch. A ratio of the two sides' medians read x1.76 once (CI of 0c2d446),
-/// when the plain batches were bimodal (51 or 59 µs, a mode holding for several batches) and
-/// the median of the plain side fell in the slow mode while the slowed side's fell in the
-/// fast one. Pairing neighbours cancels a mode that holds for more than one batch; a mode that
+/// when the plain batches were bimodal (51 or 59 µs) and the median of the plain side fell
+/// in the slow mode while the slowed side's fell in the fast one. Pairing neighbours cancels a mode that holds for more than one batch; a mode that
 /// flips from one batch to the next would still show, and fail the test.
 #[rstest::rstest]
 #[case::a_round_trip("lookup.select_1")]

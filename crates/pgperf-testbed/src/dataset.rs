@@ -65,6 +65,10 @@ pub fn entity_name(seed: u64, i: u64) -> String {
         .to_owned()
 }
 
+/// The seed of the entities `pgperf serve --seed` generates, which the tools aimed at a
+/// service (`pgperf load`, `pgperf serve-bench`) use too, so that their queries find them.
+pub const SERVE_SEED: u64 = 42;
+
 /// Popular search query `i` of the dataset: the first word of an entity's name, which many
 /// names share (many hits, one cache entry each). The cached part of the load profiles and
 /// of serve-bench.

@@ -43,8 +43,8 @@ use super::scale::parse_count;
 use super::target::Target;
 use super::{Failure, with_workspace};
 
-/// The dataset seed (the suite's and `pgperf serve --seed`'s).
-const SEED: u64 = 42;
+/// The dataset seed (`pgperf serve --seed`'s).
+const SEED: u64 = pgperf::dataset::SERVE_SEED;
 /// Popular queries of the cached searches.
 const POPULAR: u64 = 20;
 
