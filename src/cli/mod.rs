@@ -22,6 +22,7 @@ use anyhow::Context;
 
 use pgperf::db::{DatabaseUrl, Db, PoolSettings};
 use pgperf::postgres::{Server, Template};
+use pgperf_testbed::placement::{Apart, Placed};
 
 /// Exit code: a measured case regressed (the guard failed it).
 pub const EXIT_REGRESSION: u8 = 1;
@@ -48,6 +49,23 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
         Some(Failure::Regressed(_)) => EXIT_REGRESSION,
         None => EXIT_ERROR,
     }
+}
+
+/// Applies the run's `PGPERF_CONTAINER_UPDATE` to a container of ours, then places the client
+/// and the server apart for timing (`pgperf_testbed::placement`) until the value returned is
+/// dropped. Processes started meanwhile (`pgperf ab`'s workers) inherit the client's CPU.
+pub fn place_for_timing(
+    server: &Server,
+    testbed: &pgperf_testbed::Settings,
+) -> anyhow::Result<Placed> {
+    server.update_container(&testbed.container_update)?;
+    let placed = Apart::place(
+        testbed.placement,
+        server.container_id(),
+        &testbed.container_update,
+    )?;
+    eprintln!("pgperf: {}", placed.describe());
+    Ok(placed)
 }
 
 /// A server and a fresh database on it, for one command.

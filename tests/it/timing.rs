@@ -24,7 +24,7 @@ fn results_dir() -> PathBuf {
 }
 
 async fn hold_area_to_its_baseline(area: Area) {
-    let _alone = gate::exclusive().await;
+    let _alone = gate::timed().await;
     let test_db = TestDb::for_timing(scenarios::pool_settings()).await;
     let outcome = check_area(&test_db.db, area, baseline_path()).await;
     assert!(outcome.failures.is_empty(), "{}", outcome.text);
@@ -118,7 +118,7 @@ async fn search_and_resolution_hold_their_baseline() {
 /// the cases that write entities fail with their numbers (not a set-up timeout).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn entity_writes_slowed_by_a_migration_are_named_by_their_cases_and_the_seed_step() {
-    let _alone = gate::exclusive().await;
+    let _alone = gate::timed().await;
     // The baseline is recorded here, without the trigger, rather than taken from the committed
     // file: on a machine whose references moved out of the committed file's range (a busy
     // host), that file judges no time at all, and this test is about what a slowdown reads.
@@ -216,7 +216,7 @@ const BATCH: u64 = 200;
 #[case::a_keyed_read("lookup.entity_by_id")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_injected_2x_slowdown_doubles_the_wall_time(#[case] name: &str) {
-    let _alone = gate::exclusive().await;
+    let _alone = gate::timed().await;
     let test_db = TestDb::for_timing(scenarios::pool_settings()).await;
     scenarios::seed(&test_db.db).await.unwrap();
     let case = scenarios::cases(Area::Lookups)

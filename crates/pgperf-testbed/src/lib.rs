@@ -9,6 +9,8 @@
 //! - [`dataset`]: deterministic generated entities and source records (1k / 100k / 1M), and
 //!   labelled name pairs (generated, or FEBRL's data sets) for accuracy.
 //!
+//! - [`placement`]: the client and the server's container on different CPUs while cases are
+//!   timed, so that every round trip crosses cores.
 //! - [`settings`]: where the server comes from, read from the environment once.
 //!
 //! It depends on the data layer ([`pgperf_db`]) for migrations and types; the data layer
@@ -17,6 +19,7 @@
 #![warn(clippy::too_many_lines)]
 
 pub mod dataset;
+pub mod placement;
 pub mod postgres;
 pub mod settings;
 

@@ -2,8 +2,9 @@
 //! crate, and checked as they are read: a malformed value is an error naming its variable.
 
 use crate::db::DatabaseUrl;
+use crate::placement::Placement;
 use crate::postgres::{
-    CONTAINER_UPDATE_VAR, DATABASE_URL_VAR, DEFAULT_IMAGE, IMAGE_VAR, ServerError,
+    CONTAINER_UPDATE_VAR, DATABASE_URL_VAR, DEFAULT_IMAGE, IMAGE_VAR, PLACEMENT_VAR, ServerError,
 };
 
 /// Where the test bed's PostgreSQL comes from.
@@ -16,6 +17,9 @@ pub struct Settings {
     /// `docker update` arguments for the run's container (`PGPERF_CONTAINER_UPDATE`), to
     /// reproduce another machine's make-up on this one; empty: none.
     pub container_update: String,
+    /// Whether timed runs place the client and the server apart (`PGPERF_PLACEMENT`:
+    /// `apart`, the default, or `as-is`).
+    pub placement: Placement,
 }
 
 impl Settings {
@@ -40,10 +44,21 @@ impl Settings {
             })?;
         let image = parse_image(&set(IMAGE_VAR).unwrap_or_else(|| DEFAULT_IMAGE.to_owned()))?;
         let container_update = set(CONTAINER_UPDATE_VAR).unwrap_or_default();
+        let placement = match set(PLACEMENT_VAR).as_deref() {
+            None | Some("apart") => Placement::Apart,
+            Some("as-is") => Placement::AsIs,
+            Some(other) => {
+                return Err(ServerError::BadVariable {
+                    var: PLACEMENT_VAR,
+                    reason: format!("{other:?} is not apart or as-is"),
+                });
+            }
+        };
         Ok(Self {
             database_url,
             image,
             container_update,
+            placement,
         })
     }
 }
@@ -86,6 +101,15 @@ mod tests {
         assert_eq!(s.database_url, None);
         assert_eq!(s.image, ("postgres".to_owned(), "15".to_owned()));
         assert_eq!(s.container_update, "");
+        assert_eq!(s.placement, Placement::Apart);
+    }
+
+    #[test]
+    fn a_placement_is_apart_or_as_is() {
+        let s = Settings::from_vars(vars(&[(PLACEMENT_VAR, "as-is")])).unwrap();
+        assert_eq!(s.placement, Placement::AsIs);
+        let err = Settings::from_vars(vars(&[(PLACEMENT_VAR, "split")])).unwrap_err();
+        assert!(err.to_string().contains(PLACEMENT_VAR), "{err}");
     }
 
     #[test]

@@ -62,6 +62,32 @@ pub async fn exclusive() -> Gate {
         .expect("gate task")
 }
 
+/// The gate held exclusively, with the client and the shared server placed apart
+/// (`pgperf_testbed::placement`) until dropped: what a test that times cases holds.
+#[derive(Debug)]
+pub struct Timed {
+    _placed: pgperf_testbed::placement::Placed,
+    _gate: Gate,
+}
+
+/// Holds the gate exclusively and places the client and the server apart, so that every
+/// round trip of the timed cases crosses cores, as when the baselines were recorded.
+pub async fn timed() -> Timed {
+    let gate = exclusive().await;
+    let shared = super::shared::shared();
+    let placed = pgperf_testbed::placement::Apart::place(
+        shared.testbed.placement,
+        shared.container_id.as_deref(),
+        &shared.testbed.container_update,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    eprintln!("timing: {}", placed.describe());
+    Timed {
+        _placed: placed,
+        _gate: gate,
+    }
+}
+
 /// Holds the gate exclusively if no other test holds it at all, without waiting.
 pub fn try_exclusive() -> Option<Gate> {
     let f = open();

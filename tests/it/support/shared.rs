@@ -17,6 +17,10 @@ pub struct Shared {
     pub template: Template,
     /// Whether the server is a container of ours (false for PGPERF_DATABASE_URL).
     pub is_container: bool,
+    /// The container's id, when it is ours.
+    pub container_id: Option<String>,
+    /// Where the server comes from, as read at start.
+    pub testbed: pgperf_testbed::Settings,
 }
 
 static SHARED: OnceLock<Result<Shared, String>> = OnceLock::new();
@@ -64,7 +68,8 @@ async fn start() -> anyhow::Result<Shared> {
     cleanup::on_signals();
     let testbed = pgperf_testbed::Settings::from_env()?;
     let server = Server::start(&testbed, &[]).await?;
-    let is_container = server.container_id().is_some();
+    let container_id = server.container_id().map(str::to_owned);
+    let is_container = container_id.is_some();
     server.update_container(&testbed.container_update)?;
     let admin = delayed(server.admin_url().clone())?;
     let template = Template::ensure(&admin).await?;
@@ -77,6 +82,8 @@ async fn start() -> anyhow::Result<Shared> {
         admin,
         template,
         is_container,
+        container_id,
+        testbed,
     })
 }
 

@@ -41,6 +41,11 @@ pub enum ServerError {
         /// What docker said.
         reason: String,
     },
+    /// The client process's CPU list could not be read or set.
+    #[error(
+        "placing the client on CPU 0 failed: {0}; set PGPERF_PLACEMENT=as-is to time without placing"
+    )]
+    Placement(String),
 
     /// The container was created but did not become ready, or another engine error.
     #[error(

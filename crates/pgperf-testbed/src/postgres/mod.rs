@@ -27,6 +27,9 @@ pub const IMAGE_VAR: &str = "PGPERF_PG_IMAGE";
 /// `--cpuset-cpus 0`): set-ups that reproduce another machine's make-up on this one. Read at
 /// the edge (the test support, `pgperf ab`) and passed to [`Server::update_container`].
 pub const CONTAINER_UPDATE_VAR: &str = "PGPERF_CONTAINER_UPDATE";
+/// Environment variable: `apart` (the default) or `as-is`, where timed runs put the client
+/// and the server's container ([`crate::placement`]).
+pub const PLACEMENT_VAR: &str = "PGPERF_PLACEMENT";
 /// The image used when `PGPERF_PG_IMAGE` is unset (the official one, as on GitHub CI).
 pub const DEFAULT_IMAGE: &str = "postgres:15";
 
@@ -166,26 +169,10 @@ impl Server {
     /// Applies `docker update ARGS` to the container (`--cpus 1`, `--cpuset-cpus 0`, ...), to
     /// reproduce another machine's make-up on this one; nothing without a container or args.
     pub fn update_container(&self, args: &str) -> Result<(), ServerError> {
-        let (Some(id), false) = (self.container_id(), args.trim().is_empty()) else {
-            return Ok(());
-        };
-        let failed = |reason: String| ServerError::ContainerUpdate {
-            id: id.to_owned(),
-            args: args.to_owned(),
-            reason,
-        };
-        let out = std::process::Command::new("docker")
-            .arg("update")
-            .args(args.split_whitespace())
-            .arg(id)
-            .output()
-            .map_err(|e| failed(e.to_string()))?;
-        if !out.status.success() {
-            return Err(failed(
-                String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-            ));
+        match (self.container_id(), args.trim().is_empty()) {
+            (Some(id), false) => docker_update(id, args),
+            _ => Ok(()),
         }
-        Ok(())
     }
 
     /// Removes the container now (also done on drop, which needs a tokio runtime).
@@ -199,4 +186,25 @@ impl Server {
             }
         }
     }
+}
+
+/// `docker update ARGS ID`: a container's CPU list or quota.
+pub fn docker_update(id: &str, args: &str) -> Result<(), ServerError> {
+    let failed = |reason: String| ServerError::ContainerUpdate {
+        id: id.to_owned(),
+        args: args.to_owned(),
+        reason,
+    };
+    let out = std::process::Command::new("docker")
+        .arg("update")
+        .args(args.split_whitespace())
+        .arg(id)
+        .output()
+        .map_err(|e| failed(e.to_string()))?;
+    if !out.status.success() {
+        return Err(failed(
+            String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        ));
+    }
+    Ok(())
 }
