@@ -25,8 +25,9 @@ use pgperf::perf::paired::Rule;
 use pgperf::perf::wire::Relay;
 use pgperf::postgres::Server;
 
-use super::Failure;
+use super::{Failure, place_for_timing};
 use build::{Builds, Revision};
+use pgperf_testbed::placement::Placed;
 use side::Side;
 
 /// Options of `pgperf ab`.
@@ -76,21 +77,33 @@ impl AbArgs {
     }
 }
 
-/// The set-ups of `scripts/check-portability`, read here at the edge: `docker update`
-/// arguments for the container (`PGPERF_CONTAINER_UPDATE`) and a delay on every client
-/// message (`PGPERF_WIRE_DELAY_US`, through a relay whose URL the workers then get).
-fn machine_setup(
-    server: &Server,
-    testbed: &pgperf_testbed::Settings,
-) -> anyhow::Result<(DatabaseUrl, Option<Relay>)> {
-    server.update_container(&testbed.container_update)?;
+/// The machine as the workers see it: the set-ups of `scripts/check-portability`, read here
+/// at the edge (`docker update` arguments for the container, `PGPERF_CONTAINER_UPDATE`, and a
+/// delay on every client message, `PGPERF_WIRE_DELAY_US`, through a relay whose URL the
+/// workers then get), and the client and the server placed apart. Held while they run.
+struct Machine {
+    admin: DatabaseUrl,
+    _relay: Option<Relay>,
+    _placed: Placed,
+}
+
+fn machine_setup(server: &Server, testbed: &pgperf_testbed::Settings) -> anyhow::Result<Machine> {
+    let placed = place_for_timing(server, testbed)?;
     let admin = server.admin_url().clone();
     let Some(delay) = pgperf_harness::Settings::from_env()?.wire_delay else {
-        return Ok((admin, None));
+        return Ok(Machine {
+            admin,
+            _relay: None,
+            _placed: placed,
+        });
     };
     let relay = Relay::start(&admin.host_port(), delay)?;
     eprintln!("pgperf ab: every client message is delayed by {delay:?}");
-    Ok((admin.via("127.0.0.1", relay.port())?, Some(relay)))
+    Ok(Machine {
+        admin: admin.via("127.0.0.1", relay.port())?,
+        _relay: Some(relay),
+        _placed: placed,
+    })
 }
 
 /// Starts both workers on `server` and compares the cases.
@@ -101,12 +114,13 @@ async fn compare_on(
     args: &AbArgs,
     plan: &compare::Plan,
 ) -> anyhow::Result<Vec<compare::CaseResult>> {
-    let (admin, _relay) = machine_setup(server, testbed)?;
+    let machine = machine_setup(server, testbed)?;
+    let admin = &machine.admin;
     std::fs::create_dir_all(&args.results)
         .with_context(|| format!("creating {}", args.results.display()))?;
     let log = |side: &str| args.results.join(format!("{side}.log"));
-    let base = Side::spawn("base", bins[0], &admin, &log("base")).await?;
-    let head = Side::spawn("head", bins[1], &admin, &log("head")).await?;
+    let base = Side::spawn("base", bins[0], admin, &log("base")).await?;
+    let head = Side::spawn("head", bins[1], admin, &log("head")).await?;
     compare::run_all(base, head, plan).await
 }
 
