@@ -240,3 +240,47 @@ async fn an_injected_2x_slowdown_doubles_the_wall_time(#[case] name: &str) {
         "{name}: x{ratio:.2}; p50s plain {plain:.0?} µs, injected 2x {slowed:.0?} µs"
     );
 }
+
+/// The CPU list of this thread (`taskset -p`'s view, from /proc).
+fn own_cpus() -> String {
+    std::fs::read_to_string("/proc/thread-self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+/// The container's CPU list as Docker holds it.
+fn container_cpus(id: &str) -> String {
+    let out = std::process::Command::new("docker")
+        .args(["inspect", "-f", "{{.HostConfig.CpusetCpus}}", id])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// While a test times cases, the client is on CPU 0 and the server on the others; afterwards
+/// both have every CPU again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timed_cases_run_with_the_client_and_the_server_apart_and_are_put_back() {
+    let timed = gate::timed().await;
+    let (true, Some(id)) = (
+        timed.is_apart(),
+        crate::support::shared::shared().container_id.as_deref(),
+    ) else {
+        crate::support::skip::skip(
+            "placement applies to a container of ours on 2+ CPUs, with no placement given",
+        );
+        return;
+    };
+    let worker = tokio::spawn(async { own_cpus() }).await.unwrap();
+    assert_eq!((own_cpus().as_str(), worker.as_str()), ("0", "0"));
+    let server = container_cpus(id);
+    assert!(server.starts_with('1'), "server on {server:?}");
+    drop(timed);
+    let every = std::fs::read_to_string("/sys/devices/system/cpu/online").unwrap();
+    let every = every.trim().to_owned();
+    assert_eq!((own_cpus(), container_cpus(id)), (every.clone(), every));
+}

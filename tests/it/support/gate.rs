@@ -66,8 +66,15 @@ pub async fn exclusive() -> Gate {
 /// (`pgperf_testbed::placement`) until dropped: what a test that times cases holds.
 #[derive(Debug)]
 pub struct Timed {
-    _placed: pgperf_testbed::placement::Placed,
+    placed: pgperf_testbed::placement::Placed,
     _gate: Gate,
+}
+
+impl Timed {
+    /// Whether the client and the server were placed apart (not left as they were).
+    pub fn is_apart(&self) -> bool {
+        matches!(self.placed, pgperf_testbed::placement::Placed::Apart(_))
+    }
 }
 
 /// Holds the gate exclusively and places the client and the server apart, so that every
@@ -83,7 +90,7 @@ pub async fn timed() -> Timed {
     .unwrap_or_else(|e| panic!("{e}"));
     eprintln!("timing: {}", placed.describe());
     Timed {
-        _placed: placed,
+        placed,
         _gate: gate,
     }
 }
