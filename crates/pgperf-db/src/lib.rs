@@ -24,6 +24,7 @@
 
 mod error;
 pub mod ingest;
+pub mod latency;
 mod migrate;
 pub mod model;
 pub mod name_score;

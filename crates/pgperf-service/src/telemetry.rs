@@ -11,6 +11,8 @@ use metrics::{Key, Label, Level, Metadata, Recorder};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 use serde::Serialize;
 
+use crate::db::latency::{self, histogram_us};
+
 /// Histogram buckets in seconds; they include the product's 0.4 s (cached search), 1 s
 /// (database query) and 3 s (uncached search) targets.
 pub const BUCKETS: [f64; 13] = [
@@ -87,15 +89,11 @@ struct Slot {
     events: u64,
 }
 
-fn histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 3_600_000_000, 2).expect("valid histogram bounds")
-}
-
 impl Slot {
     fn new(index: u64) -> Self {
         Self {
             index,
-            latency_us: histogram(),
+            latency_us: histogram_us(),
             errors: 0,
             timeouts: 0,
             events: 0,
@@ -159,9 +157,8 @@ impl Window {
 
     /// Records one timed operation.
     pub fn record(&self, took: Duration, outcome: Outcome) {
-        let us = (took.as_micros() as u64).clamp(1, 3_600_000_000);
         self.with_current(|s| {
-            s.latency_us.saturating_record(us);
+            latency::record(&mut s.latency_us, took);
             match outcome {
                 Outcome::Ok => {}
                 Outcome::Error => s.errors += 1,
@@ -181,7 +178,7 @@ impl Window {
         let Ok(slots) = self.slots.lock() else {
             return WindowSummary::default();
         };
-        let mut all = histogram();
+        let mut all = histogram_us();
         let mut out = WindowSummary::default();
         for s in slots.iter().filter(|s| s.index + SLOTS > index) {
             let _ = all.add(&s.latency_us);
@@ -418,7 +415,7 @@ impl Telemetry {
 
     /// Every database operation of the window together (the health checks' query p95).
     pub fn all_queries(&self) -> WindowSummary {
-        let mut merged = histogram();
+        let mut merged = histogram_us();
         let mut out = WindowSummary::default();
         for w in &self.queries {
             let index = w.index();

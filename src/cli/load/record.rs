@@ -9,11 +9,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use super::profile::Kind;
-
-fn histogram() -> Histogram<u64> {
-    // 1 µs .. 10 min at 2 significant digits.
-    Histogram::new_with_bounds(1, 600_000_000, 2).expect("valid histogram bounds")
-}
+use pgperf::db::latency::{self, histogram_us};
 
 /// One second of responses. (Its histogram is small: a 30-minute soak keeps 1,800 of them.)
 #[derive(Debug, Clone)]
@@ -40,7 +36,10 @@ impl Default for Second {
 pub type KindHistograms = BTreeMap<Kind, (Histogram<u64>, u64)>;
 
 fn kind_histograms() -> KindHistograms {
-    Kind::ALL.iter().map(|k| (*k, (histogram(), 0))).collect()
+    Kind::ALL
+        .iter()
+        .map(|k| (*k, (histogram_us(), 0)))
+        .collect()
 }
 
 impl Second {
@@ -144,7 +143,7 @@ impl Recorder {
     /// Records one response finished `at` seconds into the run, in `segment` (the step or
     /// stage it was scheduled in).
     pub fn record(&self, kind: Kind, segment: usize, at: f64, latency: Duration, ok: bool) {
-        let us = (latency.as_micros() as u64).clamp(1, 600_000_000);
+        let us = latency::micros(latency);
         let Ok(mut inner) = self.inner.lock() else {
             return;
         };
@@ -166,7 +165,7 @@ impl Recorder {
             by_kind, segments, ..
         } = &mut *inner;
         for h in [by_kind, &mut segments[segment]] {
-            let (h, errors) = h.entry(kind).or_insert_with(|| (histogram(), 0));
+            let (h, errors) = h.entry(kind).or_insert_with(|| (histogram_us(), 0));
             if ok {
                 h.saturating_record(us);
             } else {

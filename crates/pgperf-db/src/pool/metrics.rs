@@ -11,6 +11,8 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
+use crate::latency::{self, histogram_us};
+
 /// Live counters of one pool. Shared by the pool's hooks and its connections.
 #[derive(Debug)]
 pub struct PoolMetrics {
@@ -26,15 +28,9 @@ pub struct PoolMetrics {
     usage_us: Mutex<Histogram<u64>>,
 }
 
-fn histogram() -> Histogram<u64> {
-    // 1 µs .. 1 h at 2 significant digits: 1 % resolution, about 20 KiB.
-    Histogram::new_with_bounds(1, 3_600_000_000, 2).expect("valid histogram bounds")
-}
-
 fn record(h: &Mutex<Histogram<u64>>, d: Duration) {
-    let us = (d.as_micros() as u64).clamp(1, 3_600_000_000);
     if let Ok(mut h) = h.lock() {
-        h.saturating_record(us);
+        latency::record(&mut h, d);
     }
 }
 
@@ -49,8 +45,8 @@ impl Default for PoolMetrics {
             acquire_errors: AtomicU64::new(0),
             created: AtomicU64::new(0),
             closed_max_lifetime: AtomicU64::new(0),
-            acquire_us: Mutex::new(histogram()),
-            usage_us: Mutex::new(histogram()),
+            acquire_us: Mutex::new(histogram_us()),
+            usage_us: Mutex::new(histogram_us()),
         }
     }
 }
@@ -146,7 +142,10 @@ pub struct LatencySummary {
 
 impl LatencySummary {
     fn of(h: &Mutex<Histogram<u64>>) -> Self {
-        let h = h.lock().map(|h| h.clone()).unwrap_or_else(|_| histogram());
+        let h = h
+            .lock()
+            .map(|h| h.clone())
+            .unwrap_or_else(|_| histogram_us());
         Self {
             count: h.len(),
             p50_us: h.value_at_quantile(0.50),
