@@ -22,7 +22,7 @@ use anyhow::Context;
 
 use pgperf::db::{DatabaseUrl, Db, PoolSettings};
 use pgperf::postgres::{Server, Template};
-use pgperf_testbed::placement::{Apart, Placed};
+use pgperf_testbed::placement::{Apart, Placed, WhenBusy};
 
 /// Exit code: a measured case regressed (the guard failed it).
 pub const EXIT_REGRESSION: u8 = 1;
@@ -57,12 +57,14 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
 pub fn place_for_timing(
     server: &Server,
     testbed: &pgperf_testbed::Settings,
+    when_busy: WhenBusy,
 ) -> anyhow::Result<Placed> {
     server.update_container(&testbed.container_update)?;
     let placed = Apart::place(
         testbed.placement,
         server.container_id(),
         &testbed.container_update,
+        when_busy,
     )?;
     eprintln!("pgperf: {}", placed.describe());
     Ok(placed)
@@ -74,6 +76,8 @@ pub struct Workspace {
     pub server: Server,
     /// The database's URL.
     pub url: DatabaseUrl,
+    /// The testbed's settings, read once when the workspace opened.
+    pub testbed: pgperf_testbed::Settings,
     name: String,
 }
 
@@ -83,7 +87,8 @@ impl Workspace {
     pub async fn open_with(purpose: &str, settings: &[String]) -> anyhow::Result<Self> {
         let started = Instant::now();
         eprintln!("pgperf: starting PostgreSQL (or reaching PGPERF_DATABASE_URL) ...");
-        let server = Server::from_env_with(settings).await?;
+        let testbed = pgperf_testbed::Settings::from_env()?;
+        let server = Server::start(&testbed, settings).await?;
         if server.container_id().is_none() && !settings.is_empty() {
             eprintln!(
                 "pgperf: note: the server at PGPERF_DATABASE_URL keeps its own settings ({} not applied)",
@@ -109,7 +114,12 @@ impl Workspace {
         }
         .await;
         match url {
-            Ok(url) => Ok(Self { server, url, name }),
+            Ok(url) => Ok(Self {
+                server,
+                url,
+                testbed,
+                name,
+            }),
             Err(e) => {
                 server.shutdown().await;
                 Err(e).context("preparing the benchmark database")

@@ -8,6 +8,7 @@ use pgperf::perf::{PerfError, report};
 use pgperf::scenarios::{self, AREAS, suite};
 
 use super::{Failure, place_for_timing, with_workspace};
+use pgperf_testbed::placement::WhenBusy;
 
 /// Options of `pgperf run`.
 #[derive(Debug, clap::Args)]
@@ -43,7 +44,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         for note in &prepared.notes {
             eprintln!("pgperf: note: {note}");
         }
-        let _placed = place_for_timing(&ws.server, &pgperf_testbed::Settings::from_env()?)?;
+        let _placed = place_for_timing(&ws.server, &ws.testbed, WhenBusy::StayAsIs)?;
         let outcome =
             suite::check_cases(&db, &prepared.guard, &cases, |i, case, took| match took {
                 None => eprint!(

@@ -12,7 +12,9 @@
 //! decides the placement: a container of ours, on two CPUs or more, with no placement given
 //! already (`PGPERF_CONTAINER_UPDATE`, or a CPU list set with `taskset`).
 
+use std::collections::HashMap;
 use std::io;
+use std::time::Duration;
 
 use crate::postgres::{ServerError, docker_update};
 
@@ -34,13 +36,30 @@ pub struct Apart {
     cpus: usize,
 }
 
+/// What [`Apart::place`] does when other processes keep a CPU busy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WhenBusy {
+    /// Leave the client and the server where the OS puts them: placed apart, the server would
+    /// share its core with that work while the client had one to itself, which a single run's
+    /// references do not see (`ingest.copy_1k` read x1.53 of its expectation on unchanged
+    /// code with `yes` on the server's core).
+    StayAsIs,
+    /// Place them anyway: right where both sides of a comparison run alike (`pgperf ab`).
+    PlaceAnyway,
+}
+
+/// Other processes' CPU use, in CPUs, at or above which [`WhenBusy::StayAsIs`] applies.
+const BUSY_CPUS: f64 = 0.5;
+/// How long other processes' CPU use is watched before placing.
+const BUSY_WINDOW: Duration = Duration::from_millis(300);
+
 /// What [`Apart::place`] did.
 #[derive(Debug)]
 pub enum Placed {
     /// Placed apart until the value is dropped.
     Apart(Apart),
     /// Left as it was, for this reason.
-    AsIs(&'static str),
+    AsIs(String),
 }
 
 impl Placed {
@@ -63,31 +82,113 @@ impl Apart {
         placement: Placement,
         container: Option<&str>,
         container_update: &str,
+        when_busy: WhenBusy,
     ) -> Result<Placed, ServerError> {
         let cpus = online_cpus();
-        let why = match (placement, container) {
-            (Placement::AsIs, _) => Some("PGPERF_PLACEMENT=as-is"),
-            (_, None) => Some("the server is not a container of ours"),
-            _ if !container_update.trim().is_empty() => Some("PGPERF_CONTAINER_UPDATE places it"),
-            _ if cpus < 2 => Some("one CPU"),
-            _ => None,
-        };
         let client_cpus = client_affinity().map_err(affinity_error)?;
-        let why = why.or_else(|| {
-            (cpu_count(&client_cpus) < cpus).then_some("the client's CPUs are set (taskset)")
-        });
-        if let (None, Some(id)) = (why, container) {
-            docker_update(id, &format!("--cpuset-cpus {}", server_cpus(cpus)))?;
-            let apart = Apart {
-                container: id.to_owned(),
-                client_cpus,
-                cpus,
-            };
-            set_client_affinity(&only_cpu_0()).map_err(affinity_error)?;
-            return Ok(Placed::Apart(apart));
-        }
-        Ok(Placed::AsIs(why.unwrap_or("not placed")))
+        let target = Target {
+            placement,
+            container,
+            container_update,
+            cpus,
+            client_cpus: cpu_count(&client_cpus),
+        };
+        let id = match target.container_to_place(when_busy) {
+            Ok(id) => id,
+            Err(why) => return Ok(Placed::AsIs(why)),
+        };
+        docker_update(id, &format!("--cpuset-cpus {}", server_cpus(cpus)))?;
+        let apart = Apart {
+            container: id.to_owned(),
+            client_cpus,
+            cpus,
+        };
+        set_client_affinity(&only_cpu_0()).map_err(affinity_error)?;
+        Ok(Placed::Apart(apart))
     }
+}
+
+/// What [`Apart::place`] was asked to place, on a host of `cpus`.
+struct Target<'a> {
+    placement: Placement,
+    container: Option<&'a str>,
+    container_update: &'a str,
+    cpus: usize,
+    /// How many CPUs this process may use now.
+    client_cpus: usize,
+}
+
+impl<'a> Target<'a> {
+    /// The container to place, or why nothing is placed.
+    fn container_to_place(&self, when_busy: WhenBusy) -> Result<&'a str, String> {
+        let id = match (self.placement, self.container) {
+            (Placement::AsIs, _) => return Err("PGPERF_PLACEMENT=as-is".into()),
+            (_, None) => return Err("the server is not a container of ours".into()),
+            (_, Some(id)) => id,
+        };
+        if !self.container_update.trim().is_empty() {
+            return Err("PGPERF_CONTAINER_UPDATE places it".into());
+        }
+        if self.cpus < 2 {
+            return Err("one CPU".into());
+        }
+        if self.client_cpus < self.cpus {
+            return Err("the client's CPUs are set (taskset)".into());
+        }
+        if when_busy == WhenBusy::StayAsIs {
+            let busy = others_cpu_use(id, BUSY_WINDOW);
+            if busy >= BUSY_CPUS {
+                return Err(format!(
+                    "other processes keep {busy:.1} CPUs busy, and the server would share a core with them"
+                ));
+            }
+        }
+        Ok(id)
+    }
+}
+
+/// CPUs' worth of time used over `window` by processes other than this one and those of
+/// `container` (found by its id in their cgroup).
+fn others_cpu_use(container: &str, window: Duration) -> f64 {
+    let before = others_ticks(container);
+    std::thread::sleep(window);
+    let after = others_ticks(container);
+    let used: u64 = after
+        .iter()
+        .filter_map(|(pid, t)| Some(t.saturating_sub(*before.get(pid)?)))
+        .sum();
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    used as f64 / hz / window.as_secs_f64()
+}
+
+/// CPU time (clock ticks) of each process but this one and those of `container`.
+fn others_ticks(container: &str) -> HashMap<u32, u64> {
+    let me = std::process::id();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return HashMap::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| pid != me && !in_cgroup_of(pid, container))
+        .filter_map(|pid| Some((pid, process_ticks(pid)?)))
+        .collect()
+}
+
+fn in_cgroup_of(pid: u32, container: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/cgroup")).is_ok_and(|c| c.contains(container))
+}
+
+/// User and system time of a process, in clock ticks (`/proc/PID/stat` fields 14 and 15).
+fn process_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The fields after the command name's closing parenthesis start with field 3.
+    let fields: Vec<&str> = stat
+        .get(stat.rfind(')')? + 1..)?
+        .split_whitespace()
+        .collect();
+    let field = |n: usize| fields.get(n - 3)?.parse::<u64>().ok();
+    Some(field(14)? + field(15)?)
 }
 
 /// The server's CPUs on a host of `cpus`: all but the first.
@@ -170,12 +271,28 @@ mod tests {
 
     #[test]
     fn nothing_is_placed_when_asked_not_to_or_when_the_server_is_not_ours() {
-        let as_is = Apart::place(Placement::AsIs, Some("c"), "").unwrap();
-        assert!(matches!(as_is, Placed::AsIs("PGPERF_PLACEMENT=as-is")));
-        let external = Apart::place(Placement::Apart, None, "").unwrap();
+        let place = |p, c, u| Apart::place(p, c, u, WhenBusy::StayAsIs).unwrap();
+        let as_is = place(Placement::AsIs, Some("c"), "");
+        assert!(matches!(as_is, Placed::AsIs(why) if why == "PGPERF_PLACEMENT=as-is"));
+        let external = place(Placement::Apart, None, "");
         assert!(matches!(external, Placed::AsIs(why) if why.contains("not a container")));
-        let given = Apart::place(Placement::Apart, Some("c"), "--cpus 1").unwrap();
+        let given = place(Placement::Apart, Some("c"), "--cpus 1");
         assert!(matches!(given, Placed::AsIs(why) if why.contains("PGPERF_CONTAINER_UPDATE")));
+    }
+
+    #[test]
+    fn a_process_hogging_a_cpu_is_seen_and_this_one_is_not() {
+        let mut hog = std::process::Command::new("sh")
+            .args(["-c", "while :; do :; done"])
+            .spawn()
+            .expect("sh");
+        let seen = others_cpu_use("no-such-container", Duration::from_millis(300));
+        let _ = hog.kill();
+        let _ = hog.wait();
+        assert!(seen >= BUSY_CPUS, "a busy loop read as {seen:.2} CPUs");
+        let others = others_ticks("no-such-container");
+        assert!(!others.contains_key(&std::process::id()));
+        assert!(others.contains_key(&1), "pid 1 is another process");
     }
 
     #[test]

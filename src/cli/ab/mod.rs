@@ -27,7 +27,7 @@ use pgperf::postgres::Server;
 
 use super::{Failure, place_for_timing};
 use build::{Builds, Revision};
-use pgperf_testbed::placement::Placed;
+use pgperf_testbed::placement::{Placed, WhenBusy};
 use side::Side;
 
 /// Options of `pgperf ab`.
@@ -88,7 +88,7 @@ struct Machine {
 }
 
 fn machine_setup(server: &Server, testbed: &pgperf_testbed::Settings) -> anyhow::Result<Machine> {
-    let placed = place_for_timing(server, testbed)?;
+    let placed = place_for_timing(server, testbed, WhenBusy::PlaceAnyway)?;
     let admin = server.admin_url().clone();
     let Some(delay) = pgperf_harness::Settings::from_env()?.wire_delay else {
         return Ok(Machine {

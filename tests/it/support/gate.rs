@@ -86,6 +86,7 @@ pub async fn timed() -> Timed {
         shared.testbed.placement,
         shared.container_id.as_deref(),
         &shared.testbed.container_update,
+        pgperf_testbed::placement::WhenBusy::StayAsIs,
     )
     .unwrap_or_else(|e| panic!("{e}"));
     eprintln!("timing: {}", placed.describe());
