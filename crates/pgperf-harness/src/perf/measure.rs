@@ -95,7 +95,7 @@ struct Pacer {
 
 /// Sleeps the thread for `d` with a timer slack of 1 ns (the default 50 µs would add up to
 /// that much to every nap), then puts the default back.
-fn nap_precisely(d: Duration) {
+pub(crate) fn nap_precisely(d: Duration) {
     // SAFETY: PR_SET_TIMERSLACK only sets the calling thread's timer slack.
     unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1, 0, 0, 0) };
     std::thread::sleep(d);
