@@ -143,7 +143,7 @@ async fn a_regression_exits_1_naming_the_case_and_a_slowdown_of_no_case_exits_2(
 
 #[tokio::test]
 async fn debug_logging_never_prints_the_containers_password() {
-    if !crate::support::shared::shared().is_container {
+    if !crate::support::shared::shared().is_container() {
         crate::support::skip::skip("needs a Docker engine (PGPERF_DATABASE_URL is set)");
         return;
     }

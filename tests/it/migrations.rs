@@ -66,7 +66,7 @@ async fn empty_database() -> (Server, String, Db) {
     let shared = shared();
     let server = Server::external(shared.admin.clone());
     let name = pgperf::postgres::database_name("empty");
-    if !shared.is_container {
+    if !shared.is_container() {
         pgperf::postgres::cleanup::track_database(&shared.admin, &name);
     }
     let mut admin =

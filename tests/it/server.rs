@@ -107,7 +107,7 @@ async fn a_missing_database_is_named() {
 
 #[tokio::test]
 async fn a_missing_image_says_how_to_build_one() {
-    if !shared().is_container {
+    if !shared().is_container() {
         crate::support::skip::skip("PGPERF_DATABASE_URL is set, no container engine in use");
         return;
     }

@@ -85,7 +85,7 @@ fn containers_of(pid: u32) -> Vec<String> {
 
 #[tokio::test]
 async fn sigterm_mid_run_removes_the_runs_container_and_exits_143() {
-    if !shared().is_container {
+    if !shared().is_container() {
         crate::support::skip::skip("needs a Docker engine (PGPERF_DATABASE_URL is set)");
         return;
     }

@@ -38,7 +38,7 @@ impl TestDb {
 
     async fn unguarded(settings: PoolSettings) -> Self {
         let shared = shared();
-        let server = if shared.is_container {
+        let server = if shared.is_container() {
             Server::in_own_container(shared.admin.clone())
         } else {
             Server::external(shared.admin.clone())

@@ -49,7 +49,7 @@ impl Dedicated {
     pub async fn start_with(
         change: impl FnOnce(ContainerOptions) -> ContainerOptions,
     ) -> Option<Self> {
-        if !shared().is_container {
+        if !shared().is_container() {
             super::skip::skip(
                 "fault tests need a container of their own (PGPERF_DATABASE_URL is set)",
             );

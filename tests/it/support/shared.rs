@@ -15,12 +15,17 @@ pub struct Shared {
     pub admin: DatabaseUrl,
     /// The migrated template to clone.
     pub template: Template,
-    /// Whether the server is a container of ours (false for PGPERF_DATABASE_URL).
-    pub is_container: bool,
     /// The container's id, when it is ours.
     pub container_id: Option<String>,
     /// Where the server comes from, as read at start.
     pub testbed: pgperf_testbed::Settings,
+}
+
+impl Shared {
+    /// Whether the server is a container of ours (false for PGPERF_DATABASE_URL).
+    pub fn is_container(&self) -> bool {
+        self.container_id.is_some()
+    }
 }
 
 static SHARED: OnceLock<Result<Shared, String>> = OnceLock::new();
@@ -69,11 +74,10 @@ async fn start() -> anyhow::Result<Shared> {
     let testbed = pgperf_testbed::Settings::from_env()?;
     let server = Server::start(&testbed, &[]).await?;
     let container_id = server.container_id().map(str::to_owned);
-    let is_container = container_id.is_some();
     server.update_container(&testbed.container_update)?;
     let admin = delayed(server.admin_url().clone())?;
     let template = Template::ensure(&admin).await?;
-    if !is_container {
+    if container_id.is_none() {
         server.drop_stale_databases().await;
     }
     // The container must outlive this runtime; `clean_up_at_exit` removes it.
@@ -81,7 +85,6 @@ async fn start() -> anyhow::Result<Shared> {
     Ok(Shared {
         admin,
         template,
-        is_container,
         container_id,
         testbed,
     })
