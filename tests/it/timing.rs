@@ -271,7 +271,7 @@ async fn timed_cases_run_with_the_client_and_the_server_apart_and_are_put_back()
         crate::support::shared::shared().container_id.as_deref(),
     ) else {
         crate::support::skip::skip(
-            "placement applies to a container of ours on 2+ CPUs, with no placement given",
+            "placement applies to a container of ours on 2+ CPUs, with no placement given and no other process keeping a CPU busy",
         );
         return;
     };
