@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use pgperf::perf::baseline::{Environment, Mode};
+use pgperf::perf::baseline::{Environment, Mode, Verdict};
 use pgperf::perf::{CaseFailure, Guard, PerfError, report};
 use pgperf::scenarios::{self, Area, suite};
 
@@ -36,6 +36,8 @@ pub struct AreaOutcome {
     pub failures: Vec<pgperf::perf::CaseFailure>,
     pub notes: Vec<String>,
     pub text: String,
+    /// Cases whose time the baseline did not judge (references out of the model's range).
+    pub unjudged: Vec<String>,
 }
 
 /// Seeds `db` and checks `area`'s cases against `baseline` through the loop `pgperf run`
@@ -76,10 +78,20 @@ async fn check_area_with(
     for note in &prepared.notes {
         text.push_str(&format!("\n{note}"));
     }
+    let unjudged = outcome
+        .reports
+        .iter()
+        .filter(|r| {
+            r.comparison
+                .is_some_and(|c| c.verdict == Verdict::OutOfModel)
+        })
+        .map(|r| r.case.as_str().to_string())
+        .collect();
     AreaOutcome {
         failures: outcome.failures,
         notes: prepared.notes,
         text,
+        unjudged,
     }
 }
 
@@ -114,14 +126,77 @@ async fn search_and_resolution_hold_their_baseline() {
 }
 
 /// A migration that makes every entity write a few hundred microseconds slower (a trigger
-/// doing CPU work, as a migration could add; a sleep would round up to a millisecond): seeding still completes, the report names the seeding step with its usual time, and
-/// the cases that write entities fail with their numbers (not a set-up timeout).
+/// doing CPU work, as a migration could add; a sleep would round up to a millisecond):
+/// seeding still completes, the report names the seeding step with its usual time, and the
+/// cases that write entities fail with their numbers (not a set-up timeout).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn entity_writes_slowed_by_a_migration_are_named_by_their_cases_and_the_seed_step() {
     let _alone = gate::timed().await;
-    // The baseline is recorded here, without the trigger, rather than taken from the committed
-    // file: on a machine whose references moved out of the committed file's range (a busy
-    // host), that file judges no time at all, and this test is about what a slowdown reads.
+    let outcome = slowed_entity_writes_judged().await;
+    let text = &outcome.text;
+    assert!(
+        outcome
+            .notes
+            .iter()
+            .any(|n| n.starts_with("set-up step seed.entities took") && n.contains(", usually ")),
+        "the slow seeding step is named: {:?}",
+        outcome.notes
+    );
+    let failed: Vec<&str> = ENTITY_WRITES
+        .into_iter()
+        .filter(|case| text.contains(&format!("case {case} regressed")))
+        .collect();
+    assert_eq!(
+        failed.len(),
+        2,
+        "both entity-writing cases fail with numbers:\n{text}"
+    );
+    assert!(!text.contains("statement timeout"), "{text}");
+    assert!(
+        outcome.failures.iter().all(CaseFailure::is_breach),
+        "only regressions, no set-up error:\n{text}"
+    );
+}
+
+/// Attempts at [`record_then_check_slowed_writes`] before the test gives up: an attempt in
+/// which the machine's references moved beyond the timing model between recording and
+/// checking (a host whose CPU speed changed for a minute: x2.1 in a CI run) judges no time,
+/// and says nothing about the slowdown either way. Each inconclusive attempt is printed.
+const SLOWED_WRITE_ATTEMPTS: usize = 3;
+
+const ENTITY_WRITES: [&str; 2] = ["crud.create_entity", "crud.update_entity"];
+
+async fn slowed_entity_writes_judged() -> AreaOutcome {
+    for attempt in 1..=SLOWED_WRITE_ATTEMPTS {
+        let outcome = record_then_check_slowed_writes().await;
+        let unjudged: Vec<&String> = (outcome.unjudged.iter())
+            .filter(|c| ENTITY_WRITES.contains(&c.as_str()))
+            .collect();
+        if unjudged.is_empty() {
+            return outcome;
+        }
+        // Straight to the process's stderr, so that a repeat shows in CI's log even when the
+        // test passes (libtest captures eprint!).
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stderr(),
+            "slowed entity writes: attempt {attempt} of {SLOWED_WRITE_ATTEMPTS} inconclusive, \
+             time not judged for {unjudged:?} (the references moved between recording and \
+             checking); repeating"
+        );
+    }
+    panic!(
+        "{SLOWED_WRITE_ATTEMPTS} attempts in a row judged no time for the entity writes: \
+         this machine's references move too much between two runs a minute apart"
+    )
+}
+
+/// Records a baseline of the CRUD cases, then checks them on a database whose entity writes
+/// a migration made slower. The baseline is recorded here rather than taken from the
+/// committed file: on a machine whose references moved out of the committed file's range
+/// (a busy host), that file judges no time at all, and this test is about what a slowdown
+/// reads.
+async fn record_then_check_slowed_writes() -> AreaOutcome {
     let dir = tempfile::tempdir().unwrap();
     let recorded = dir.path().join("test-debug.json");
     {
@@ -143,34 +218,10 @@ async fn entity_writes_slowed_by_a_migration_are_named_by_their_cases_and_the_se
     .execute(test_db.db.pool())
     .await
     .unwrap();
-    let outcome = check_area_with(&test_db.db, Area::Crud, |env| {
+    check_area_with(&test_db.db, Area::Crud, |env| {
         Ok(Guard::new(recorded, env, Mode::Check))
     })
-    .await;
-
-    let text = &outcome.text;
-    assert!(
-        outcome
-            .notes
-            .iter()
-            .any(|n| n.starts_with("set-up step seed.entities took") && n.contains(", usually ")),
-        "the slow seeding step is named: {:?}",
-        outcome.notes
-    );
-    let failed: Vec<&str> = ["crud.create_entity", "crud.update_entity"]
-        .into_iter()
-        .filter(|case| text.contains(&format!("case {case} regressed")))
-        .collect();
-    assert_eq!(
-        failed.len(),
-        2,
-        "both entity-writing cases fail with numbers:\n{text}"
-    );
-    assert!(!text.contains("statement timeout"), "{text}");
-    assert!(
-        outcome.failures.iter().all(CaseFailure::is_breach),
-        "only regressions, no set-up error:\n{text}"
-    );
+    .await
 }
 
 /// The p50s of `rounds` plain and `rounds` slowed batches of `case`, alternating in ABBA
