@@ -21,6 +21,7 @@
 
 use std::time::{Duration, Instant};
 
+use pgperf::db::latency::Ms;
 use rand::Rng;
 use serde_json::{Value, json};
 
@@ -133,10 +134,6 @@ fn p99(took: &mut [Duration]) -> Duration {
     took.get((took.len() * 99).div_ceil(100).saturating_sub(1))
         .copied()
         .unwrap_or_default()
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.1} ms", d.as_secs_f64() * 1e3)
 }
 
 fn batch(names: impl IntoIterator<Item = String>) -> Value {
@@ -252,7 +249,7 @@ async fn huge_name(t: &Target) -> anyhow::Result<Vec<Check>> {
         format!(
             "{status} naming {}, {}",
             answer["invalid_params"][0]["name"],
-            ms(took)
+            Ms::of(took)
         ),
         status == 400 && named && took <= Duration::from_millis(50),
     );
@@ -274,7 +271,7 @@ async fn huge_name(t: &Target) -> anyhow::Result<Vec<Check>> {
     let live = Check::new(
         "/health/live with 20 huge names in flight",
         "all 200, p99 <= 10 ms",
-        format!("p99 {}", ms(live_p99)),
+        format!("p99 {}", Ms::of(live_p99)),
         statuses.iter().all(|s| *s == 200) && live_p99 <= Duration::from_millis(10),
     );
     Ok(vec![refused, live])
@@ -401,7 +398,11 @@ fn paced(name: &'static str, seen: &[(u16, Duration)]) -> Check {
     Check::new(
         name,
         "all 200, p99 <= 50 ms",
-        format!("{} requests, {bad} not 200, p99 {}", seen.len(), ms(p99)),
+        format!(
+            "{} requests, {bad} not 200, p99 {}",
+            seen.len(),
+            Ms::of(p99)
+        ),
         !seen.is_empty() && bad == 0 && p99 <= Duration::from_millis(50),
     )
 }
@@ -425,7 +426,7 @@ fn shed_check(flood: &FloodSeen, sampled: &FloodSeen) -> Check {
              {} answered, {} out of time",
             flood.shed.len() + sampled.shed.len(),
             sampled.shed.len(),
-            ms(slowest),
+            Ms::of(slowest),
             flood.answered + sampled.answered,
             flood.timed_out + sampled.timed_out
         ),
@@ -569,7 +570,7 @@ async fn idle_connections(t: &Target, n: usize, timeout: Duration) -> anyhow::Re
     let normal = Check::new(
         "a normal client beside idle connections",
         "all 200, p99 <= 50 ms",
-        format!("{n} idle: p99 {}", ms(p99)),
+        format!("{n} idle: p99 {}", Ms::of(p99)),
         statuses.iter().all(|s| *s == 200) && p99 <= Duration::from_millis(50),
     );
     let deadline = opened + timeout + Duration::from_secs(5);
@@ -584,7 +585,7 @@ async fn idle_connections(t: &Target, n: usize, timeout: Duration) -> anyhow::Re
         "all, within the timeout + 5 s",
         format!(
             "{count} of {n} closed, the last {} after opening",
-            last.map_or("-".into(), |d| ms(*d - opened))
+            last.map_or("-".into(), |d| Ms::of(*d - opened).to_string())
         ),
         count == n,
     );

@@ -28,6 +28,7 @@ use sqlx::PgConnection;
 
 use pgperf::dataset::{self, labelled};
 use pgperf::db::ingest::copy_entities;
+use pgperf::db::latency::{Ms, ms_of_us};
 use pgperf::db::resolve::{NameToResolve, Thresholds, resolve, resolve_batch};
 use pgperf::db::search::{SearchRequest, search};
 use pgperf::db::search_cache::{SearchCache, Served};
@@ -403,8 +404,8 @@ async fn measure_cases(
         eprintln!(
             "pgperf: {size} entities, {}: {case} p50 {:.2} ms, p95 {:.2} ms",
             index.as_str(),
-            s.p50_us / 1e3,
-            s.p95_us / 1e3
+            ms_of_us(s.p50_us),
+            ms_of_us(s.p95_us)
         );
     }
     let row = |(case, summary)| Row {
@@ -504,13 +505,9 @@ fn growth(rows: &[Row]) -> Vec<Growth> {
     out
 }
 
-fn ms(us: f64) -> String {
-    format!("{:.2}", us / 1e3)
-}
-
 fn markdown(r: &Report) -> String {
     let mut s = String::from(
-        "\n| Entities | Index | Case | p50 ms | p95 ms | p99 ms | per s |\n|---:|---|---|---:|---:|---:|---:|\n",
+        "\n| Entities | Index | Case | p50 | p95 | p99 | per s |\n|---:|---|---|---:|---:|---:|---:|\n",
     );
     for row in &r.rows {
         let m = &row.summary;
@@ -519,9 +516,9 @@ fn markdown(r: &Report) -> String {
             row.size,
             row.index.as_str(),
             row.case,
-            ms(m.p50_us),
-            ms(m.p95_us),
-            ms(m.p99_us),
+            Ms::of_us(m.p50_us),
+            Ms::of_us(m.p95_us),
+            Ms::of_us(m.p99_us),
             m.throughput_per_s
         );
     }
@@ -550,7 +547,7 @@ fn plot(path: &Path, r: &Report) -> Result<(), String> {
     let mut series: Vec<Series> = Vec::new();
     for row in &r.rows {
         let name = format!("{} ({}) p95", row.case, row.index.as_str());
-        let point = (row.size as f64, row.summary.p95_us / 1e3);
+        let point = (row.size as f64, ms_of_us(row.summary.p95_us));
         match series.iter_mut().find(|s| s.name == name) {
             Some(s) => s.points.push(point),
             None => series.push(Series {

@@ -21,6 +21,7 @@ use anyhow::Context;
 use serde::Serialize;
 
 use pgperf::db::PoolSettings;
+use pgperf::db::latency::{Ms, ms_of_us};
 use pgperf::db::search::SearchRequest;
 use pgperf::db::search_cache::{SearchCache, Served};
 use pgperf::perf::stats::{Summary, latency_histogram, record};
@@ -113,10 +114,6 @@ fn established_on(port: u16) -> usize {
         .count()
 }
 
-fn ms(us: f64) -> f64 {
-    us / 1e3
-}
-
 /// Runs the benchmark.
 pub async fn run(args: ServeBenchArgs) -> anyhow::Result<()> {
     check_args(&args)?;
@@ -154,9 +151,9 @@ pub async fn run(args: ServeBenchArgs) -> anyhow::Result<()> {
         let (health, late) = health_phase(&client, &base, &args).await?;
         let (rounds, held) = connection_rounds(&client, &base, port, args.connections).await;
         let _ = (drop(client), stop.send(()), server.await);
-        let overhead = ms(http.p50_us - direct.p50_us);
+        let overhead = ms_of_us(http.p50_us - direct.p50_us);
         let passed = overhead <= MAX_CACHED_OVERHEAD_MS
-            && ms(health.p99_us) <= MAX_HEALTH_P99_MS
+            && ms_of_us(health.p99_us) <= MAX_HEALTH_P99_MS
             && health.errors == 0
             && rounds.iter().all(|r| r.errors == 0)
             && held >= args.connections as usize;
@@ -263,9 +260,9 @@ async fn cached_phase(
     let wall = started.elapsed();
     let (direct, http) = (Summary::of(&direct, 0, wall), Summary::of(&http, 0, wall));
     eprintln!(
-        "pgperf: cached search p50: HTTP {:.3} ms, data layer {:.3} ms",
-        ms(http.p50_us),
-        ms(direct.p50_us)
+        "pgperf: cached search p50: HTTP {}, data layer {}",
+        Ms::of_us(http.p50_us),
+        Ms::of_us(direct.p50_us)
     );
     Ok((direct, http))
 }
@@ -306,10 +303,10 @@ async fn health_phase(
     }
     let health = Summary::of(&h, errors, began.elapsed());
     eprintln!(
-        "pgperf: /health/database at {}/s: p50 {:.3} ms, p99 {:.3} ms, {errors} errors",
+        "pgperf: /health/database at {}/s: p50 {}, p99 {}, {errors} errors",
         args.health_rate,
-        ms(health.p50_us),
-        ms(health.p99_us)
+        Ms::of_us(health.p50_us),
+        Ms::of_us(health.p99_us)
     );
     Ok((health, late))
 }
@@ -393,10 +390,10 @@ fn print_report(r: &Report) {
     println!("|---|---|---|---|---|---|");
     let row = |name: &str, s: &Summary, target: &str, ok: &str| {
         println!(
-            "| {name} | {:.3} ms | {:.3} ms | {:.3} ms | {target} | {ok} |",
-            ms(s.p50_us),
-            ms(s.p95_us),
-            ms(s.p99_us)
+            "| {name} | {} | {} | {} | {target} | {ok} |",
+            Ms::of_us(s.p50_us),
+            Ms::of_us(s.p95_us),
+            Ms::of_us(s.p99_us)
         );
     };
     row("Cached search, data layer", &r.cached_search_direct, "", "");
@@ -404,7 +401,7 @@ fn print_report(r: &Report) {
         "Cached search, GET /search",
         &r.cached_search_http,
         &format!(
-            "p50 within {MAX_CACHED_OVERHEAD_MS} ms of the data layer (is {:.3} ms)",
+            "p50 within {MAX_CACHED_OVERHEAD_MS} ms of the data layer (is {})",
             r.cached_overhead_p50_ms
         ),
         verdict(r.cached_overhead_p50_ms <= MAX_CACHED_OVERHEAD_MS),
@@ -416,7 +413,7 @@ fn print_report(r: &Report) {
             "p99 <= {MAX_HEALTH_P99_MS} ms, no error ({} errors)",
             r.health.errors
         ),
-        verdict(ms(r.health.p99_us) <= MAX_HEALTH_P99_MS && r.health.errors == 0),
+        verdict(ms_of_us(r.health.p99_us) <= MAX_HEALTH_P99_MS && r.health.errors == 0),
     );
     println!();
     for (i, round) in r.connection_rounds.iter().enumerate() {

@@ -25,6 +25,50 @@ pub fn record(h: &mut Histogram<u64>, d: Duration) {
     h.saturating_record(micros(d));
 }
 
+/// `us` microseconds in milliseconds, the unit every report and JSON answer gives latency in.
+pub fn ms_of_us(us: f64) -> f64 {
+    us / 1e3
+}
+
+/// Quantile `q` of a µs histogram, in ms (0 when the histogram is empty).
+pub fn quantile_ms<T: hdrhistogram::Counter>(h: &Histogram<T>, q: f64) -> f64 {
+    if h.is_empty() {
+        0.0
+    } else {
+        ms_of_us(h.value_at_quantile(q) as f64)
+    }
+}
+
+/// A latency in milliseconds, displayed as a person reads it: three significant figures
+/// (`0.250 ms`, `4.10 ms`, `53.0 ms`, `412 ms`).
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd)]
+pub struct Ms(pub f64);
+
+impl Ms {
+    /// `us` microseconds.
+    pub fn of_us(us: f64) -> Self {
+        Self(ms_of_us(us))
+    }
+
+    /// A duration.
+    pub fn of(d: Duration) -> Self {
+        Self(d.as_secs_f64() * 1e3)
+    }
+}
+
+impl std::fmt::Display for Ms {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let v = self.0;
+        let decimals = match v.abs() {
+            a if a >= 100.0 => 0,
+            a if a >= 10.0 => 1,
+            a if a >= 1.0 => 2,
+            _ => 3,
+        };
+        write!(f, "{v:.decimals$} ms")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -39,5 +83,15 @@ mod tests {
         assert_eq!(h.min(), 1);
         assert!(h.equivalent(h.max(), MAX_US), "{}", h.max());
         assert!(h.equivalent(h.value_at_quantile(0.5), 250));
+    }
+
+    #[test]
+    fn milliseconds_show_three_significant_figures() {
+        let shown: Vec<String> = [250.0, 4_100.0, 53_000.0, 412_400.0]
+            .into_iter()
+            .map(|us| Ms::of_us(us).to_string())
+            .collect();
+        assert_eq!(shown, ["0.250 ms", "4.10 ms", "53.0 ms", "412 ms"]);
+        assert_eq!(Ms::of(Duration::from_micros(1_500)).to_string(), "1.50 ms");
     }
 }

@@ -18,6 +18,7 @@ use sqlx::PgConnection;
 use super::AppState;
 use super::telemetry::{Operation, Outcome, Telemetry, WindowSummary};
 use super::thresholds::{Limits, Status, Thresholds};
+use crate::db::latency::ms_of_us;
 use crate::db::{Db, DbError, PoolSnapshot};
 
 /// How long `GET /health/database` and the monitor's query wait for an answer.
@@ -245,10 +246,6 @@ fn window_json(w: &WindowSummary) -> Value {
     })
 }
 
-fn us_to_ms(us: u64) -> f64 {
-    us as f64 / 1e3
-}
-
 fn pool_json(p: &PoolSnapshot, timeouts_in_window: u64) -> Value {
     json!({
         "total": p.total,
@@ -264,16 +261,16 @@ fn pool_json(p: &PoolSnapshot, timeouts_in_window: u64) -> Value {
         "created": p.created,
         "closed": p.closed,
         "acquire_time_ms": {
-            "p50": us_to_ms(p.acquire_time.p50_us),
-            "p95": us_to_ms(p.acquire_time.p95_us),
-            "p99": us_to_ms(p.acquire_time.p99_us),
-            "max": us_to_ms(p.acquire_time.max_us),
+            "p50": ms_of_us(p.acquire_time.p50_us as f64),
+            "p95": ms_of_us(p.acquire_time.p95_us as f64),
+            "p99": ms_of_us(p.acquire_time.p99_us as f64),
+            "max": ms_of_us(p.acquire_time.max_us as f64),
         },
         "usage_time_ms": {
-            "p50": us_to_ms(p.usage_time.p50_us),
-            "p95": us_to_ms(p.usage_time.p95_us),
-            "p99": us_to_ms(p.usage_time.p99_us),
-            "max": us_to_ms(p.usage_time.max_us),
+            "p50": ms_of_us(p.usage_time.p50_us as f64),
+            "p95": ms_of_us(p.usage_time.p95_us as f64),
+            "p99": ms_of_us(p.usage_time.p99_us as f64),
+            "max": ms_of_us(p.usage_time.max_us as f64),
         },
     })
 }

@@ -187,10 +187,8 @@ impl Window {
             out.count += s.events;
         }
         out.count += all.len();
-        if !all.is_empty() {
-            let ms = |q: f64| all.value_at_quantile(q) as f64 / 1e3;
-            (out.p50_ms, out.p95_ms, out.p99_ms) = (ms(0.5), ms(0.95), ms(0.99));
-        }
+        let ms = |q| latency::quantile_ms(&all, q);
+        (out.p50_ms, out.p95_ms, out.p99_ms) = (ms(0.5), ms(0.95), ms(0.99));
         out
     }
 }
@@ -428,10 +426,8 @@ impl Telemetry {
             }
         }
         out.count = merged.len();
-        if !merged.is_empty() {
-            let ms = |q: f64| merged.value_at_quantile(q) as f64 / 1e3;
-            (out.p50_ms, out.p95_ms, out.p99_ms) = (ms(0.5), ms(0.95), ms(0.99));
-        }
+        let ms = |q| latency::quantile_ms(&merged, q);
+        (out.p50_ms, out.p95_ms, out.p99_ms) = (ms(0.5), ms(0.95), ms(0.99));
         out
     }
 

@@ -107,15 +107,6 @@ pub struct KindSummary {
     pub max_ms: f64,
 }
 
-/// Percentile `q` of a µs histogram in ms (0 when empty).
-pub fn q_ms<T: hdrhistogram::Counter>(h: &Histogram<T>, q: f64) -> f64 {
-    if h.is_empty() {
-        0.0
-    } else {
-        h.value_at_quantile(q) as f64 / 1e3
-    }
-}
-
 /// The figures of each kind in `h`.
 pub fn summarize(h: &KindHistograms) -> BTreeMap<Kind, KindSummary> {
     h.iter()
@@ -125,14 +116,10 @@ pub fn summarize(h: &KindHistograms) -> BTreeMap<Kind, KindSummary> {
                 KindSummary {
                     ok: h.len(),
                     errors: *errors,
-                    p50_ms: q_ms(h, 0.5),
-                    p95_ms: q_ms(h, 0.95),
-                    p99_ms: q_ms(h, 0.99),
-                    max_ms: if h.is_empty() {
-                        0.0
-                    } else {
-                        h.max() as f64 / 1e3
-                    },
+                    p50_ms: latency::quantile_ms(h, 0.5),
+                    p95_ms: latency::quantile_ms(h, 0.95),
+                    p99_ms: latency::quantile_ms(h, 0.99),
+                    max_ms: latency::quantile_ms(h, 1.0),
                 },
             )
         })

@@ -8,10 +8,11 @@ use std::path::Path;
 use anyhow::Context;
 use serde::Serialize;
 
+use pgperf::db::latency::{self, Ms};
 use pgperf::perf::plot::{Chart, Series, line_chart};
 
 use super::profile::{Kind, Profile, ProfileName, Shape, Step};
-use super::record::{KindSummary, Recorder, Sample, correlation, q_ms};
+use super::record::{KindSummary, Recorder, Sample, correlation};
 use super::thresholds::LoadThresholds;
 
 /// A stress step judged.
@@ -277,7 +278,7 @@ fn p95_per_second(recorder: &Recorder) -> Vec<f64> {
     recorder
         .seconds()
         .iter()
-        .map(|s| q_ms(&s.all, 0.95))
+        .map(|s| latency::quantile_ms(&s.all, 0.95))
         .collect()
 }
 
@@ -571,7 +572,7 @@ fn drift_p95(profile: &Profile, per_second: &[super::record::Second]) -> Option<
         for s in range {
             let _ = h.add(&s.all);
         }
-        q_ms(&h, 0.95)
+        latency::quantile_ms(&h, 0.95)
     };
     let last = &per_second[per_second.len() - tenth..];
     Some((merged(&per_second[..tenth]), merged(last)))
@@ -624,14 +625,6 @@ fn spike_recovery(profile: &Profile, p95s: &[f64]) -> Option<f64> {
         .map(|(i, _)| (i - end) as f64)
 }
 
-fn ms(v: f64) -> String {
-    if v >= 100.0 {
-        format!("{v:.0} ms")
-    } else {
-        format!("{v:.2} ms")
-    }
-}
-
 /// The Markdown report.
 pub fn markdown(s: &Summary) -> String {
     let mut m = String::new();
@@ -665,7 +658,7 @@ fn md_head(m: &mut String, s: &Summary) {
         "| request | ok | errors | p50 | p95 | p99 | max |\n|---|---|---|---|---|---|---|\n",
     );
     for (k, v) in s.kinds.iter().filter(|(_, v)| v.ok + v.errors > 0) {
-        let (p50, p95, p99, max) = (ms(v.p50_ms), ms(v.p95_ms), ms(v.p99_ms), ms(v.max_ms));
+        let (p50, p95, p99, max) = (Ms(v.p50_ms), Ms(v.p95_ms), Ms(v.p99_ms), Ms(v.max_ms));
         let _ = writeln!(
             m,
             "| {} | {} | {} | {p50} | {p95} | {p99} | {max} |",
@@ -703,7 +696,7 @@ fn md_figures(m: &mut String, s: &Summary) {
     let _ = writeln!(
         m,
         "\nDatabase query p95 (the service's metrics, worst second): {}. Pool: at most {:.0} % in use, {:.2} waiting on average; {}.",
-        ms(s.db_query_p95_ms),
+        Ms(s.db_query_p95_ms),
         100.0 * s.pool_utilization_max,
         s.pool_waiting_mean,
         s.pool_verdict
@@ -741,7 +734,7 @@ fn md_steps(m: &mut String, s: &Summary) {
         } else {
             v.breaches.join("; ")
         };
-        let (cached, uncached) = (ms(v.cached_p50_ms), ms(v.uncached_p95_ms));
+        let (cached, uncached) = (Ms(v.cached_p50_ms), Ms(v.uncached_p95_ms));
         let _ = writeln!(
             m,
             "| {:.0}/s | {:.0}/s | {cached} | {uncached} | {:.2} % | {verdict} |",
@@ -766,8 +759,8 @@ fn md_steps(m: &mut String, s: &Summary) {
         let _ = writeln!(
             m,
             "\nDrift: p95 {} in the first tenth, {} in the last.",
-            ms(a),
-            ms(b)
+            Ms(a),
+            Ms(b)
         );
     }
     if let Some(c) = s.pool_connections_opened {
@@ -838,8 +831,11 @@ fn plots<'a>(
             .filter_map(|(i, s)| f(s).map(|v| (i as f64 + 0.5, v)))
             .collect(),
     };
-    let pct =
-        |q: f64| move |s: &super::record::Second| (!s.all.is_empty()).then(|| q_ms(&s.all, q));
+    let pct = |q: f64| {
+        move |s: &super::record::Second| {
+            (!s.all.is_empty()).then(|| latency::quantile_ms(&s.all, q))
+        }
+    };
     let sampled = |name: &str, f: &dyn Fn(&Sample) -> f64| Series {
         name: name.to_owned(),
         points: samples.iter().map(|s| (s.t, f(s))).collect(),
