@@ -37,7 +37,7 @@ use pgperf::db::{Db, DbError, EntityKind, NewEntity, PoolSettings};
 use pgperf::scenarios::plans::{encode, noisy_name};
 
 use self::profile::{Kind, Overrides, Profile, ProfileName, Shape, Step, Weights};
-use self::record::{MetricsGap, Recorder, Sample, proc_stat};
+use self::record::{ErrorCause, MetricsGap, Recorder, Sample, proc_stat};
 use self::thresholds::LoadThresholds;
 use super::scale::parse_count;
 use super::target::Target;
@@ -163,10 +163,10 @@ impl RunState {
             Shape::Users { .. } => self.started,
         };
         let segment = self.segment_at(scheduled.saturating_duration_since(offset).as_secs_f64());
-        let (ok, served) = self.send(user, kind).await;
+        let (outcome, served) = self.send(user, kind).await;
         let latency = scheduled.elapsed();
         self.recorder
-            .record(served, segment, self.elapsed(), latency, ok);
+            .record(served, segment, self.elapsed(), latency, outcome);
         if let Shape::Users { think, .. } = &self.shape {
             let secs = rand::rng().random_range(think.0..=think.1);
             tokio::time::sleep(Duration::from_secs_f64(secs)).await;
@@ -206,37 +206,31 @@ impl RunState {
         })
     }
 
-    /// Sends one request of `kind`; whether it succeeded, and the kind it turned out to be
-    /// (a search is cached or not as the service's `x-cache` says).
-    async fn send(&self, user: &mut GooseUser, kind: Kind) -> (bool, Kind) {
+    /// Sends one request of `kind`; whether it succeeded (or why not), and the kind it turned
+    /// out to be (a search is cached or not as the service's `x-cache` says).
+    async fn send(&self, user: &mut GooseUser, kind: Kind) -> (Result<(), ErrorCause>, Kind) {
         let Some((path, name, body)) = self.request(kind) else {
-            return (self.write().await, kind);
+            let written = self.write().await;
+            return (written.then_some(()).ok_or(ErrorCause::Write), kind);
         };
         let response = match &body {
             Some(json) => user.post_json(&path, json).await,
             None => user.get_named(&path, name).await,
         };
-        let Ok(goose) = response else {
-            return (false, kind);
+        let Ok(Ok(r)) = response.map(|g| g.response) else {
+            return (Err(ErrorCause::NoAnswer), kind);
         };
-        match goose.response {
-            Ok(r) => {
-                let status = r.status();
-                let served = if kind.is_search() {
-                    match r.headers().get("x-cache").map(|v| v.as_bytes()) {
-                        Some(b"hit") => Kind::CachedSearch,
-                        _ => Kind::UncachedSearch,
-                    }
-                } else {
-                    kind
-                };
-                let body = r.bytes().await;
-                // A 404 of an entity id beyond a target's data is an answer, not a failure.
-                let ok = body.is_ok() && (status.is_success() || status.as_u16() == 404);
-                (ok && !status.is_server_error(), served)
-            }
-            Err(_) => (false, kind),
-        }
+        let served = match r.headers().get("x-cache").map(|v| v.as_bytes()) {
+            _ if !kind.is_search() => kind,
+            Some(b"hit") => Kind::CachedSearch,
+            _ => Kind::UncachedSearch,
+        };
+        let judged = judge(r.status(), r.headers().contains_key("retry-after"));
+        let body = r.bytes().await;
+        (
+            judged.and(body.map(drop).map_err(|_| ErrorCause::NoAnswer)),
+            served,
+        )
     }
 
     /// One write on the service's database: an alias of a random entity or a new entity,
@@ -732,5 +726,16 @@ fn conclude(
             summary.breaches.join("; ")
         ))
         .into())
+    }
+}
+
+/// Whether an answer with `status` succeeded. A 404 of an entity id beyond a target's data
+/// is an answer, not a failure; a 503 with `Retry-After` is a request shed by the service.
+fn judge(status: reqwest::StatusCode, retry_after: bool) -> Result<(), ErrorCause> {
+    match status.as_u16() {
+        _ if status.is_success() => Ok(()),
+        404 => Ok(()),
+        503 if retry_after => Err(ErrorCause::Shed),
+        code => Err(ErrorCause::Status(code)),
     }
 }

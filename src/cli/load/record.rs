@@ -63,6 +63,41 @@ impl Second {
     }
 }
 
+/// Why a request failed. Bounded: a few causes times the status codes a server may send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub enum ErrorCause {
+    /// 503 with `Retry-After`: the service's admission limit turned the request away.
+    Shed,
+    /// Any other failing status (5xx, or a 4xx other than an entity's 404).
+    Status(u16),
+    /// No answer, or a body cut short.
+    NoAnswer,
+    /// A write through the data layer failed.
+    Write,
+}
+
+impl std::fmt::Display for ErrorCause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Shed => f.write_str("shed (503 with Retry-After)"),
+            Self::Status(code) => write!(f, "status {code}"),
+            Self::NoAnswer => f.write_str("no answer"),
+            Self::Write => f.write_str("write failed"),
+        }
+    }
+}
+
+/// How many requests of a kind failed for one cause.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct ErrorCount {
+    /// The request kind.
+    pub kind: Kind,
+    /// Why they failed.
+    pub cause: ErrorCause,
+    /// How many.
+    pub count: u64,
+}
+
 /// Every response of a run.
 #[derive(Debug)]
 pub struct Recorder {
@@ -75,6 +110,7 @@ struct Inner {
     segments: Vec<KindHistograms>,
     seconds: Vec<Second>,
     late_starts: u64,
+    errors: BTreeMap<(Kind, ErrorCause), u64>,
 }
 
 impl Default for Recorder {
@@ -85,6 +121,7 @@ impl Default for Recorder {
                 segments: Vec::new(),
                 seconds: Vec::new(),
                 late_starts: 0,
+                errors: BTreeMap::new(),
             }),
         }
     }
@@ -129,11 +166,22 @@ pub fn summarize(h: &KindHistograms) -> BTreeMap<Kind, KindSummary> {
 impl Recorder {
     /// Records one response finished `at` seconds into the run, in `segment` (the step or
     /// stage it was scheduled in).
-    pub fn record(&self, kind: Kind, segment: usize, at: f64, latency: Duration, ok: bool) {
+    pub fn record(
+        &self,
+        kind: Kind,
+        segment: usize,
+        at: f64,
+        latency: Duration,
+        outcome: Result<(), ErrorCause>,
+    ) {
         let us = latency::micros(latency);
         let Ok(mut inner) = self.inner.lock() else {
             return;
         };
+        let ok = outcome.is_ok();
+        if let Err(cause) = outcome {
+            *inner.errors.entry((kind, cause)).or_default() += 1;
+        }
         let second = at.max(0.0) as usize;
         if inner.seconds.len() <= second {
             inner.seconds.resize_with(second + 1, Second::default);
@@ -201,6 +249,21 @@ impl Recorder {
     /// Requests that started late.
     pub fn late_starts(&self) -> u64 {
         self.inner.lock().map(|i| i.late_starts).unwrap_or(0)
+    }
+
+    /// The errors by kind and cause, most first.
+    pub fn errors_by_cause(&self) -> Vec<ErrorCount> {
+        let mut all: Vec<ErrorCount> = self
+            .inner
+            .lock()
+            .map(|i| {
+                (i.errors.iter())
+                    .map(|(&(kind, cause), &count)| ErrorCount { kind, cause, count })
+                    .collect()
+            })
+            .unwrap_or_default();
+        all.sort_by_key(|e| std::cmp::Reverse(e.count));
+        all
     }
 
     /// The figures of each kind over the whole run.
@@ -365,9 +428,15 @@ mod tests {
     #[test]
     fn responses_land_in_their_second_and_kind() {
         let r = Recorder::default();
-        r.record(Kind::CachedSearch, 0, 0.5, Duration::from_millis(2), true);
-        r.record(Kind::Entity, 0, 1.2, Duration::from_millis(4), true);
-        r.record(Kind::Entity, 1, 1.7, Duration::from_millis(9), false);
+        r.record(Kind::CachedSearch, 0, 0.5, Duration::from_millis(2), Ok(()));
+        r.record(Kind::Entity, 0, 1.2, Duration::from_millis(4), Ok(()));
+        r.record(
+            Kind::Entity,
+            1,
+            1.7,
+            Duration::from_millis(9),
+            Err(ErrorCause::Shed),
+        );
         let s = r.seconds();
         assert_eq!(s.len(), 2);
         assert_eq!(
@@ -389,6 +458,14 @@ mod tests {
         let k = r.by_kind();
         assert_eq!((k[&Kind::Entity].ok, k[&Kind::Entity].errors), (1, 1));
         assert!((k[&Kind::CachedSearch].p50_ms - 2.0).abs() < 0.05);
+        assert_eq!(
+            r.errors_by_cause(),
+            [ErrorCount {
+                kind: Kind::Entity,
+                cause: ErrorCause::Shed,
+                count: 1
+            }]
+        );
     }
 
     #[test]

@@ -12,7 +12,7 @@ use pgperf::db::latency::{self, Ms};
 use pgperf::perf::plot::{Chart, Series, line_chart};
 
 use super::profile::{Kind, Profile, ProfileName, Shape, Step};
-use super::record::{KindSummary, Recorder, Sample, correlation};
+use super::record::{ErrorCause, ErrorCount, KindSummary, Recorder, Sample, correlation};
 use super::thresholds::LoadThresholds;
 
 /// A stress step judged.
@@ -211,6 +211,8 @@ pub struct Summary {
     pub corr_utilization_p95: Option<f64>,
     /// Whether the pool looks like the bottleneck, in words.
     pub pool_verdict: String,
+    /// The errors by request kind and cause, most first.
+    pub errors_by_cause: Vec<ErrorCount>,
     /// The cache hit ratio (hits over searches, as the service's `x-cache` says) of the
     /// run, and of each 10 s with searches: (seconds into the run, ratio).
     pub hit_ratio: Option<f64>,
@@ -335,6 +337,7 @@ pub fn summarize(profile: &Profile, t: &LoadThresholds, run: RunFacts<'_>) -> Su
         corr_waiting_p95: pool.corr_waiting_p95,
         corr_utilization_p95: pool.corr_utilization_p95,
         pool_verdict: pool.verdict,
+        errors_by_cause: run.recorder.errors_by_cause(),
         hit_ratio: hit_ratio(&per_second),
         hit_ratio_by_10s: hit_ratios(&per_second, HIT_WINDOW),
         steps: run.steps,
@@ -625,6 +628,31 @@ fn spike_recovery(profile: &Profile, p95s: &[f64]) -> Option<f64> {
         .map(|(i, _)| (i - end) as f64)
 }
 
+/// The errors by cause in words, and whether the service's admission limit explains most
+/// of them (a limit doing its job, and the run's bottleneck); `None` without errors.
+fn errors_said(errors: &[ErrorCount]) -> Option<String> {
+    let total: u64 = errors.iter().map(|e| e.count).sum();
+    if total == 0 {
+        return None;
+    }
+    let each: Vec<String> = (errors.iter())
+        .map(|e| format!("{} {} {}", e.kind.name(), e.count, e.cause))
+        .collect();
+    let shed: u64 = (errors.iter())
+        .filter(|e| e.cause == ErrorCause::Shed)
+        .map(|e| e.count)
+        .sum();
+    let reading = if 2 * shed > total {
+        format!(
+            " {shed} of the {total} were requests the service's admission limit shed: that \
+             limit is the bottleneck, and the work it admits is what it protects."
+        )
+    } else {
+        String::new()
+    };
+    Some(format!("Errors by cause: {}.{reading}", each.join("; ")))
+}
+
 /// The Markdown report.
 pub fn markdown(s: &Summary) -> String {
     let mut m = String::new();
@@ -706,6 +734,9 @@ fn md_figures(m: &mut String, s: &Summary) {
             m,
             "Correlation of waiting acquirers with the p95 of each second: {c:.2}."
         );
+    }
+    if let Some(said) = errors_said(&s.errors_by_cause) {
+        let _ = writeln!(m, "{said}");
     }
     md_hit_ratio(m, s);
     if let (Some(cpu), Some((a, b))) = (s.cpu_percent_mean, s.rss_mib) {
@@ -893,6 +924,25 @@ mod tests {
         s.count.insert(Kind::UncachedSearch, misses);
         s.count.insert(Kind::Write, writes);
         s
+    }
+
+    #[test]
+    fn errors_are_said_by_cause_and_a_shedding_limit_is_named_the_bottleneck() {
+        let count = |kind, cause, count| ErrorCount { kind, cause, count };
+        assert_eq!(errors_said(&[]), None);
+        let shed = errors_said(&[
+            count(Kind::Resolve, ErrorCause::Shed, 1404),
+            count(Kind::Entity, ErrorCause::Status(500), 2),
+        ])
+        .unwrap();
+        assert!(
+            shed.starts_with(
+                "Errors by cause: resolve 1404 shed (503 with Retry-After); entity 2 status 500."
+            ) && shed.contains("1404 of the 1406 were requests the service's admission limit shed"),
+            "{shed}"
+        );
+        let failed = errors_said(&[count(Kind::Write, ErrorCause::Write, 3)]).unwrap();
+        assert!(!failed.contains("admission limit"), "{failed}");
     }
 
     #[test]
