@@ -8,7 +8,7 @@ use pgperf::perf::baseline::{Environment, Mode, Verdict};
 use pgperf::perf::{CaseFailure, Guard, PerfError, report};
 use pgperf::scenarios::{self, Area, suite};
 
-use crate::support::{TestDb, gate};
+use crate::support::{TestDb, attempts, gate};
 
 fn baseline_path() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -158,37 +158,20 @@ async fn entity_writes_slowed_by_a_migration_are_named_by_their_cases_and_the_se
     );
 }
 
-/// Attempts at [`record_then_check_slowed_writes`] before the test gives up: an attempt in
-/// which the machine's references moved beyond the timing model between recording and
-/// checking (a host whose CPU speed changed for a minute: x2.1 in a CI run) judges no time,
-/// and says nothing about the slowdown either way. Each inconclusive attempt is printed.
-const SLOWED_WRITE_ATTEMPTS: usize = 3;
-
 const ENTITY_WRITES: [&str; 2] = ["crud.create_entity", "crud.update_entity"];
 
 async fn slowed_entity_writes_judged() -> AreaOutcome {
-    for attempt in 1..=SLOWED_WRITE_ATTEMPTS {
-        let outcome = record_then_check_slowed_writes().await;
-        let unjudged: Vec<&String> = (outcome.unjudged.iter())
-            .filter(|c| ENTITY_WRITES.contains(&c.as_str()))
-            .collect();
-        if unjudged.is_empty() {
-            return outcome;
-        }
-        // Straight to the process's stderr, so that a repeat shows in CI's log even when the
-        // test passes (libtest captures eprint!).
-        use std::io::Write as _;
-        let _ = writeln!(
-            std::io::stderr(),
-            "slowed entity writes: attempt {attempt} of {SLOWED_WRITE_ATTEMPTS} inconclusive, \
-             time not judged for {unjudged:?} (the references moved between recording and \
-             checking); repeating"
-        );
-    }
-    panic!(
-        "{SLOWED_WRITE_ATTEMPTS} attempts in a row judged no time for the entity writes: \
-         this machine's references move too much between two runs a minute apart"
+    attempts::until_judged(
+        "slowed entity writes",
+        record_then_check_slowed_writes,
+        |o: &AreaOutcome| {
+            (o.unjudged.iter())
+                .filter(|c| ENTITY_WRITES.contains(&c.as_str()))
+                .cloned()
+                .collect()
+        },
     )
+    .await
 }
 
 /// Records a baseline of the CRUD cases, then checks them on a database whose entity writes

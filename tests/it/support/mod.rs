@@ -1,6 +1,7 @@
 //! Fixtures shared by the integration tests: the run's server, per-test databases, and the
 //! timing gate. Nothing here asserts; tests do.
 
+pub mod attempts;
 pub mod bounded;
 pub mod database;
 pub mod dedicated;
