@@ -114,7 +114,10 @@ async fn a_regression_exits_1_naming_the_case_and_a_slowdown_of_no_case_exits_2(
             .output()
             .unwrap();
         assert_eq!(out.status.code(), Some(0), "recording: {}", stderr(&out));
-        pgperf(run, &[("PGPERF_INJECT_SLOWDOWN", "lookup.trigram_search=4")])
+        pgperf(
+            run,
+            &[("PGPERF_INJECT_SLOWDOWN", "lookup.trigram_search=4")],
+        )
     };
     let out = attempts::until_judged("a 4x slowdown", record_then_slow, |out: &Output| {
         let said = format!("{}{}", stderr(out), String::from_utf8_lossy(&out.stdout));
