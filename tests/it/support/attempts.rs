@@ -40,3 +40,42 @@ where
          too much between two runs a minute apart"
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unjudged_until_third(n: &usize) -> Vec<String> {
+        if *n < 3 {
+            vec![format!("case {n}")]
+        } else {
+            Vec::new()
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unjudged_attempt_is_repeated_and_the_first_judged_one_kept() {
+        let mut tried = 0;
+        let kept = until_judged(
+            "support::attempts self-test",
+            || {
+                tried += 1;
+                std::future::ready(tried)
+            },
+            unjudged_until_third,
+        )
+        .await;
+        assert_eq!(kept, 3);
+    }
+
+    #[tokio::test]
+    #[should_panic(expected = "(never judged): 3 attempts in a row judged no time")]
+    async fn attempts_that_are_never_judged_fail_the_test() {
+        until_judged(
+            "support::attempts self-test (never judged)",
+            || std::future::ready(0),
+            unjudged_until_third,
+        )
+        .await;
+    }
+}
