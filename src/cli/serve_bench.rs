@@ -402,7 +402,7 @@ fn print_report(r: &Report) {
         &r.cached_search_http,
         &format!(
             "p50 within {MAX_CACHED_OVERHEAD_MS} ms of the data layer (is {})",
-            r.cached_overhead_p50_ms
+            Ms(r.cached_overhead_p50_ms)
         ),
         verdict(r.cached_overhead_p50_ms <= MAX_CACHED_OVERHEAD_MS),
     );

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use pgperf::perf::baseline::{Environment, Mode, Verdict};
+use pgperf::perf::baseline::{Environment, Mode};
 use pgperf::perf::{CaseFailure, Guard, PerfError, report};
 use pgperf::scenarios::{self, Area, suite};
 
@@ -78,13 +78,8 @@ async fn check_area_with(
     for note in &prepared.notes {
         text.push_str(&format!("\n{note}"));
     }
-    let unjudged = outcome
-        .reports
-        .iter()
-        .filter(|r| {
-            r.comparison
-                .is_some_and(|c| c.verdict == Verdict::OutOfModel)
-        })
+    let unjudged = report::unjudged(&outcome.reports)
+        .into_iter()
         .map(|r| r.case.as_str().to_string())
         .collect();
     AreaOutcome {

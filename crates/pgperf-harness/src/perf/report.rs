@@ -186,7 +186,7 @@ pub fn table(reports: &[CaseReport]) -> String {
 }
 
 /// The cases whose time this run could not judge (the machine is outside the model).
-fn unjudged(reports: &[CaseReport]) -> Vec<&CaseReport> {
+pub fn unjudged(reports: &[CaseReport]) -> Vec<&CaseReport> {
     reports
         .iter()
         .filter(|r| {
