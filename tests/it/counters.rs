@@ -75,6 +75,20 @@ where
     err
 }
 
+/// The recorded value, the measured one and the bound of a counter failure that starts with
+/// `what`: "`what` went from R to M (the bound allows L): ...".
+fn figures(err: &str, what: &str) -> (f64, f64, f64) {
+    let number = |s: &str| -> f64 { s.parse().unwrap_or_else(|_| panic!("{s:?} in {err}")) };
+    let rest = err
+        .split_once(&format!("{what} went from "))
+        .unwrap_or_else(|| panic!("no \"{what}\" in: {err}"))
+        .1;
+    let (recorded, rest) = rest.split_once(" to ").expect(err);
+    let (measured, rest) = rest.split_once(" (the bound allows ").expect(err);
+    let (limit, _) = rest.split_once(')').expect(err);
+    (number(recorded), number(measured), number(limit))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fetching_fifty_entities_one_by_one_fails_on_round_trips() {
     let err = failure_after(
@@ -84,11 +98,13 @@ async fn fetching_fifty_entities_one_by_one_fails_on_round_trips() {
         |_| async {},
     )
     .await;
-    assert!(
-        err.contains("case crud.get_many_50: round trips per operation went from 1")
-            && err.contains(" to 50 (the bound allows 1."),
-        "{err}"
-    );
+    let (recorded, measured, limit) =
+        figures(&err, "case crud.get_many_50: round trips per operation");
+    // One query per call, then fifty. A new connection's login and first prepare are turns
+    // too, so churn in the pool on a loaded machine may add a few hundredths to either.
+    assert!((1.0..1.1).contains(&recorded), "{err}");
+    assert!((50.0..51.0).contains(&measured), "{err}");
+    assert!(limit < 2.0, "{err}");
     assert!(
         err.contains("N+1") && err.contains("PGPERF_BASELINE=update"),
         "{err}"

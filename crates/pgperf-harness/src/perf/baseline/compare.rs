@@ -327,10 +327,12 @@ pub fn compare(baseline: &CaseBaseline, observed: &Observation) -> Comparison {
     let floor_us = bound.floor_us.max(ROUND_TRIP_FLOOR * now.round_trip_us);
     let stretch = stretch(&baseline.references_us, &observed.references);
     let counter_breach = counter_breach(baseline, observed);
-    let verdict = if observed.summary.p95_us > ceiling_us {
-        Verdict::CeilingBreached
-    } else if counter_breach.is_some() {
+    // A counter first: it names the cause (an extra query, a lost index) on any machine, where
+    // a tail over its ceiling is only the symptom, and one that a loaded machine can also show.
+    let verdict = if counter_breach.is_some() {
         Verdict::CounterRegressed
+    } else if observed.summary.p95_us > ceiling_us {
+        Verdict::CeilingBreached
     } else if !in_model(then, now) {
         Verdict::OutOfModel
     } else if ratio > bound.fail_ratio && excess_us > floor_us {
@@ -650,6 +652,18 @@ mod tests {
         let breach = c.counter_breach.unwrap();
         assert_eq!(breach.counter, Counter::RoundTrips);
         assert_eq!((breach.recorded, breach.measured), (2.0, 51.0));
+    }
+
+    #[test]
+    fn a_counter_breach_is_named_before_the_tail_it_causes() {
+        // Fifty queries where there was one: the p95 passes its ceiling too, and the
+        // failure names the counter, which says why.
+        let b = baseline();
+        let mut o = seen(200.0, THEN, counters(51.0, 8.0));
+        o.summary.p95_us = 2.0 * (P95_CEILING_FACTOR * b.p95_us + P95_CEILING_SLACK_US);
+        let c = compare(&b, &o);
+        assert_eq!(c.verdict, Verdict::CounterRegressed, "{c:?}");
+        assert!(o.summary.p95_us > c.ceiling_us, "{c:?}");
     }
 
     #[test]
