@@ -64,6 +64,24 @@ pub const MAX_NAME_CHARS: usize = 500;
 /// FEBRL record's name and address take 50-80).
 pub const MAX_BATCH_CHARS: usize = 100_000;
 
+/// `text` normalized, or why it is refused: over [`MAX_NAME_CHARS`] as given (refused before
+/// any normalizing, so a huge name costs a count of its characters) or once normalized (a
+/// compatibility character can decompose into many).
+pub fn normalize_within_limit(text: &str) -> Result<String, String> {
+    let raw = text.chars().count();
+    if raw > MAX_NAME_CHARS {
+        return Err(format!("{raw} characters; at most {MAX_NAME_CHARS}"));
+    }
+    let norm = normalize_name(text);
+    let chars = norm.chars().count();
+    if chars > MAX_NAME_CHARS {
+        return Err(format!(
+            "{raw} characters ({chars} normalized); at most {MAX_NAME_CHARS}"
+        ));
+    }
+    Ok(norm)
+}
+
 /// Checks a batch before any database work: the name count, each name's length before and
 /// after normalization (an error names `names[i].name`), and the batch's character budget.
 /// Returns the normalized names.
@@ -77,19 +95,9 @@ pub fn validate_batch(names: &[NameToResolve]) -> Result<Vec<String>, DbError> {
     let mut total = 0;
     let mut normalized = Vec::with_capacity(names.len());
     for (i, n) in names.iter().enumerate() {
-        let raw = n.name.chars().count();
-        let norm = normalize_name(&n.name);
-        let chars = norm.chars().count();
-        if raw > MAX_NAME_CHARS || chars > MAX_NAME_CHARS {
-            return Err(DbError::invalid(
-                format!("names[{i}].name"),
-                format!(
-                    "{} characters ({chars} normalized); at most {MAX_NAME_CHARS}",
-                    raw
-                ),
-            ));
-        }
-        total += chars;
+        let norm = normalize_within_limit(&n.name)
+            .map_err(|why| DbError::invalid(format!("names[{i}].name"), why))?;
+        total += norm.chars().count();
         normalized.push(norm);
     }
     if total > MAX_BATCH_CHARS {
@@ -429,6 +437,12 @@ mod tests {
             validate_batch(&ok).unwrap()[0].chars().count(),
             MAX_NAME_CHARS
         );
+    }
+
+    #[test]
+    fn a_huge_name_is_refused_on_its_length_as_given() {
+        let e = normalize_within_limit(&"x".repeat(100_000)).unwrap_err();
+        assert_eq!(e, "100000 characters; at most 500");
     }
 
     #[test]

@@ -15,7 +15,7 @@ use super::telemetry::{Operation, Outcome};
 use super::{AppState, Problem};
 use crate::db::repo::entities;
 use crate::db::resolve::{
-    MAX_NAME_CHARS, NameToResolve, Thresholds, resolve_batch, validate_batch,
+    NameToResolve, Thresholds, normalize_within_limit, resolve_batch, validate_batch,
 };
 use crate::db::search::{Cursor, SearchPage, SearchRequest};
 use crate::db::search_cache::Served;
@@ -90,14 +90,7 @@ fn parse_cursor(text: &str) -> Option<Cursor> {
 fn search_request(p: SearchParams) -> Result<SearchRequest, Problem> {
     let text =
         p.q.ok_or_else(|| Problem::bad_input("q", "is missing (the text to search for)"))?;
-    let chars = text.chars().count();
-    let normalized = crate::db::normalize_name(&text).chars().count();
-    if chars > MAX_NAME_CHARS || normalized > MAX_NAME_CHARS {
-        return Err(Problem::bad_input(
-            "q",
-            format!("{chars} characters ({normalized} normalized); at most {MAX_NAME_CHARS}"),
-        ));
-    }
+    normalize_within_limit(&text).map_err(|why| Problem::bad_input("q", why))?;
     let kind = p
         .kind
         .map(|k| EntityKind::parse(&k))
