@@ -165,6 +165,57 @@ async fn the_database_check_answers_while_every_pool_connection_is_taken() {
     drop(held);
 }
 
+/// How many database checks the service has run, from its own `/metrics`.
+async fn checks_run(client: &reqwest::Client, url: &str) -> u64 {
+    let text = client.get(url).send().await.unwrap().text().await.unwrap();
+    let line = text
+        .lines()
+        .find(|l| {
+            l.starts_with("pgperf_db_query_duration_seconds_count{")
+                && l.contains("operation=\"health_check\"")
+        })
+        .unwrap_or_else(|| panic!("no health_check count in:\n{text}"));
+    line.rsplit(' ').next().unwrap().parse().expect(line)
+}
+
+#[tokio::test]
+async fn a_flood_of_database_checks_shares_one_query_and_an_old_one_is_run_again() {
+    use pgperf::service::{CHECK_MAX_AGE, CHECK_REFRESH_AFTER};
+    let t = TestDb::new().await;
+    let s = Running::start(t.db.clone(), Config::default()).await;
+    let client = reqwest::Client::new();
+    assert_eq!(get(&s.url("/health/database")).await.0, 200);
+    let before = checks_run(&client, &s.url("/metrics")).await;
+
+    let started = Instant::now();
+    let url = s.url("/health/database");
+    let answers = futures::future::join_all((0..200).map(|_| get(&url))).await;
+    let took = started.elapsed();
+
+    let passed = answers
+        .iter()
+        .filter(|(status, _, body)| *status == 200 && body["status"] == "pass");
+    assert_eq!(
+        passed.count(),
+        200,
+        "{:?}",
+        answers.iter().find(|a| a.0 != 200)
+    );
+    let ran = checks_run(&client, &s.url("/metrics")).await - before;
+    // One check per refresh interval at most (and one more begun as the flood ended).
+    let allowed = 2 + (took.as_secs_f64() / CHECK_REFRESH_AFTER.as_secs_f64()) as u64;
+    assert!(ran <= allowed, "{ran} checks for 200 probes in {took:?}");
+
+    tokio::time::sleep(CHECK_MAX_AGE + Duration::from_millis(300)).await;
+    let (status, _, body) = get(&s.url("/health/database")).await;
+    assert_eq!(status, 200, "{body}");
+    let age = body["age_ms"].as_f64().expect("an age");
+    assert!(
+        age < 100.0,
+        "a check older than {CHECK_MAX_AGE:?} was shared: {body}"
+    );
+}
+
 #[tokio::test]
 async fn a_resolution_past_its_time_is_a_503_and_leaves_no_statement_running() {
     let t = TestDb::new().await;

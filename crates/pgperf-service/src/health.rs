@@ -6,6 +6,7 @@
 //! and shares for [`STATS_MAX_AGE`]: a scrape storm cannot load the database.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::State;
@@ -105,10 +106,7 @@ impl Monitor {
             Err(_) => {
                 // The connection may still get the answer later: start afresh next time.
                 *conn = None;
-                Err(format!(
-                    "no answer within {} ms",
-                    DATABASE_CHECK_TIMEOUT.as_millis()
-                ))
+                Err(timed_out())
             }
         };
         let r = Reading {
@@ -172,65 +170,158 @@ fn round3(x: f64) -> f64 {
     (x * 1e3).round() / 1e3
 }
 
-/// The connection `/health/database` checks on: its own, outside the pool, so that the check
-/// reports the database, not the pool's queue (a saturated pool is for the detailed check and
-/// the metrics to report). Checks take turns on it; a check cut off by its time limit drops
-/// the connection (it may be mid-query), and the next one connects again.
+/// A passing database check at most this old answers `GET /health/database` at once.
+pub const CHECK_MAX_AGE: Duration = STATS_MAX_AGE;
+
+/// A passing check older than this is still answered, and the next one starts in the
+/// background: a probe every few hundred ms never waits on the database.
+pub const CHECK_REFRESH_AFTER: Duration = Duration::from_millis(250);
+
+/// One `SELECT 1` on the probe's connection: when it ended, how long it took, and why it
+/// failed if it did (words without address or secret).
+#[derive(Debug, Clone)]
+struct Probed {
+    at: Instant,
+    took: Duration,
+    failure: Option<String>,
+}
+
+fn timed_out() -> String {
+    format!("no answer within {} ms", DATABASE_CHECK_TIMEOUT.as_millis())
+}
+
+/// The `SELECT 1` behind `/health/database`, on a connection of its own outside the pool, so
+/// the check reports the database, not the pool's queue (a saturated pool is for the detailed
+/// check and the metrics to report).
+///
+/// A passing check younger than [`CHECK_MAX_AGE`] is shared: a flood of probes costs the
+/// database nothing and queues behind nothing, and a database saturated by other work (a
+/// resolution flood) does not slow the probes' answers. Past [`CHECK_REFRESH_AFTER`] the
+/// next check runs in the background. Otherwise a request runs the check itself, one at a
+/// time: a request that waited while another ran takes that one's result. A check cut off by
+/// its time limit drops the connection (it may be mid-query); the next connects again.
 #[derive(Default)]
 pub struct Probe {
-    conn: tokio::sync::Mutex<Option<PgConnection>>,
+    conn: Arc<tokio::sync::Mutex<Option<PgConnection>>>,
+    last: std::sync::Mutex<Option<Probed>>,
 }
 
 impl Probe {
-    async fn select_1(&self, db: &Db) -> Result<(), DbError> {
-        // A closed pool means the service is stopping: its database is no longer served.
-        if db.pool().is_closed() {
-            return Err(DbError::Unavailable {
-                source: sqlx::Error::PoolClosed,
-            });
+    async fn check(self: &Arc<Self>, db: &Db, telemetry: &Arc<Telemetry>) -> Probed {
+        let arrived = Instant::now();
+        let shared = self.last().filter(|c| {
+            c.failure.is_none() && c.at.elapsed() < CHECK_MAX_AGE && !db.pool().is_closed()
+        });
+        match shared {
+            Some(c) => {
+                if c.at.elapsed() >= CHECK_REFRESH_AFTER {
+                    self.refresh_in_background(db, telemetry);
+                }
+                c
+            }
+            None => self.check_now(db, telemetry, arrived).await,
         }
-        let mut slot = self.conn.lock().await;
-        let mut conn = match slot.take() {
-            Some(c) => c,
-            None => db.connect_one().await?,
+    }
+
+    fn last(&self) -> Option<Probed> {
+        self.last.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    async fn check_now(&self, db: &Db, telemetry: &Telemetry, arrived: Instant) -> Probed {
+        let deadline = tokio::time::Instant::from_std(arrived + DATABASE_CHECK_TIMEOUT);
+        let turn = tokio::time::timeout_at(deadline, Arc::clone(&self.conn).lock_owned());
+        let Ok(mut conn) = turn.await else {
+            return self.ended(telemetry, arrived, Outcome::Timeout, Some(timed_out()));
         };
-        sqlx::query("SELECT 1").execute(&mut conn).await?;
-        *slot = Some(conn);
-        Ok(())
+        if let Some(c) = self.last().filter(|c| c.at >= arrived) {
+            return c;
+        }
+        self.run(&mut conn, db, telemetry, deadline).await
+    }
+
+    /// Starts a check unless one is running; it ends within [`DATABASE_CHECK_TIMEOUT`].
+    fn refresh_in_background(self: &Arc<Self>, db: &Db, telemetry: &Arc<Telemetry>) {
+        let Ok(mut conn) = Arc::clone(&self.conn).try_lock_owned() else {
+            return;
+        };
+        let (probe, db, telemetry) = (Arc::clone(self), db.clone(), Arc::clone(telemetry));
+        tokio::spawn(async move {
+            let deadline = tokio::time::Instant::now() + DATABASE_CHECK_TIMEOUT;
+            probe.run(&mut conn, &db, &telemetry, deadline).await;
+        });
+    }
+
+    async fn run(
+        &self,
+        conn: &mut Option<PgConnection>,
+        db: &Db,
+        telemetry: &Telemetry,
+        deadline: tokio::time::Instant,
+    ) -> Probed {
+        let started = Instant::now();
+        match tokio::time::timeout_at(deadline, select_1(db, conn)).await {
+            Ok(Ok(())) => self.ended(telemetry, started, Outcome::Ok, None),
+            Ok(Err(e)) => {
+                tracing::warn!("health check of the database failed: {e}");
+                let why = reason(&e).to_owned();
+                self.ended(telemetry, started, Outcome::Error, Some(why))
+            }
+            Err(_) => self.ended(telemetry, started, Outcome::Timeout, Some(timed_out())),
+        }
+    }
+
+    /// Keeps and meters a check that began at `started`.
+    fn ended(
+        &self,
+        telemetry: &Telemetry,
+        started: Instant,
+        outcome: Outcome,
+        failure: Option<String>,
+    ) -> Probed {
+        let took = started.elapsed();
+        telemetry.query(Operation::HealthCheck, took, outcome);
+        let c = Probed {
+            at: Instant::now(),
+            took,
+            failure,
+        };
+        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some(c.clone());
+        c
     }
 }
 
-/// `GET /health/database`: `SELECT 1` on the probe's own connection within
-/// [`DATABASE_CHECK_TIMEOUT`].
-pub async fn database(State(state): State<AppState>) -> Response {
-    let started = Instant::now();
-    let check = state.probe.select_1(&state.db);
-    let result = tokio::time::timeout(DATABASE_CHECK_TIMEOUT, check).await;
-    let took = started.elapsed();
-    let outcome = match &result {
-        Ok(Ok(())) => Outcome::Ok,
-        Ok(Err(_)) => Outcome::Error,
-        Err(_) => Outcome::Timeout,
+async fn select_1(db: &Db, slot: &mut Option<PgConnection>) -> Result<(), DbError> {
+    // A closed pool means the service is stopping: its database is no longer served.
+    if db.pool().is_closed() {
+        return Err(DbError::Unavailable {
+            source: sqlx::Error::PoolClosed,
+        });
+    }
+    let mut conn = match slot.take() {
+        Some(c) => c,
+        None => db.connect_one().await?,
     };
-    state.telemetry.query(Operation::HealthCheck, took, outcome);
-    match result {
-        Ok(Ok(())) => health(
+    sqlx::query("SELECT 1").execute(&mut conn).await?;
+    *slot = Some(conn);
+    Ok(())
+}
+
+/// `GET /health/database`: the latest `SELECT 1` on the probe's own connection ([`Probe`]),
+/// each within [`DATABASE_CHECK_TIMEOUT`]: its latency and its age.
+pub async fn database(State(state): State<AppState>) -> Response {
+    let c = state.probe.check(&state.db, &state.telemetry).await;
+    match c.failure {
+        None => health(
             StatusCode::OK,
-            json!({ "status": "pass", "latency_ms": round3(took.as_secs_f64() * 1e3) }),
-        ),
-        Ok(Err(e)) => {
-            tracing::warn!("health check of the database failed: {e}");
-            health(
-                StatusCode::SERVICE_UNAVAILABLE,
-                json!({ "status": "fail", "reason": reason(&e) }),
-            )
-        }
-        Err(_) => health(
-            StatusCode::SERVICE_UNAVAILABLE,
             json!({
-                "status": "fail",
-                "reason": format!("no answer within {} ms", DATABASE_CHECK_TIMEOUT.as_millis()),
+                "status": "pass",
+                "latency_ms": round3(c.took.as_secs_f64() * 1e3),
+                "age_ms": round3(c.at.elapsed().as_secs_f64() * 1e3),
             }),
+        ),
+        Some(why) => health(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({ "status": "fail", "reason": why }),
         ),
     }
 }

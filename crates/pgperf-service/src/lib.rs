@@ -5,8 +5,9 @@
 //!
 //! - `GET /health/live`: the process answers; no database involved, so a liveness probe never
 //!   restarts the service because its database is down.
-//! - `GET /health/database`: `SELECT 1` within [`DATABASE_CHECK_TIMEOUT`]: 200 with the
-//!   latency, or 503 with the reason (never a URL, host or password).
+//! - `GET /health/database`: `SELECT 1` within [`DATABASE_CHECK_TIMEOUT`], a passing one
+//!   shared for [`CHECK_MAX_AGE`]: 200 with the latency and age, or 503 with the reason (never
+//!   a URL, host or password).
 //! - `GET /health/database/metrics`: the pool, the database operations of the window, the
 //!   search cache and the database's own figures, as JSON.
 //! - `GET /health/database/detailed`: `application/health+json` (IETF health check draft),
@@ -47,7 +48,9 @@ use crate::db::search_cache::{DEFAULT_TTL, SearchCache};
 use crate::db::{Db, DbError, MeteredConnection};
 
 pub use connections::{ConnectionLimits, accept_loop};
-pub use health::{DATABASE_CHECK_TIMEOUT, HEALTH_JSON, STATS_MAX_AGE};
+pub use health::{
+    CHECK_MAX_AGE, CHECK_REFRESH_AFTER, DATABASE_CHECK_TIMEOUT, HEALTH_JSON, STATS_MAX_AGE,
+};
 pub use problem::{PROBLEM_JSON, Problem};
 pub use telemetry::{Operation, Telemetry};
 pub use thresholds::{Thresholds, ThresholdsError};
