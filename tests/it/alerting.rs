@@ -1,12 +1,14 @@
 //! An alert reaches a person: the committed monitoring files, run by a real Prometheus and a
 //! real Alertmanager (Debian's, from scripts/monitoring-tools), scrape the API service and
-//! notify `pgperf alert-sink`. The database is stopped: `PgperfDatabaseDown` must arrive,
-//! naming the instance and a runbook that exists; started again: the resolved notification
-//! must arrive.
+//! notify `pgperf alert-sink`.
+//! - The database is stopped: `PgperfDatabaseDown` must arrive, naming the instance and a
+//!   runbook that exists; started again: the resolved notification must arrive.
+//! - Search is made slow by a trial trigger in the database: the search latency SLO's
+//!   burn-rate alert must arrive, and must not before the trigger.
 //!
 //! Only what a test cannot wait for is shortened (scrape and evaluation every second,
 //! Alertmanager's group wait and interval); the rules are the committed ones, `for: 1m`
-//! included, so the notification is due about 62 s after the stop.
+//! included, so the database-down notification is due about 62 s after the stop.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -15,6 +17,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::service::monitoring_tool;
+use crate::support::database::TestDb;
 use crate::support::dedicated::{Dedicated, free_port};
 use crate::support::service::Running;
 
@@ -142,21 +145,30 @@ fn start_stack(target: &str) -> Stack {
 }
 
 impl Stack {
+    /// Every alert the sink has logged so far, and the log's text.
+    fn received(&self) -> (Vec<Value>, String) {
+        let text = std::fs::read_to_string(&self.sink_log).unwrap_or_default();
+        let alerts = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .flat_map(|n| {
+                n["notification"]["alerts"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .collect();
+        (alerts, text)
+    }
+
     /// The first notification of `alert` with `status`, polled until `limit`; the logs of the
     /// stack in the panic message otherwise.
     async fn notification(&self, alert: &str, status: &str, limit: Duration) -> Value {
         let deadline = Instant::now() + limit;
         loop {
-            let text = std::fs::read_to_string(&self.sink_log).unwrap_or_default();
-            let found = text
-                .lines()
-                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-                .flat_map(|n| {
-                    n["notification"]["alerts"]
-                        .as_array()
-                        .cloned()
-                        .unwrap_or_default()
-                })
+            let (alerts, text) = self.received();
+            let found = alerts
+                .into_iter()
                 .find(|a| a["labels"]["alertname"] == alert && a["status"] == status);
             if let Some(a) = found {
                 return a;
@@ -188,11 +200,7 @@ impl Stack {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_database_reaches_the_alert_sink_with_its_instance_and_runbook_then_resolves() {
-    if !Path::new(ALERTMANAGER_TEMPLATES).is_file() {
-        crate::support::skip::skip(&format!(
-            "Debian's Alertmanager needs {ALERTMANAGER_TEMPLATES} (scripts/monitoring-tools puts it \
-             there as root or with passwordless sudo)"
-        ));
+    if !alertmanager_can_run() {
         return;
     }
     let Some(server) = Dedicated::start().await else {
@@ -216,12 +224,7 @@ async fn a_stopped_database_reaches_the_alert_sink_with_its_instance_and_runbook
         "PgperfDatabaseDown reached the sink {:.1} s after the stop",
         took.as_secs_f64()
     );
-    assert_eq!(firing["labels"]["instance"], target.as_str());
-    let runbook = firing["annotations"]["runbook_url"].as_str().unwrap();
-    assert!(
-        root().join(runbook).is_file(),
-        "runbook {runbook} does not exist"
-    );
+    assert_names_instance_and_runbook(&firing, &target);
 
     container.start().await.unwrap();
     let restarted = Instant::now();
@@ -233,4 +236,102 @@ async fn a_stopped_database_reaches_the_alert_sink_with_its_instance_and_runbook
         restarted.elapsed().as_secs_f64()
     );
     server.shutdown().await;
+}
+
+/// Debian's Alertmanager needs its templates; without them the test is skipped, visibly.
+fn alertmanager_can_run() -> bool {
+    let found = Path::new(ALERTMANAGER_TEMPLATES).is_file();
+    if !found {
+        crate::support::skip::skip(&format!(
+            "Debian's Alertmanager needs {ALERTMANAGER_TEMPLATES} (scripts/monitoring-tools puts it \
+             there as root or with passwordless sudo)"
+        ));
+    }
+    found
+}
+
+fn assert_names_instance_and_runbook(alert: &Value, instance: &str) {
+    assert_eq!(alert["labels"]["instance"], instance, "{alert}");
+    let runbook = alert["annotations"]["runbook_url"].as_str().unwrap();
+    assert!(
+        root().join(runbook).is_file(),
+        "runbook {runbook} does not exist"
+    );
+}
+
+/// Sends searches one after another until dropped: the same query (cached after the first)
+/// when `distinct` is false, a new one each time (a cache miss, so a store) otherwise.
+fn search_traffic(base: String, distinct: bool) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let client = reqwest::Client::new();
+        for i in 0u64.. {
+            let q = if distinct {
+                format!("trial{i}")
+            } else {
+                "trial".into()
+            };
+            let sent = client
+                .get(format!("{base}/search?q={q}&limit=5"))
+                .send()
+                .await;
+            let status = sent.map(|r| r.status().as_u16()).unwrap_or(0);
+            assert_eq!(status, 200, "search {q} answered {status}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+}
+
+/// Stops search traffic; a failed search (a panic in its task) fails the test.
+async fn stop(traffic: tokio::task::JoinHandle<()>) {
+    traffic.abort();
+    if let Err(e) = traffic.await {
+        assert!(e.is_cancelled(), "search traffic failed: {e}");
+    }
+}
+
+/// A trial trigger that makes every stored search page, so every uncached search, slow.
+async fn make_search_slow(db: &pgperf::db::Db) {
+    // 0.6 s a store: over the search latency SLO's 0.4 s.
+    for statement in [
+        "CREATE FUNCTION slow_search_store() RETURNS trigger LANGUAGE plpgsql AS $$ \
+         BEGIN PERFORM pg_sleep(0.6); RETURN NEW; END $$",
+        "CREATE TRIGGER slow_search_store BEFORE INSERT ON search_cache \
+         FOR EACH ROW EXECUTE FUNCTION slow_search_store()",
+    ] {
+        sqlx::query(statement).execute(db.pool()).await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_searches_fire_the_search_latency_burn_rate_alert_with_its_instance_and_runbook() {
+    const ALERT: &str = "PgperfSearchLatencyBudgetBurn";
+    if !alertmanager_can_run() {
+        return;
+    }
+    let t = TestDb::new().await;
+    let service = Running::start(t.db.clone(), pgperf::service::Config::default()).await;
+    let target = service.base.trim_start_matches("http://").to_owned();
+    let stack = start_stack(&target);
+
+    // Fast (cached) searches first: scraped and evaluated for 10 s, they must not fire it.
+    let fast = search_traffic(service.base.clone(), false);
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    stop(fast).await;
+    let (alerts, text) = stack.received();
+    assert!(
+        !alerts.iter().any(|a| a["labels"]["alertname"] == ALERT),
+        "{ALERT} fired while searches were fast:\n{text}"
+    );
+
+    make_search_slow(&t.db).await;
+    let slowed = Instant::now();
+    let slow = search_traffic(service.base.clone(), true);
+    let firing = stack.notification(ALERT, "firing", NOTIFY_WITHIN).await;
+    stop(slow).await;
+    eprintln!(
+        "{ALERT} reached the sink {:.1} s after search was made slow",
+        slowed.elapsed().as_secs_f64()
+    );
+    assert_names_instance_and_runbook(&firing, &target);
+    assert_eq!(firing["labels"]["slo"], "search_latency", "{firing}");
 }
