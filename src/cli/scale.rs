@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use futures::TryStreamExt;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
@@ -44,6 +45,11 @@ const SEED: u64 = pgperf::scenarios::seed::SEED;
 const BATCH: usize = 1_000;
 /// Popular queries of the cached case.
 const POPULAR: usize = 20;
+/// Index builds run side by side, each on a connection of its own: PostgreSQL 15 builds a GIN
+/// index in one process, so one at a time would leave a core of the machine kind idle.
+const BUILDERS: usize = 2;
+/// The memory each index build may sort in.
+const BUILD_MEMORY: &str = "SET maintenance_work_mem = '1GB'";
 
 /// The trigram index type(s) to measure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
@@ -240,7 +246,8 @@ pub async fn run(args: ScaleArgs) -> anyhow::Result<()> {
         .with_context(|| format!("creating {}", args.out.display()))?;
     let report = with_workspace_on("scale", &args.pg_settings, async |ws| {
         let settings = PoolSettings {
-            max_connections: 2,
+            // The measuring connection, and the index builders beside it.
+            max_connections: 1 + BUILDERS as u32,
             statement_timeout: Some(Duration::from_secs(600)),
             query_timeout: Duration::from_secs(900),
             ..PoolSettings::default()
@@ -265,19 +272,16 @@ async fn measure_sizes(db: &Db, args: &ScaleArgs) -> anyhow::Result<Report> {
     let rss_start = status_kib("VmRSS:").unwrap_or(0);
     reset_peak_rss();
     let mut conn = db.acquire().await?;
-    sqlx::query("SET maintenance_work_mem = '1GB'")
-        .execute(&mut *conn)
-        .await?;
     let (mut loads, mut rows) = (Vec::new(), Vec::new());
     let mut loaded = 0;
     for &size in &args.sizes {
-        let mut load = grow(&mut conn, loaded, size, args.index.types()[0]).await?;
+        let mut load = grow(db, &mut conn, loaded, size, args.index.types()[0]).await?;
         let mut built = args.index.types()[0];
         loaded = size;
         for &index in args.index.types() {
             if built != index {
                 let started = Instant::now();
-                rebuild(&mut conn, index).await?;
+                rebuild(db, &mut conn, index).await?;
                 eprintln!(
                     "pgperf: {size} entities: {} indexes built in {:.1} s",
                     index.as_str(),
@@ -305,6 +309,7 @@ async fn measure_sizes(db: &Db, args: &ScaleArgs) -> anyhow::Result<Report> {
 /// Adds entities `from..to` through COPY, with the trigram indexes dropped during the load
 /// and rebuilt as `index` after it, then VACUUM ANALYZE.
 async fn grow(
+    db: &Db,
     conn: &mut PgConnection,
     from: u64,
     to: u64,
@@ -320,10 +325,8 @@ async fn grow(
         .with_context(|| format!("loading entities {from} to {to}"))?;
     let copy_s = started.elapsed().as_secs_f64();
     let started = Instant::now();
-    for sql in CREATE_WORDS {
-        sqlx::query(sql).execute(&mut *conn).await?;
-    }
-    rebuild(conn, index).await?;
+    build_indexes(db, CREATE_WORDS.into_iter().chain(index.create())).await?;
+    vacuum_analyze(db).await?;
     let index_s = started.elapsed().as_secs_f64();
     eprintln!(
         "pgperf: {to} entities: {} entities and {} aliases copied in {copy_s:.1} s, word and {} trigram indexes built in {index_s:.1} s",
@@ -340,18 +343,48 @@ async fn grow(
     })
 }
 
-async fn rebuild(conn: &mut PgConnection, index: IndexType) -> anyhow::Result<()> {
-    for sql in DROP_TRIGRAM.into_iter().chain(index.create()) {
+async fn rebuild(db: &Db, conn: &mut PgConnection, index: IndexType) -> anyhow::Result<()> {
+    for sql in DROP_TRIGRAM {
         sqlx::query(sql).execute(&mut *conn).await?;
     }
-    for sql in [
-        "ALTER TABLE entities SET (autovacuum_enabled = false)",
-        "ALTER TABLE entity_aliases SET (autovacuum_enabled = false)",
-        "VACUUM ANALYZE entities",
-        "VACUUM ANALYZE entity_aliases",
-    ] {
-        sqlx::query(sql).execute(&mut *conn).await?;
-    }
+    build_indexes(db, index.create()).await?;
+    vacuum_analyze(db).await
+}
+
+/// Runs `statements` [`BUILDERS`] at a time, each on a connection of its own with
+/// [`BUILD_MEMORY`]; logs how long each took.
+async fn build_indexes(
+    db: &Db,
+    statements: impl IntoIterator<Item = &'static str>,
+) -> anyhow::Result<()> {
+    futures::stream::iter(statements.into_iter().map(anyhow::Ok))
+        .try_for_each_concurrent(BUILDERS, async |sql| {
+            let mut conn = db.acquire().await?;
+            let started = Instant::now();
+            sqlx::query(BUILD_MEMORY).execute(&mut *conn).await?;
+            sqlx::query(sql).execute(&mut *conn).await?;
+            eprintln!("pgperf: {:.1} s: {sql}", started.elapsed().as_secs_f64());
+            Ok(())
+        })
+        .await
+}
+
+/// Statistics and the visibility map for both tables, side by side, with autovacuum off so
+/// that it cannot start in the middle of a measurement.
+async fn vacuum_analyze(db: &Db) -> anyhow::Result<()> {
+    let table = async |name: &str| -> anyhow::Result<()> {
+        let mut conn = db.acquire().await?;
+        let off = format!("ALTER TABLE {name} SET (autovacuum_enabled = false)");
+        sqlx::query(sqlx::AssertSqlSafe(off))
+            .execute(&mut *conn)
+            .await?;
+        let vacuum = format!("VACUUM ANALYZE {name}");
+        sqlx::query(sqlx::AssertSqlSafe(vacuum))
+            .execute(&mut *conn)
+            .await?;
+        Ok(())
+    };
+    futures::try_join!(table("entities"), table("entity_aliases"))?;
     Ok(())
 }
 
@@ -418,7 +451,7 @@ async fn measure_cases(
 }
 
 /// `search.uncached` over every name, then `search.cached` cycling over the first
-/// [`POPULAR`], stored beforehand.
+/// [`POPULAR`] (or every name, when fewer), stored beforehand.
 async fn measure_searches(
     conn: &mut PgConnection,
     names: &[NameToResolve],
@@ -434,7 +467,7 @@ async fn measure_searches(
     .await
     .context("search.uncached")?;
     let cache = SearchCache::new(Duration::from_secs(3600))?;
-    let popular = &requests[..POPULAR];
+    let popular = &requests[..POPULAR.min(requests.len())];
     for r in popular {
         cache.search(conn, r).await?;
     }
