@@ -1,29 +1,28 @@
 //! The database health endpoints and `/metrics`.
 //!
 //! The metrics, detailed and Prometheus endpoints read in-memory figures plus one cheap query
-//! on the database's statistics views ([`SERVER_STATS`]), which the [`Monitor`] runs on a
-//! connection of its own (outside the pool, so a saturated pool is reported, not suffered)
-//! and shares for [`STATS_MAX_AGE`]: a scrape storm cannot load the database.
+//! on the database's statistics views ([`SERVER_STATS`]), run on a connection of its own
+//! (outside the pool, so a saturated pool is reported, not suffered) and shared for
+//! [`STATS_MAX_AGE`] ([`SharedCheck`]): a scrape storm cannot load the database.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use futures::FutureExt;
 use serde::Serialize;
 use serde_json::{Value, json};
 use sqlx::PgConnection;
 
 use super::AppState;
-use super::telemetry::{Operation, Outcome, Telemetry, WindowSummary};
+pub use super::shared_check::DATABASE_CHECK_TIMEOUT;
+use super::shared_check::{Reading, SharedCheck, Sharing};
+use super::telemetry::{Operation, Telemetry, WindowSummary};
 use super::thresholds::{Limits, Status, Thresholds};
 use crate::db::latency::ms_of_us;
-use crate::db::{Db, DbError, PoolSnapshot};
-
-/// How long `GET /health/database` and the monitor's query wait for an answer.
-pub const DATABASE_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+use crate::db::{DbError, PoolSnapshot};
 
 /// How long the monitor's figures are reused.
 pub const STATS_MAX_AGE: Duration = Duration::from_secs(1);
@@ -68,64 +67,45 @@ pub struct ServerStats {
     pub cache_entries: i64,
 }
 
-/// The monitor's latest reading.
-#[derive(Debug, Clone)]
-pub struct Reading {
-    /// When it was taken.
-    pub at: Instant,
-    /// How long the query took.
-    pub took: Duration,
-    /// The figures, or why there are none (words without address or secret).
-    pub stats: Result<ServerStats, String>,
+/// The server's statistics, shared for [`STATS_MAX_AGE`] (a background refresh past half of
+/// it), not metered: the monitoring endpoints' one query. Its connection is its own, so it
+/// still reports the server while the service stops.
+pub(crate) fn server_stats() -> SharedCheck<ServerStats> {
+    let sharing = Sharing {
+        max_age: STATS_MAX_AGE,
+        refresh_after: STATS_MAX_AGE / 2,
+        metered_as: None,
+        fails_when_stopping: false,
+    };
+    SharedCheck::new(|c| query(c).boxed(), sharing)
 }
 
-/// Runs [`SERVER_STATS`] at most once per [`STATS_MAX_AGE`], on its own connection.
-#[derive(Debug, Default)]
-pub struct Monitor {
-    state: tokio::sync::Mutex<(Option<PgConnection>, Option<Reading>)>,
-}
-
-impl Monitor {
-    /// The latest reading, taken now if the last one is older than [`STATS_MAX_AGE`].
-    /// Concurrent callers wait for one query and share it.
-    pub async fn reading(&self, db: &Db) -> Reading {
-        let mut guard = self.state.lock().await;
-        let (conn, last) = &mut *guard;
-        if let Some(r) = last.as_ref().filter(|r| r.at.elapsed() < STATS_MAX_AGE) {
-            return r.clone();
-        }
-        let started = Instant::now();
-        let result = tokio::time::timeout(DATABASE_CHECK_TIMEOUT, query(db, conn)).await;
-        let stats = match result {
-            Ok(Ok(s)) => Ok(s),
-            Ok(Err(e)) => {
-                *conn = None;
-                tracing::warn!("the monitor's query failed: {e}");
-                Err(reason(&e).to_owned())
+/// The `SELECT 1` behind `/health/database`, shared for [`CHECK_MAX_AGE`] (a background
+/// refresh past [`CHECK_REFRESH_AFTER`]), metered as [`Operation::HealthCheck`]: a flood of
+/// probes costs the database nothing, and a database saturated by other work (a resolution
+/// flood) does not slow the probes' answers. It fails once the service is stopping.
+pub(crate) fn select_1() -> SharedCheck<()> {
+    let sharing = Sharing {
+        max_age: CHECK_MAX_AGE,
+        refresh_after: CHECK_REFRESH_AFTER,
+        metered_as: Some(Operation::HealthCheck),
+        fails_when_stopping: true,
+    };
+    SharedCheck::new(
+        |c| {
+            async move {
+                sqlx::query("SELECT 1").execute(c).await?;
+                Ok(())
             }
-            Err(_) => {
-                // The connection may still get the answer later: start afresh next time.
-                *conn = None;
-                Err(timed_out())
-            }
-        };
-        let r = Reading {
-            at: Instant::now(),
-            took: started.elapsed(),
-            stats,
-        };
-        *last = Some(r.clone());
-        r
-    }
+            .boxed()
+        },
+        sharing,
+    )
 }
 
-async fn query(db: &Db, conn: &mut Option<PgConnection>) -> Result<ServerStats, DbError> {
-    if conn.is_none() {
-        *conn = Some(db.connect_one().await?);
-    }
-    let c = conn.as_mut().expect("connected above");
+async fn query(c: &mut PgConnection) -> Result<ServerStats, DbError> {
     let row: (i64, i64, i64, i64, i64, i64, String, f64, i64) =
-        sqlx::query_as(SERVER_STATS).fetch_one(&mut *c).await?;
+        sqlx::query_as(SERVER_STATS).fetch_one(c).await?;
     let (commits, rollbacks, hit, read, deadlocks, temp_bytes, connections, oldest, entries) = row;
     Ok(ServerStats {
         commits,
@@ -141,15 +121,6 @@ async fn query(db: &Db, conn: &mut Option<PgConnection>) -> Result<ServerStats, 
         oldest_query_s: oldest,
         cache_entries: entries,
     })
-}
-
-/// Why a database call failed, in words that hold no address or secret.
-pub fn reason(e: &DbError) -> &'static str {
-    if e.is_unavailable() {
-        "the database is unavailable"
-    } else {
-        "the check query failed"
-    }
 }
 
 fn health(status: StatusCode, body: Value) -> Response {
@@ -177,141 +148,12 @@ pub const CHECK_MAX_AGE: Duration = STATS_MAX_AGE;
 /// background: a probe every few hundred ms never waits on the database.
 pub const CHECK_REFRESH_AFTER: Duration = Duration::from_millis(250);
 
-/// One `SELECT 1` on the probe's connection: when it ended, how long it took, and why it
-/// failed if it did (words without address or secret).
-#[derive(Debug, Clone)]
-struct Probed {
-    at: Instant,
-    took: Duration,
-    failure: Option<String>,
-}
-
-fn timed_out() -> String {
-    format!("no answer within {} ms", DATABASE_CHECK_TIMEOUT.as_millis())
-}
-
-/// The `SELECT 1` behind `/health/database`, on a connection of its own outside the pool, so
-/// the check reports the database, not the pool's queue (a saturated pool is for the detailed
-/// check and the metrics to report).
-///
-/// A passing check younger than [`CHECK_MAX_AGE`] is shared: a flood of probes costs the
-/// database nothing and queues behind nothing, and a database saturated by other work (a
-/// resolution flood) does not slow the probes' answers. Past [`CHECK_REFRESH_AFTER`] the
-/// next check runs in the background. Otherwise a request runs the check itself, one at a
-/// time: a request that waited while another ran takes that one's result. A check cut off by
-/// its time limit drops the connection (it may be mid-query); the next connects again.
-#[derive(Default)]
-pub struct Probe {
-    conn: Arc<tokio::sync::Mutex<Option<PgConnection>>>,
-    last: std::sync::Mutex<Option<Probed>>,
-}
-
-impl Probe {
-    async fn check(self: &Arc<Self>, db: &Db, telemetry: &Arc<Telemetry>) -> Probed {
-        let arrived = Instant::now();
-        let shared = self.last().filter(|c| {
-            c.failure.is_none() && c.at.elapsed() < CHECK_MAX_AGE && !db.pool().is_closed()
-        });
-        match shared {
-            Some(c) => {
-                if c.at.elapsed() >= CHECK_REFRESH_AFTER {
-                    self.refresh_in_background(db, telemetry);
-                }
-                c
-            }
-            None => self.check_now(db, telemetry, arrived).await,
-        }
-    }
-
-    fn last(&self) -> Option<Probed> {
-        self.last.lock().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    async fn check_now(&self, db: &Db, telemetry: &Telemetry, arrived: Instant) -> Probed {
-        let deadline = tokio::time::Instant::from_std(arrived + DATABASE_CHECK_TIMEOUT);
-        let turn = tokio::time::timeout_at(deadline, Arc::clone(&self.conn).lock_owned());
-        let Ok(mut conn) = turn.await else {
-            return self.ended(telemetry, arrived, Outcome::Timeout, Some(timed_out()));
-        };
-        if let Some(c) = self.last().filter(|c| c.at >= arrived) {
-            return c;
-        }
-        self.run(&mut conn, db, telemetry, deadline).await
-    }
-
-    /// Starts a check unless one is running; it ends within [`DATABASE_CHECK_TIMEOUT`].
-    fn refresh_in_background(self: &Arc<Self>, db: &Db, telemetry: &Arc<Telemetry>) {
-        let Ok(mut conn) = Arc::clone(&self.conn).try_lock_owned() else {
-            return;
-        };
-        let (probe, db, telemetry) = (Arc::clone(self), db.clone(), Arc::clone(telemetry));
-        tokio::spawn(async move {
-            let deadline = tokio::time::Instant::now() + DATABASE_CHECK_TIMEOUT;
-            probe.run(&mut conn, &db, &telemetry, deadline).await;
-        });
-    }
-
-    async fn run(
-        &self,
-        conn: &mut Option<PgConnection>,
-        db: &Db,
-        telemetry: &Telemetry,
-        deadline: tokio::time::Instant,
-    ) -> Probed {
-        let started = Instant::now();
-        match tokio::time::timeout_at(deadline, select_1(db, conn)).await {
-            Ok(Ok(())) => self.ended(telemetry, started, Outcome::Ok, None),
-            Ok(Err(e)) => {
-                tracing::warn!("health check of the database failed: {e}");
-                let why = reason(&e).to_owned();
-                self.ended(telemetry, started, Outcome::Error, Some(why))
-            }
-            Err(_) => self.ended(telemetry, started, Outcome::Timeout, Some(timed_out())),
-        }
-    }
-
-    /// Keeps and meters a check that began at `started`.
-    fn ended(
-        &self,
-        telemetry: &Telemetry,
-        started: Instant,
-        outcome: Outcome,
-        failure: Option<String>,
-    ) -> Probed {
-        let took = started.elapsed();
-        telemetry.query(Operation::HealthCheck, took, outcome);
-        let c = Probed {
-            at: Instant::now(),
-            took,
-            failure,
-        };
-        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some(c.clone());
-        c
-    }
-}
-
-async fn select_1(db: &Db, slot: &mut Option<PgConnection>) -> Result<(), DbError> {
-    // A closed pool means the service is stopping: its database is no longer served.
-    if db.pool().is_closed() {
-        return Err(DbError::Unavailable {
-            source: sqlx::Error::PoolClosed,
-        });
-    }
-    let mut conn = match slot.take() {
-        Some(c) => c,
-        None => db.connect_one().await?,
-    };
-    sqlx::query("SELECT 1").execute(&mut conn).await?;
-    *slot = Some(conn);
-    Ok(())
-}
-
-/// `GET /health/database`: the latest `SELECT 1` on the probe's own connection ([`Probe`]),
+/// `GET /health/database`: the latest `SELECT 1` on a connection of its own ([`select_1`]),
 /// each within [`DATABASE_CHECK_TIMEOUT`]: its latency and its age.
 pub async fn database(State(state): State<AppState>) -> Response {
-    let c = state.probe.check(&state.db, &state.telemetry).await;
-    match c.failure {
-        None => health(
+    let c = state.probe.reading(&state.db, &state.telemetry).await;
+    match c.result {
+        Ok(()) => health(
             StatusCode::OK,
             json!({
                 "status": "pass",
@@ -319,7 +161,7 @@ pub async fn database(State(state): State<AppState>) -> Response {
                 "age_ms": round3(c.at.elapsed().as_secs_f64() * 1e3),
             }),
         ),
-        Some(why) => health(
+        Err(why) => health(
             StatusCode::SERVICE_UNAVAILABLE,
             json!({ "status": "fail", "reason": why }),
         ),
@@ -385,8 +227,8 @@ fn cache_json(hits: u64, misses: u64, entries: Option<i64>, max_entries: u64) ->
     })
 }
 
-fn server_json(r: &Reading) -> Value {
-    match &r.stats {
+fn server_json(r: &Reading<ServerStats>) -> Value {
+    match &r.result {
         Ok(s) => json!({
             "status": "up",
             "response_ms": round3(r.took.as_secs_f64() * 1e3),
@@ -405,7 +247,7 @@ fn server_json(r: &Reading) -> Value {
 /// `GET /health/database/metrics`: the pool, the operations of the window, the cache and the
 /// database's own figures, as JSON.
 pub async fn metrics(State(state): State<AppState>) -> Response {
-    let reading = state.monitor.reading(&state.db).await;
+    let reading = state.monitor.reading(&state.db, &state.telemetry).await;
     let t = &state.telemetry;
     let pool = state.db.snapshot();
     let queries: serde_json::Map<String, Value> = Operation::ALL
@@ -420,7 +262,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         "search_cache": cache_json(
             hits,
             misses,
-            reading.stats.as_ref().ok().map(|s| s.cache_entries),
+            reading.result.as_ref().ok().map(|s| s.cache_entries),
             state.config.cache_max_entries,
         ),
         "database": server_json(&reading),
@@ -446,7 +288,7 @@ struct Check {
 /// `GET /health/database/detailed`: `application/health+json` (IETF health check draft); 503
 /// when any check fails.
 pub async fn detailed(State(state): State<AppState>) -> Response {
-    let reading = state.monitor.reading(&state.db).await;
+    let reading = state.monitor.reading(&state.db, &state.telemetry).await;
     let mut checks = Checks::new(&state.config.thresholds);
     checks.database(&reading);
     checks.pool(&state.db.snapshot(), &state.telemetry);
@@ -518,12 +360,12 @@ impl<'a> Checks<'a> {
         }
     }
 
-    fn database(&mut self, reading: &Reading) {
+    fn database(&mut self, reading: &Reading<ServerStats>) {
         let th = self.th;
-        let up = reading.stats.is_ok();
+        let up = reading.result.is_ok();
         let ms = reading.took.as_secs_f64() * 1e3;
         let state = if up { Status::Pass } else { Status::Fail };
-        let error = reading.stats.as_ref().err().cloned();
+        let error = reading.result.as_ref().err().cloned();
         let up_word = json!(if up { "up" } else { "down" });
         self.add(
             "database:connectivity",
@@ -545,7 +387,7 @@ impl<'a> Checks<'a> {
             (status, None),
             limits,
         );
-        if let Ok(s) = &reading.stats {
+        if let Ok(s) = &reading.result {
             let status = th.long_running_query_s.above(s.oldest_query_s);
             let value = json!(round3(s.oldest_query_s));
             let limits = Some(&th.long_running_query_s);
@@ -660,7 +502,7 @@ fn share(part: u64, whole: u64) -> f64 {
 /// `GET /metrics`: the Prometheus text exposition, with the pool and database figures set
 /// at scrape time.
 pub async fn prometheus(State(state): State<AppState>) -> Response {
-    let reading = state.monitor.reading(&state.db).await;
+    let reading = state.monitor.reading(&state.db, &state.telemetry).await;
     let t = &state.telemetry;
     pool_series(t, &state.db.snapshot());
     let (hits, misses) = state.cache_totals();
@@ -714,13 +556,13 @@ fn pool_series(t: &Telemetry, p: &PoolSnapshot) {
 }
 
 /// The database's series from the monitor's reading; `pgperf_database_up` 0 when it failed.
-fn database_series(t: &Telemetry, reading: &Reading) {
+fn database_series(t: &Telemetry, reading: &Reading<ServerStats>) {
     t.gauge(
         "pgperf_database_response_seconds",
         NONE,
         reading.took.as_secs_f64(),
     );
-    let Ok(s) = &reading.stats else {
+    let Ok(s) = &reading.result else {
         t.gauge("pgperf_database_up", NONE, 0.0);
         return;
     };

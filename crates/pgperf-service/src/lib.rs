@@ -28,6 +28,7 @@ mod api;
 mod connections;
 mod health;
 mod problem;
+mod shared_check;
 pub mod telemetry;
 pub mod thresholds;
 
@@ -242,8 +243,8 @@ struct AppState {
     cache: Arc<SearchCache>,
     tier: Option<Arc<ProcessTier>>,
     telemetry: Arc<Telemetry>,
-    monitor: Arc<health::Monitor>,
-    probe: Arc<health::Probe>,
+    monitor: Arc<shared_check::SharedCheck<health::ServerStats>>,
+    probe: Arc<shared_check::SharedCheck<()>>,
     config: Arc<Config>,
     _background: Arc<Background>,
 }
@@ -329,8 +330,8 @@ pub fn router_with(db: Db, config: Config) -> Result<Router, DbError> {
         tier,
         telemetry,
         _background: Arc::new(background),
-        monitor: Arc::new(health::Monitor::default()),
-        probe: Arc::new(health::Probe::default()),
+        monitor: Arc::new(health::server_stats()),
+        probe: Arc::new(health::select_1()),
         config: Arc::new(config),
     };
     let admin = Router::new()
