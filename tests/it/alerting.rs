@@ -19,7 +19,7 @@ use serde_json::Value;
 use crate::service::monitoring_tool;
 use crate::support::database::TestDb;
 use crate::support::dedicated::{Dedicated, free_port};
-use crate::support::service::Running;
+use crate::support::service::{Running, get};
 
 /// Where Debian's Alertmanager reads its default notification templates.
 const ALERTMANAGER_TEMPLATES: &str = "/usr/share/prometheus/alertmanager/default.tmpl";
@@ -310,6 +310,10 @@ async fn slow_searches_fire_the_search_latency_burn_rate_alert_with_its_instance
     }
     let t = TestDb::new().await;
     let service = Running::start(t.db.clone(), pgperf::service::Config::default()).await;
+    // The pool's first connection and the page's first store happen before any scrape, so
+    // that every search Prometheus sees in the fast phase is a cached one.
+    let (status, _, _) = get(&service.url("/search?q=trial&limit=5")).await;
+    assert_eq!(status, 200);
     let target = service.base.trim_start_matches("http://").to_owned();
     let stack = start_stack(&target);
 
