@@ -149,7 +149,13 @@ async fn a_server_without_pg_stat_statements_skips_the_counters_and_says_so() {
     };
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("baseline.json");
-    let case = short_case(Area::Crud, "crud.get_many_50");
+    let mut case = short_case(Area::Crud, "crud.get_many_50");
+    // Only the counters are in question: the time is recorded on the shared server and
+    // checked on another (its data on tmpfs), one short run each on a loaded machine, so its
+    // verdict says nothing here (it failed CI once at 4.3x): the widest bounds the guard takes.
+    case.bound.fail_ratio = 100.0;
+    case.bound.warn_ratio = 50.0;
+    case.bound.p95_ceiling_us = None;
     let tasks = case.config.concurrency as u32;
 
     // Recorded where pg_stat_statements is loaded: the baseline has counters.
