@@ -11,12 +11,13 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 use pgperf::dataset;
+use pgperf::db::ingest::parallel::{MAX_STREAMS, copy_records_parallel};
 use pgperf::db::ingest::{
     copy_records, encode_copy_line, insert_records_one_by_one, insert_records_unnest,
 };
 use pgperf::db::repo::records;
 use pgperf::db::repo::records::INSERT_TARGET;
-use pgperf::db::{DatabaseUrl, Db, PoolSettings};
+use pgperf::db::{DatabaseUrl, Db, NewSourceRecord, PoolSettings};
 use pgperf::perf::stats::{reset_peak_rss, status_kib};
 use pgperf::postgres::{cleanup, owner};
 
@@ -26,9 +27,11 @@ use super::with_workspace;
 /// Options of `pgperf ingest-bench`.
 #[derive(Debug, clap::Args)]
 pub struct IngestArgs {
-    /// Rows per COPY / UNNEST / psql run (1 to 100 000 000).
+    /// Rows per COPY / UNNEST / psql run (1 to 10 000 000). They are generated once, before
+    /// the rounds, and held in memory (about 1 GiB per million), as psql's are written to
+    /// a file first: every path is timed loading rows that exist, not making them.
     #[arg(long, default_value_t = 1_000_000,
-          value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+          value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
     pub rows: u64,
     /// Rows per round of each (slow) row-by-row variant; their rates are compared (1 or more).
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
@@ -36,6 +39,10 @@ pub struct IngestArgs {
     /// Rounds of each path, interleaved; every figure is the median over its rounds (1 to 100).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub rounds: u32,
+    /// Streams of the parallel COPY path, each over a connection of its own, committed
+    /// together (2 to 16; the server needs max_prepared_transactions of at least as many).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(2..=MAX_STREAMS as i64))]
+    pub streams: u16,
 }
 
 /// How long one `psql \copy` of `--rows` rows may take (1 M rows take ~5 s here).
@@ -117,6 +124,7 @@ fn remove_stale_temp_files() {
 struct Times {
     psql: Vec<Duration>,
     copy: Vec<Duration>,
+    parallel: Vec<Duration>,
     unnest: Vec<Duration>,
     one_tx: Vec<Duration>,
     autocommit: Vec<Duration>,
@@ -136,6 +144,8 @@ fn rates(rows: u64, times: &[Duration]) -> (f64, Vec<f64>) {
 fn print_report(args: &IngestArgs, t: &Times) {
     let (psql, psql_v) = rates(args.rows, &t.psql);
     let (copy, copy_v) = rates(args.rows, &t.copy);
+    let (parallel, parallel_v) = rates(args.rows, &t.parallel);
+    let parallel_name = format!("pgperf COPY, {} streams", args.streams);
     let (unnest, unnest_v) = rates(args.rows, &t.unnest);
     let (one_tx, one_tx_v) = rates(args.row_by_row_rows, &t.one_tx);
     let (auto, auto_v) = rates(args.row_by_row_rows, &t.autocommit);
@@ -153,6 +163,7 @@ fn print_report(args: &IngestArgs, t: &Times) {
     for (name, rate, v) in [
         ("psql \\copy", psql, &psql_v),
         ("pgperf COPY", copy, &copy_v),
+        (parallel_name.as_str(), parallel, &parallel_v),
         ("pgperf UNNEST", unnest, &unnest_v),
         ("row by row, autocommit", auto, &auto_v),
         ("row by row, one transaction", one_tx, &one_tx_v),
@@ -165,6 +176,11 @@ fn print_report(args: &IngestArgs, t: &Times) {
     }
     println!("pgperf COPY / psql \\copy: {:.2}x", copy / psql);
     println!(
+        "{parallel_name} / psql \\copy: {:.2}x (per round: {})",
+        parallel / psql,
+        per_round(&parallel_v, &psql_v)
+    );
+    println!(
         "pgperf COPY / row by row: {:.1}x (autocommit: one INSERT per record, as records::create \
          issues it), {:.1}x (prepared INSERTs in one transaction)",
         copy / auto,
@@ -176,12 +192,21 @@ fn print_report(args: &IngestArgs, t: &Times) {
     );
 }
 
+/// Each round's ratio of `a` to `b`.
+fn per_round(a: &[f64], b: &[f64]) -> String {
+    a.iter()
+        .zip(b)
+        .map(|(a, b)| format!("{:.2}", a / b))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Runs the comparison and prints figures and ratios.
 pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
     with_workspace("ingest", async |ws| {
         let db = ws
             .pool(PoolSettings {
-                max_connections: 2,
+                max_connections: u32::from(args.streams),
                 // Loading a million rows, or truncating them, takes seconds by design: no
                 // slow-statement warnings in the middle of the report.
                 slow_statement: PSQL_LIMIT,
@@ -189,6 +214,9 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
             })
             .await?;
         let file = write_rows_file(args.rows)?;
+        let rows: Vec<NewSourceRecord> =
+            dataset::records(1, args.rows.max(args.row_by_row_rows), 1_000).collect();
+        let bulk = &rows[..args.rows as usize];
         let mut t = Times::default();
         for round in 1..=args.rounds {
             let say = |what: &str| eprintln!("pgperf: round {round}/{}: {what} ...", args.rounds);
@@ -196,19 +224,21 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
             say("psql \\copy");
             t.psql.push(psql_copy(&ws.url, &file).await?);
             say("pgperf COPY");
-            copy_round(&db, &args, &mut t).await?;
+            copy_round(&db, bulk, &mut t).await?;
+            say(&format!("pgperf COPY, {} streams", args.streams));
+            t.parallel
+                .push(parallel_round(&db, bulk, args.streams).await?);
             say("UNNEST");
-            t.unnest
-                .push(timed_load(&db, args.rows, Load::Unnest).await?);
+            t.unnest.push(timed_load(&db, bulk, Load::Unnest).await?);
             say(&format!(
                 "row by row ({} rows, one transaction, then autocommit)",
                 args.row_by_row_rows
             ));
-            let rows = args.row_by_row_rows;
+            let few = &rows[..args.row_by_row_rows as usize];
             t.one_tx
-                .push(timed_load(&db, rows, Load::OneTransaction).await?);
+                .push(timed_load(&db, few, Load::OneTransaction).await?);
             t.autocommit
-                .push(timed_load(&db, rows, Load::Autocommit).await?);
+                .push(timed_load(&db, few, Load::Autocommit).await?);
         }
         truncate(&db).await?;
         db.close().await;
@@ -228,17 +258,22 @@ enum Load {
     Autocommit,
 }
 
-async fn timed_load(db: &Db, rows: u64, load: Load) -> anyhow::Result<Duration> {
+async fn timed_load(db: &Db, rows: &[NewSourceRecord], load: Load) -> anyhow::Result<Duration> {
     truncate(db).await?;
     let mut conn = db.acquire().await?;
-    let records = dataset::records(1, rows, 1_000);
+    // The one-transaction path takes its rows owned: copied before the clock starts.
+    let owned = matches!(load, Load::OneTransaction).then(|| rows.to_vec());
     let started = Instant::now();
     match load {
-        Load::Unnest => drop(insert_records_unnest(&mut conn, records).await?),
-        Load::OneTransaction => drop(insert_records_one_by_one(&mut conn, records).await?),
+        Load::Unnest => {
+            insert_records_unnest(&mut conn, rows).await?;
+        }
+        Load::OneTransaction => {
+            insert_records_one_by_one(&mut conn, owned.unwrap_or_default()).await?;
+        }
         Load::Autocommit => {
-            for r in records {
-                records::create(&mut conn, &r).await?;
+            for r in rows {
+                records::create(&mut conn, r).await?;
             }
         }
     }
@@ -246,20 +281,42 @@ async fn timed_load(db: &Db, rows: u64, load: Load) -> anyhow::Result<Duration> 
 }
 
 /// One round of pgperf's COPY, with the client's peak memory above its start.
-async fn copy_round(db: &Db, args: &IngestArgs, t: &mut Times) -> anyhow::Result<()> {
+async fn copy_round(db: &Db, rows: &[NewSourceRecord], t: &mut Times) -> anyhow::Result<()> {
     truncate(db).await?;
     let mut conn = db.acquire().await?;
     let rss_before = status_kib("VmRSS:").unwrap_or(0);
     reset_peak_rss();
     let started = Instant::now();
-    let n = copy_records(&mut conn, dataset::records(1, args.rows, 1_000)).await?;
+    let n = copy_records(&mut conn, rows).await?;
     t.copy.push(started.elapsed());
     let peak = status_kib("VmHWM:").unwrap_or(0).saturating_sub(rss_before);
     t.peak_kib = t.peak_kib.max(peak);
     anyhow::ensure!(
-        n == args.rows,
+        n == rows.len() as u64,
         "COPY loaded {n} rows, expected {}",
-        args.rows
+        rows.len()
     );
     Ok(())
+}
+
+/// One round of the parallel COPY, over `--streams` connections.
+async fn parallel_round(
+    db: &Db,
+    rows: &[NewSourceRecord],
+    streams: u16,
+) -> anyhow::Result<Duration> {
+    truncate(db).await?;
+    let mut conns = Vec::new();
+    for _ in 0..streams {
+        conns.push(db.acquire().await?);
+    }
+    let started = Instant::now();
+    let n = copy_records_parallel(&mut conns, rows).await?;
+    let took = started.elapsed();
+    anyhow::ensure!(
+        n == rows.len() as u64,
+        "the parallel COPY loaded {n} rows, expected {}",
+        rows.len()
+    );
+    Ok(took)
 }

@@ -6,6 +6,7 @@ use rstest::rstest;
 use serde_json::json;
 
 use pgperf::dataset::{self, Size};
+use pgperf::db::ingest::parallel::{copy_records_parallel, settle_abandoned};
 use pgperf::db::ingest::{
     UpsertCounts, copy_entities, copy_records, insert_records_unnest, upsert_records,
 };
@@ -255,4 +256,192 @@ async fn a_bad_alias_rolls_back_every_entity_naming_its_position() {
         .await
         .unwrap();
     assert_eq!(count, 0, "nothing of the batch may stay: {err}");
+}
+
+/// Two connections of `db`'s pool for a parallel load, or `None` (the test skips, visibly)
+/// where the server does not allow two prepared transactions (an external server).
+async fn two_streams(db: &TestDb) -> Option<Vec<pgperf::db::MeteredConnection>> {
+    let allowed: i32 =
+        sqlx::query_scalar("SELECT current_setting('max_prepared_transactions')::int")
+            .fetch_one(db.db.pool())
+            .await
+            .unwrap();
+    if allowed < 2 {
+        crate::support::skip::skip(&format!(
+            "the server allows {allowed} prepared transactions; a parallel load needs 2"
+        ));
+        return None;
+    }
+    Some(vec![
+        db.db.acquire().await.unwrap(),
+        db.db.acquire().await.unwrap(),
+    ])
+}
+
+/// What a parallel load leaves behind besides rows: prepared transactions and decision rows.
+async fn leftovers(db: &TestDb) -> (i64, i64) {
+    sqlx::query_as(
+        "SELECT (SELECT count(*) FROM pg_prepared_xacts WHERE database = current_database()),
+                (SELECT count(*) FROM bulk_load_decisions)",
+    )
+    .fetch_one(db.db.pool())
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_parallel_copy_loads_every_row_over_two_streams_and_leaves_nothing_prepared() {
+    let db = TestDb::new().await;
+    let Some(mut conns) = two_streams(&db).await else {
+        return;
+    };
+
+    let loaded = copy_records_parallel(&mut conns, dataset::records(1, 12_345, 1_000))
+        .await
+        .unwrap();
+
+    assert_eq!(loaded, 12_345);
+    assert_eq!(checksum(&db).await, dataset::records_checksum(12_345));
+    assert_eq!(leftovers(&db).await, (0, 0));
+}
+
+/// Rows 1-1000 go to the first stream, 1001-2000 to the second, and so on.
+#[rstest]
+#[case::refused_by_the_client_in_the_second_stream(1_500, Bad::Source)]
+#[case::refused_by_the_server_in_the_second_stream(3_500, Bad::ExistingKey)]
+#[case::refused_by_the_server_in_the_first_stream(2_500, Bad::ExistingKey)]
+#[case::a_key_repeated_across_the_two_streams(1_500, Bad::RepeatedKey)]
+#[tokio::test]
+async fn a_bad_row_in_any_stream_leaves_no_row_of_a_parallel_load(
+    #[case] line: u64,
+    #[case] bad: Bad,
+) {
+    let db = TestDb::new().await;
+    let Some(mut conns) = two_streams(&db).await else {
+        return;
+    };
+    let existing = NewSourceRecord {
+        external_id: "already-there".into(),
+        ..dataset::records(9, 1, 100).next().unwrap()
+    };
+    pgperf::db::repo::records::create(&mut conns[0], &existing)
+        .await
+        .unwrap();
+    let before = checksum(&db).await;
+
+    let rows = dataset::records(2, 4_000, 100).enumerate().map(|(i, r)| {
+        if i as u64 + 1 == line {
+            bad.row(&existing)
+        } else {
+            r
+        }
+    });
+    let err = copy_records_parallel(&mut conns, rows).await.unwrap_err();
+
+    let DbError::BadRow { line: named, .. } = &err else {
+        panic!("{err:?}");
+    };
+    // A repeated key is named where it waited: at its second use, or (if the second stream
+    // wrote it first) at its first, row 10.
+    let expected = if bad == Bad::RepeatedKey {
+        vec![line, 10]
+    } else {
+        vec![line]
+    };
+    assert!(expected.contains(named), "{err}");
+    assert_eq!(checksum(&db).await, before, "{err}");
+    assert_eq!(leftovers(&db).await, (0, 0));
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Bad {
+    /// A source the client refuses.
+    Source,
+    /// A key already in the table: only the server's unique index can tell.
+    ExistingKey,
+    /// Row 10's key again.
+    RepeatedKey,
+}
+
+impl Bad {
+    fn row(self, existing: &NewSourceRecord) -> NewSourceRecord {
+        match self {
+            Bad::Source => NewSourceRecord {
+                source: "Not A Source".into(),
+                ..existing.clone()
+            },
+            Bad::ExistingKey => existing.clone(),
+            Bad::RepeatedKey => dataset::records(2, 10, 100).last().unwrap(),
+        }
+    }
+}
+
+/// A load whose process died after its deciding stream committed is finished by the next
+/// one: the other stream's prepared rows are committed, and the decision forgotten. A load
+/// still young and undecided is left alone.
+#[tokio::test]
+async fn a_parallel_load_settles_a_dead_loads_prepared_streams() {
+    let db = TestDb::new().await;
+    let Some(mut conns) = two_streams(&db).await else {
+        return;
+    };
+    // The dead load "d1-1": stream 0 (with the decision) committed, stream 1 still prepared.
+    prepare_stream(
+        &mut conns[0],
+        "pgperf-copy-d1-1-0",
+        Some("d1-1"),
+        dataset::records(5, 10, 100),
+    )
+    .await;
+    sqlx::raw_sql("COMMIT PREPARED 'pgperf-copy-d1-1-0'")
+        .execute(&mut *conns[0])
+        .await
+        .unwrap();
+    let later = dataset::records(5, 30, 100).skip(10);
+    prepare_stream(&mut conns[1], "pgperf-copy-d1-1-1", None, later).await;
+    // A live, undecided load "d2-2" of its own.
+    let other = dataset::records(6, 5, 100).map(|r| NewSourceRecord {
+        external_id: format!("d2-2-{}", r.external_id),
+        ..r
+    });
+    prepare_stream(&mut conns[1], "pgperf-copy-d2-2-1", None, other).await;
+
+    let settled = settle_abandoned(&mut conns[0]).await;
+    let (rows, left) = (checksum(&db).await, leftovers(&db).await);
+    // Before asserting: a prepared transaction outlives a failed test and holds its locks.
+    sqlx::raw_sql("ROLLBACK PREPARED 'pgperf-copy-d2-2-1'")
+        .execute(&mut *conns[0])
+        .await
+        .unwrap();
+
+    assert_eq!(settled.unwrap(), (1, 0));
+    assert_eq!(rows, dataset::records_checksum(30));
+    assert_eq!(left, (1, 0), "only d2-2 is still prepared");
+}
+
+/// Prepares a transaction named `gid` that inserts `rows` and, for a deciding stream, the
+/// load's decision.
+async fn prepare_stream(
+    conn: &mut sqlx::PgConnection,
+    gid: &'static str,
+    decides: Option<&str>,
+    rows: impl Iterator<Item = NewSourceRecord>,
+) {
+    sqlx::raw_sql("BEGIN").execute(&mut *conn).await.unwrap();
+    for r in rows {
+        pgperf::db::repo::records::create(&mut *conn, &r)
+            .await
+            .unwrap();
+    }
+    if let Some(load) = decides {
+        sqlx::query("INSERT INTO bulk_load_decisions (load_id) VALUES ($1)")
+            .bind(load)
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+    }
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("PREPARE TRANSACTION '{gid}'")))
+        .execute(&mut *conn)
+        .await
+        .unwrap();
 }

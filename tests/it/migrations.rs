@@ -130,6 +130,7 @@ async fn the_schema_has_the_m01_tables(#[future(awt)] test_db: TestDb) {
     assert_eq!(
         tables(test_db.db.pool()).await,
         [
+            "bulk_load_decisions",
             "entities",
             "entity_aliases",
             "search_cache",
@@ -143,6 +144,10 @@ async fn the_schema_has_the_m01_tables(#[future(awt)] test_db: TestDb) {
 #[tokio::test]
 async fn every_index_the_queries_need_is_there(#[future(awt)] test_db: TestDb) {
     let expected = owned([
+        (
+            "bulk_load_decisions_pkey",
+            "CREATE UNIQUE INDEX bulk_load_decisions_pkey ON public.bulk_load_decisions USING btree (load_id)",
+        ),
         (
             "entities_kind_id_idx",
             "CREATE INDEX entities_kind_id_idx ON public.entities USING btree (kind, id)",
@@ -257,6 +262,7 @@ async fn check_and_unique_constraints_guard_every_table(#[future(awt)] test_db: 
     assert_eq!(
         names,
         [
+            "bulk_load_decisions_load_id_check",
             "entities_attributes_check",
             "entities_kind_check",
             "entities_name_check",

@@ -5,6 +5,8 @@
 //!   transaction, and the first bad row (checked here, or rejected by the server) aborts it
 //!   with [`DbError::BadRow`] naming the line (1-based row number in the batch), the field
 //!   and the reason; the table is left exactly as it was.
+//! - [`parallel::copy_records_parallel`]: the same COPY over several connections at once,
+//!   committed together with two-phase commit, so still all or nothing.
 //! - [`upsert_records`]: re-ingests a source: COPY into a temporary staging table, then
 //!   `INSERT ... ON CONFLICT (source, external_id) DO UPDATE`; duplicates within the batch
 //!   keep their last row.
@@ -15,6 +17,7 @@
 //! The bulk paths run under [`BULK_STATEMENT_TIMEOUT`] rather than the pool's
 //! `statement_timeout`, which is sized for interactive queries.
 
+use std::borrow::Borrow;
 use std::fmt::Write as _;
 
 use serde::Serialize;
@@ -27,6 +30,7 @@ use super::repo::records::{INSERT_COLUMNS, INSERT_TARGET};
 use const_format::concatcp;
 
 mod entities;
+pub mod parallel;
 
 pub use entities::{EntityLoad, copy_entities, merge_pending_entries};
 
@@ -97,7 +101,7 @@ pub fn encode_copy_line(buf: &mut Vec<u8>, r: &NewSourceRecord) {
     buf.push(b'\n');
 }
 
-fn bad_row(line: u64, e: DbError) -> DbError {
+pub(crate) fn bad_row(line: u64, e: DbError) -> DbError {
     match e {
         DbError::InvalidInput { field, reason } => DbError::BadRow {
             line,
@@ -113,7 +117,7 @@ fn bad_row(line: u64, e: DbError) -> DbError {
 }
 
 /// Maps a server error during COPY to the row it names ("COPY t, line 3, column payload: ...").
-fn copy_error(e: sqlx::Error) -> DbError {
+pub(crate) fn copy_error(e: sqlx::Error) -> DbError {
     let located = e
         .as_database_error()
         .and_then(|d| d.try_downcast_ref::<PgDatabaseError>())
@@ -157,11 +161,13 @@ async fn copy_into<I>(
     rows: I,
 ) -> Result<u64, DbError>
 where
-    I: IntoIterator<Item = NewSourceRecord>,
+    I: IntoIterator,
+    I::Item: Borrow<NewSourceRecord>,
 {
     stream_copy(conn, statement, rows, |buf, _, row| {
+        let row = row.borrow();
         row.validate()?;
-        encode_copy_line(buf, &row);
+        encode_copy_line(buf, row);
         Ok(())
     })
     .await
@@ -198,10 +204,12 @@ pub(crate) async fn stream_copy<T>(
     Ok(n)
 }
 
-/// Loads `rows` into `source_records` with COPY, all or nothing. Returns the row count.
+/// Loads `rows` (owned or borrowed) into `source_records` with COPY, all or nothing. Returns
+/// the row count.
 pub async fn copy_records<I>(conn: &mut PgConnection, rows: I) -> Result<u64, DbError>
 where
-    I: IntoIterator<Item = NewSourceRecord>,
+    I: IntoIterator,
+    I::Item: Borrow<NewSourceRecord>,
 {
     let mut tx = begin_bulk(conn).await?;
     let n = copy_into(
@@ -265,18 +273,19 @@ where
 /// statement, in one transaction. Invalid rows are refused before anything is sent.
 pub async fn insert_records_unnest<I>(conn: &mut PgConnection, rows: I) -> Result<u64, DbError>
 where
-    I: IntoIterator<Item = NewSourceRecord>,
+    I: IntoIterator,
+    I::Item: Borrow<NewSourceRecord>,
 {
     let mut tx = begin_bulk(conn).await?;
     let mut total = 0u64;
-    let mut chunk: Vec<NewSourceRecord> = Vec::with_capacity(UNNEST_ROWS);
+    let mut chunk: Vec<I::Item> = Vec::with_capacity(UNNEST_ROWS);
     let mut line = 0u64;
     let mut rows = rows.into_iter().peekable();
     while rows.peek().is_some() {
         chunk.clear();
         for row in rows.by_ref().take(UNNEST_ROWS) {
             line += 1;
-            row.validate().map_err(|e| bad_row(line, e))?;
+            row.borrow().validate().map_err(|e| bad_row(line, e))?;
             chunk.push(row);
         }
         total += sqlx::query(concatcp!(
@@ -284,16 +293,36 @@ where
             INSERT_TARGET,
             " SELECT * FROM UNNEST($1::text[], $2::text[], $3::jsonb[], $4::int8[], $5::real[])"
         ))
-        .bind(chunk.iter().map(|r| r.source.as_str()).collect::<Vec<_>>())
         .bind(
             chunk
                 .iter()
-                .map(|r| r.external_id.as_str())
+                .map(|r| r.borrow().source.as_str())
                 .collect::<Vec<_>>(),
         )
-        .bind(chunk.iter().map(|r| &r.payload).collect::<Vec<_>>())
-        .bind(chunk.iter().map(|r| r.entity_id).collect::<Vec<_>>())
-        .bind(chunk.iter().map(|r| r.match_score).collect::<Vec<_>>())
+        .bind(
+            chunk
+                .iter()
+                .map(|r| r.borrow().external_id.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            chunk
+                .iter()
+                .map(|r| &r.borrow().payload)
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            chunk
+                .iter()
+                .map(|r| r.borrow().entity_id)
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            chunk
+                .iter()
+                .map(|r| r.borrow().match_score)
+                .collect::<Vec<_>>(),
+        )
         .execute(&mut *tx)
         .await?
         .rows_affected();

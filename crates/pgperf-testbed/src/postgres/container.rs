@@ -24,12 +24,19 @@ const PGDATA: &str = "/var/lib/postgresql/data";
 ///   log the whole page, so WAL bytes per operation would depend on when checkpoints fall;
 /// - `pg_stat_statements` preloaded, planning time tracked: the guard's per-operation counters
 ///   (statements, rows, buffers, WAL) and server time come from it (`pgperf ab` also tracks
-///   statements in functions and triggers, `pg_stat_statements.track=all`).
+///   statements in functions and triggers, `pg_stat_statements.track=all`);
+/// - `max_prepared_transactions`: one per stream of the most parallel COPY can use
+///   ([`MAX_STREAMS`](crate::db::ingest::parallel::MAX_STREAMS)), which commits its streams
+///   together with two-phase commit (PostgreSQL's default, 0, refuses it).
 fn server_args(options: &ContainerOptions) -> Vec<String> {
     let durable = if options.durable { "on" } else { "off" };
     let mut settings = vec![
         format!("fsync={durable}"),
         format!("full_page_writes={durable}"),
+        format!(
+            "max_prepared_transactions={}",
+            crate::db::ingest::parallel::MAX_STREAMS
+        ),
     ];
     if options.stat_statements {
         settings.push("shared_preload_libraries=pg_stat_statements".to_owned());
