@@ -58,8 +58,9 @@ const GID_PREFIX: &str = "pgperf-copy-";
 
 const COPY_STATEMENT: &str = concatcp!("COPY ", INSERT_TARGET, " FROM STDIN (FORMAT text)");
 
-/// Loads `rows` (owned or borrowed) into `source_records` over the connections in `conns`, one COPY stream each,
-/// all or nothing (see the module's documentation). Returns the row count.
+/// Loads `rows` (owned or borrowed) into `source_records` over the connections in `conns`,
+/// one COPY stream each, all or nothing (see the module's documentation). Returns the row
+/// count.
 pub async fn copy_records_parallel<C, I>(conns: &mut [C], rows: I) -> Result<u64, DbError>
 where
     C: DerefMut<Target = PgConnection>,
@@ -299,11 +300,28 @@ async fn prepare(conn: &mut PgConnection, gid: &str) -> Result<(), DbError> {
 }
 
 /// Commits the deciding stream, then the others, then forgets the decision. A stream that is
-/// no longer prepared after the decision was committed by a settler.
+/// no longer prepared after the decision was committed by a settler. If the deciding stream
+/// is gone without its decision (a settler took the load as dead and rolled it back), the
+/// others are rolled back too.
 async fn commit(conn: &mut PgConnection, load: &str, streams: usize) -> Result<(), DbError> {
     finish_prepared(conn, "COMMIT", &gid(load, 0)).await?;
+    let verb = if decided(conn, load).await? {
+        "COMMIT"
+    } else {
+        "ROLLBACK"
+    };
     for i in 1..streams {
-        finish_prepared(conn, "COMMIT", &gid(load, i)).await?;
+        finish_prepared(conn, verb, &gid(load, i)).await?;
+    }
+    if verb == "ROLLBACK" {
+        return Err(DbError::InvalidInput {
+            field: "streams".into(),
+            reason: format!(
+                "the load was rolled back as abandoned: it waited more than {} s between \
+                 preparing and committing",
+                ABANDONED_AFTER.as_secs()
+            ),
+        });
     }
     forget(conn, load).await
 }
