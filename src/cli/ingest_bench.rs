@@ -33,8 +33,10 @@ pub struct IngestArgs {
     #[arg(long, default_value_t = 1_000_000,
           value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
     pub rows: u64,
-    /// Rows per round of each (slow) row-by-row variant; their rates are compared (1 or more).
-    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    /// Rows per round of each (slow) row-by-row variant; their rates are compared (1 to
+    /// 10 000 000: they are generated up front with the others).
+    #[arg(long, default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
     pub row_by_row_rows: u64,
     /// Rounds of each path, interleaved; every figure is the median over its rounds (1 to 100).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]

@@ -116,6 +116,17 @@ pub(crate) fn bad_row(line: u64, e: DbError) -> DbError {
     }
 }
 
+/// The line of its COPY input a server error names ("COPY t, line 3, ...").
+pub(crate) fn copy_line(pg: &PgDatabaseError) -> Option<u64> {
+    pg.r#where()?
+        .split("line ")
+        .nth(1)?
+        .split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// Maps a server error during COPY to the row it names ("COPY t, line 3, column payload: ...").
 pub(crate) fn copy_error(e: sqlx::Error) -> DbError {
     let located = e
@@ -126,13 +137,7 @@ pub(crate) fn copy_error(e: sqlx::Error) -> DbError {
         .filter(|pg| pg.code().starts_with("22") || pg.code().starts_with("23"))
         .and_then(|pg| {
             let place = pg.r#where()?;
-            let line: u64 = place
-                .split("line ")
-                .nth(1)?
-                .split(|c: char| !c.is_ascii_digit())
-                .next()?
-                .parse()
-                .ok()?;
+            let line = copy_line(pg)?;
             let field = place
                 .split("column ")
                 .nth(1)

@@ -228,24 +228,12 @@ async fn send_stream(
 /// A stream's error, with a refused line numbered as the load's row, and a wait for a key
 /// that another transaction writes explained.
 fn stream_error(e: sqlx::Error, i: usize, streams: usize) -> DbError {
-    let waited = e
+    let waited_at = e
         .as_database_error()
         .and_then(|d| d.try_downcast_ref::<PgDatabaseError>())
-        .is_some_and(|pg| pg.code() == "55P03");
-    let line_of = |e: &sqlx::Error| {
-        let place = e
-            .as_database_error()?
-            .try_downcast_ref::<PgDatabaseError>()?
-            .r#where()?;
-        place
-            .split("line ")
-            .nth(1)?
-            .split(|c: char| !c.is_ascii_digit())
-            .next()?
-            .parse()
-            .ok()
-    };
-    if waited && let Some(line) = line_of(&e) {
+        .filter(|pg| pg.code() == "55P03")
+        .and_then(super::copy_line);
+    if let Some(line) = waited_at {
         return DbError::BadRow {
             line: load_row(line, i, streams),
             field: "source_records_source_external_id_key".into(),
