@@ -57,15 +57,26 @@ enum Command {
     CheckServer,
 }
 
+/// The log filter unless `PGPERF_LOG` gives one: warnings. The service keeps sqlx's
+/// slow-statement warnings (an operator wants them); the measuring commands drop them, as
+/// their slow statements are the measured work, and each would print a whole SQL text
+/// between the result lines.
+fn default_log_filter(command: &Command) -> &'static str {
+    match command {
+        Command::Serve(_) => "warn",
+        _ => "warn,sqlx::query=error",
+    }
+}
+
 fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("PGPERF_LOG")
-                .unwrap_or_else(|_| "warn".into()),
+                .unwrap_or_else(|_| default_log_filter(&cli.command).into()),
         )
         .with_writer(|| MaskingStderr)
         .init();
-    let cli = Cli::parse();
     // Ctrl-C or a CI job's SIGTERM removes the run's container, databases and files first.
     pgperf::postgres::cleanup::on_signals();
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");

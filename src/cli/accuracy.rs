@@ -207,7 +207,7 @@ async fn sweep(
     entities: u64,
     names: &[Labelled],
 ) -> anyhow::Result<Sweep> {
-    sqlx::query("ANALYZE").execute(&mut *conn).await?;
+    pgperf::db::ingest::analyze_entities(&mut *conn).await?;
     let default = Thresholds::default();
     // Resolution's work depends on the review threshold (names below it take the trigram
     // pass), not on the match threshold: one run at the default review serves every match

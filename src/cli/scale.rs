@@ -385,6 +385,7 @@ async fn vacuum_analyze(db: &Db) -> anyhow::Result<()> {
         Ok(())
     };
     futures::try_join!(table("entities"), table("entity_aliases"))?;
+    pgperf::db::ingest::refresh_frequent_words(&mut *db.acquire().await?).await?;
     Ok(())
 }
 

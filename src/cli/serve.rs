@@ -245,9 +245,7 @@ async fn seed(db: &Db, n: u64) -> anyhow::Result<()> {
         pgperf::dataset::entities(pgperf::dataset::SERVE_SEED, n),
     )
     .await?;
-    sqlx::query("ANALYZE entities, entity_aliases")
-        .execute(&mut *conn)
-        .await?;
+    pgperf::db::ingest::analyze_entities(&mut conn).await?;
     eprintln!(
         "pgperf: seeded {} entities and {} aliases in {:.1} s",
         loaded.entities,

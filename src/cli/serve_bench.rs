@@ -202,9 +202,7 @@ async fn seed(db: &pgperf::db::Db, entities: u64) -> anyhow::Result<()> {
         pgperf::dataset::entities(pgperf::dataset::SERVE_SEED, entities),
     )
     .await?;
-    sqlx::query("ANALYZE entities, entity_aliases")
-        .execute(&mut *c)
-        .await?;
+    pgperf::db::ingest::analyze_entities(&mut c).await?;
     let secs = started.elapsed().as_secs_f64();
     eprintln!("pgperf: seeded {entities} entities in {secs:.1} s");
     Ok(())

@@ -234,3 +234,93 @@ async fn a_matched_record_is_linked_and_a_reviewed_one_is_not() {
     let untouched = records::get(&mut c, reviewed.id).await.unwrap();
     assert_eq!((untouched.entity_id, untouched.match_score), (None, None));
 }
+
+/// Rows the word pass's bitmap heap scan on `entities` returned for one name: how many names
+/// it read and scored.
+async fn names_read_by_words(c: &mut MeteredConnection, norm: &str) -> u64 {
+    let explain = format!(
+        "EXPLAIN (ANALYZE, FORMAT JSON) {}",
+        pgperf::db::resolve::RESOLVE_BY_WORDS
+    );
+    let plan: serde_json::Value = sqlx::query_scalar(sqlx::AssertSqlSafe(explain))
+        .bind(vec![norm.to_owned()])
+        .bind(vec!["organization"])
+        .bind(10_i64)
+        .fetch_one(&mut **c)
+        .await
+        .unwrap();
+    fn rows(node: &serde_json::Value) -> u64 {
+        let scan = node["Node Type"] == "Bitmap Heap Scan" && node["Relation Name"] == "entities";
+        let own = if scan {
+            node["Actual Rows"].as_u64().unwrap()
+        } else {
+            0
+        };
+        let children = node["Plans"]
+            .as_array()
+            .map_or(0, |p| p.iter().map(rows).sum());
+        own + children
+    }
+    rows(&plan[0]["Plan"])
+}
+
+/// A word most names share ("street" in addresses) is left out of a name's words once
+/// `analyze_entities` has found it frequent: the word pass then reads the one name with the
+/// name's other word instead of every name with "street", and the answer is the same. A
+/// name made of frequent words only still gets its candidates.
+#[tokio::test]
+async fn a_word_most_names_share_is_left_out_of_the_word_pass_once_analyzed() {
+    use pgperf::db::ingest::{analyze_entities, copy_entities};
+    let t = TestDb::new().await;
+    let mut c = t.db.acquire().await.unwrap();
+    // 400 names "<a unique word> street": the unique words are base-26 numbers in letters.
+    let unique = |i: u32| -> String {
+        (0..4)
+            .map(|d| char::from(b'a' + ((i / 26_u32.pow(d)) % 26) as u8))
+            .collect()
+    };
+    let rows = (0..400).map(|i| {
+        let new = pgperf::db::NewEntity {
+            kind: EntityKind::Organization,
+            name: format!("{} street", unique(i)),
+            attributes: json!({}),
+        };
+        (new, Vec::new())
+    });
+    let load = copy_entities(&mut c, rows).await.unwrap();
+    let wanted = load.first_id.unwrap() + 123;
+    let query = format!("{} street", unique(123));
+    let resolve_it = async |c: &mut MeteredConnection| {
+        let n = name(&query, EntityKind::Organization);
+        let r = resolve(c, &n, Thresholds::default()).await.unwrap();
+        (r.decision, r.candidates[0].id)
+    };
+    assert_eq!(
+        names_read_by_words(&mut c, &query).await,
+        400,
+        "before ANALYZE"
+    );
+    let before = resolve_it(&mut c).await;
+
+    let frequent = analyze_entities(&mut c).await.unwrap();
+
+    let words: Vec<String> = sqlx::query_scalar("SELECT word FROM frequent_words")
+        .fetch_all(&mut *c)
+        .await
+        .unwrap();
+    assert_eq!(words, ["street"], "{frequent} frequent words and variants");
+    assert_eq!(names_read_by_words(&mut c, &query).await, 1);
+    assert_eq!(resolve_it(&mut c).await, (Decision::Match, wanted));
+    assert_eq!(before, (Decision::Match, wanted));
+    let only_frequent = resolve(
+        &mut c,
+        &name("Street", EntityKind::Organization),
+        Thresholds::default(),
+    )
+    .await
+    .unwrap();
+    assert!(
+        !only_frequent.candidates.is_empty(),
+        "a name of frequent words only keeps them"
+    );
+}

@@ -32,7 +32,9 @@ use const_format::concatcp;
 mod entities;
 pub mod parallel;
 
-pub use entities::{EntityLoad, copy_entities, merge_pending_entries};
+pub use entities::{
+    EntityLoad, analyze_entities, copy_entities, merge_pending_entries, refresh_frequent_words,
+};
 
 const CHUNK_BYTES: usize = 256 * 1024;
 

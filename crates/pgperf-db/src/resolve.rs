@@ -212,12 +212,23 @@ impl Resolution {
     }
 }
 
-/// The words of `q.norm` of three or more characters as an OR query (`'acme' | 'bexum'`), or
-/// NULL when there are none. Normalized text holds only letters, digits and spaces, so no
-/// word can be tsquery syntax.
-const QUERY_WORDS: &str = "to_tsquery('simple', NULLIF(array_to_string(ARRAY(
-          SELECT w FROM unnest(tsvector_to_array(to_tsvector('simple', q.norm))) AS w
-           WHERE length(w) >= 3), ' | '), ''))";
+/// The words of `q.norm` of three or more characters, less the frequent ones (the table
+/// `frequent_words`, see its migration) unless no other is left, as an OR query
+/// (`'acme' | 'bexum'`), or NULL when there are none. Normalized text holds only letters,
+/// digits and spaces, so no word can be tsquery syntax.
+const QUERY_WORDS: &str = "to_tsquery('simple', NULLIF(array_to_string(coalesce(
+          NULLIF(ARRAY(SELECT w FROM unnest(tsvector_to_array(to_tsvector('simple', q.norm))) AS w
+                        WHERE length(w) >= 3 AND w <> ALL (ARRAY(
+                              SELECT word FROM frequent_words))), '{}'),
+          ARRAY(SELECT w FROM unnest(tsvector_to_array(to_tsvector('simple', q.norm))) AS w
+                 WHERE length(w) >= 3)), ' | '), ''))";
+
+/// The word variants of `q.norm`, less the frequent ones unless no other is left.
+const QUERY_VARIANTS: &str = "coalesce(
+          NULLIF(ARRAY(SELECT v FROM unnest(name_word_variants(q.norm)) AS v
+                        WHERE v <> ALL (ARRAY(
+                              SELECT variant FROM frequent_word_variants))), '{}'),
+          name_word_variants(q.norm))";
 
 /// The lowest score a candidate may have: pg_trgm's `similarity_threshold` (0.3 unless the
 /// session sets it), the threshold `%` applies in the trigram pass, so both passes keep the
@@ -233,7 +244,9 @@ macro_rules! resolve_statement {
             r"
 SELECT q.n, c.id, c.name, c.matched, c.score
   FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS q(norm, kind, n)
-  CROSS JOIN LATERAL (SELECT name_word_variants(q.norm) AS variants, ",
+  CROSS JOIN LATERAL (SELECT ",
+            QUERY_VARIANTS,
+            " AS variants, ",
             QUERY_WORDS,
             r" AS words) w
   CROSS JOIN LATERAL (

@@ -135,6 +135,7 @@ async fn settle(conn: &mut sqlx::PgConnection) -> Result<(), DbError> {
         "ALTER TABLE entity_aliases SET (autovacuum_enabled = false)",
         "ALTER TABLE source_records SET (autovacuum_enabled = false)",
         "ANALYZE",
+        "SELECT refresh_frequent_words()",
     ] {
         sqlx::query(sql).execute(&mut *conn).await?;
     }
