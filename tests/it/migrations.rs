@@ -133,7 +133,6 @@ async fn the_schema_has_the_m01_tables(#[future(awt)] test_db: TestDb) {
             "bulk_load_decisions",
             "entities",
             "entity_aliases",
-            "frequent_word_variants",
             "frequent_words",
             "search_cache",
             "search_generation",
@@ -193,10 +192,6 @@ async fn every_index_the_queries_need_is_there(#[future(awt)] test_db: TestDb) {
         (
             "entity_aliases_pkey",
             "CREATE UNIQUE INDEX entity_aliases_pkey ON public.entity_aliases USING btree (id)",
-        ),
-        (
-            "frequent_word_variants_pkey",
-            "CREATE UNIQUE INDEX frequent_word_variants_pkey ON public.frequent_word_variants USING btree (variant)",
         ),
         (
             "frequent_words_pkey",
@@ -282,8 +277,6 @@ async fn check_and_unique_constraints_guard_every_table(#[future(awt)] test_db: 
             "entity_aliases_alias_check",
             "entity_aliases_entity_id_normalized_alias_key",
             "entity_aliases_normalized_alias_check",
-            "frequent_word_variants_share_check",
-            "frequent_word_variants_variant_check",
             "frequent_words_share_check",
             "frequent_words_word_check",
             "search_cache_expiry_check",

@@ -13,6 +13,12 @@
 //! 3. **Trigrams** ([`RESOLVE_BY_TRIGRAMS`]): `%` through the trigram GIN indexes, for what is
 //!    left (words two or more edits away, short words, names with no entity at all).
 //!
+//! Words that more than 0.2 % of the names share ("street" in an address) are left out of the
+//! first pass unless a name has no other: they would bring thousands of candidates and tell
+//! none apart. They are listed in the table `frequent_words`, which
+//! [`ingest::analyze_entities`](super::ingest::analyze_entities) fills from ANALYZE's
+//! statistics of the word indexes.
+//!
 //! Posting lists of words and variants hold a few names, those of common trigrams a tenth of
 //! them: at a million entities a trigram scan costs 25-37 ms per name, the other passes well
 //! under a millisecond. Exact words come first because variants collide more (a batch of
@@ -223,13 +229,6 @@ const QUERY_WORDS: &str = "to_tsquery('simple', NULLIF(array_to_string(coalesce(
           ARRAY(SELECT w FROM unnest(tsvector_to_array(to_tsvector('simple', q.norm))) AS w
                  WHERE length(w) >= 3)), ' | '), ''))";
 
-/// The word variants of `q.norm`, less the frequent ones unless no other is left.
-const QUERY_VARIANTS: &str = "coalesce(
-          NULLIF(ARRAY(SELECT v FROM unnest(name_word_variants(q.norm)) AS v
-                        WHERE v <> ALL (ARRAY(
-                              SELECT variant FROM frequent_word_variants))), '{}'),
-          name_word_variants(q.norm))";
-
 /// The lowest score a candidate may have: pg_trgm's `similarity_threshold` (0.3 unless the
 /// session sets it), the threshold `%` applies in the trigram pass, so both passes keep the
 /// same candidates.
@@ -244,9 +243,7 @@ macro_rules! resolve_statement {
             r"
 SELECT q.n, c.id, c.name, c.matched, c.score
   FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS q(norm, kind, n)
-  CROSS JOIN LATERAL (SELECT ",
-            QUERY_VARIANTS,
-            " AS variants, ",
+  CROSS JOIN LATERAL (SELECT name_word_variants(q.norm) AS variants, ",
             QUERY_WORDS,
             r" AS words) w
   CROSS JOIN LATERAL (

@@ -114,11 +114,10 @@ pub async fn merge_pending_entries(conn: &mut PgConnection) -> Result<i64, DbErr
     Ok(sqlx::query_scalar(MERGE_PENDING).fetch_one(conn).await?)
 }
 
-/// Re-reads the words (and word variants) that more than 0.2 % of the names or aliases have
-/// from the statistics of the word and variant indexes, into the tables `frequent_words` and
-/// `frequent_word_variants`, which resolution leaves out of a name's words (see the migration
-/// `frequent_words`); returns how many there are. Run it after ANALYZE:
-/// [`analyze_entities`] does both.
+/// Re-reads the words that more than 0.2 % of the names or aliases have from the statistics
+/// of the word indexes, into the table `frequent_words`, which resolution leaves out of a
+/// name's words (see the migration `frequent_words`); returns how many there are. Run it
+/// after ANALYZE: [`analyze_entities`] does both.
 pub async fn refresh_frequent_words(conn: &mut PgConnection) -> Result<i64, DbError> {
     Ok(sqlx::query_scalar("SELECT refresh_frequent_words()")
         .fetch_one(conn)
@@ -126,7 +125,7 @@ pub async fn refresh_frequent_words(conn: &mut PgConnection) -> Result<i64, DbEr
 }
 
 /// Gathers the statistics of the entity and alias tables (ANALYZE), then
-/// [`refresh_frequent_words`]; returns the frequent words' and variants' count. Run it after a load or any
+/// [`refresh_frequent_words`]; returns the frequent words' count. Run it after a load or any
 /// large change of names.
 pub async fn analyze_entities(conn: &mut PgConnection) -> Result<i64, DbError> {
     sqlx::query("ANALYZE entities, entity_aliases")
