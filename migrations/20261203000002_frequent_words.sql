@@ -38,6 +38,8 @@ AS $$
                            'entity_aliases_normalized_alias_words_idx')
        AND u.word IS NOT NULL AND u.share > min_share
        AND u.share * t.reltuples >= min_names
-     GROUP BY u.word;
+     GROUP BY u.word
+    -- Two refreshes at once: the later one's DELETE did not see the earlier one's rows.
+    ON CONFLICT (word) DO UPDATE SET share = excluded.share;
     SELECT count(*) FROM frequent_words;
 $$;
