@@ -222,12 +222,12 @@ impl Resolution {
 /// `frequent_words`, see its migration) unless no other is left, as an OR query
 /// (`'acme' | 'bexum'`), or NULL when there are none. Normalized text holds only letters,
 /// digits and spaces, so no word can be tsquery syntax.
-const QUERY_WORDS: &str = "to_tsquery('simple', NULLIF(array_to_string(coalesce(
-          NULLIF(ARRAY(SELECT w FROM unnest(tsvector_to_array(to_tsvector('simple', q.norm))) AS w
-                        WHERE length(w) >= 3 AND w <> ALL (ARRAY(
-                              SELECT word FROM frequent_words))), '{}'),
-          ARRAY(SELECT w FROM unnest(tsvector_to_array(to_tsvector('simple', q.norm))) AS w
-                 WHERE length(w) >= 3)), ' | '), ''))";
+const QUERY_WORDS: &str = "to_tsquery('simple', NULLIF(array_to_string((
+          SELECT coalesce(NULLIF(array_agg(w) FILTER (WHERE w <> ALL (f.words)), '{}'),
+                          array_agg(w))
+            FROM unnest(tsvector_to_array(to_tsvector('simple', q.norm))) AS w,
+                 (SELECT ARRAY(SELECT word FROM frequent_words) AS words) f
+           WHERE length(w) >= 3), ' | '), ''))";
 
 /// The lowest score a candidate may have: pg_trgm's `similarity_threshold` (0.3 unless the
 /// session sets it), the threshold `%` applies in the trigram pass, so both passes keep the
