@@ -12,7 +12,8 @@ use pgperf::db::{DatabaseUrl, DbError, MeteredConnection, PoolSettings};
 use pgperf::perf::{MeasureConfig, Measurement, Operation, Summary, measure};
 
 use super::child::Child;
-use super::with_workspace;
+use super::{place_for_timing, with_workspace};
+use pgperf_testbed::placement::WhenBusy;
 
 /// Options of `pgperf compare-pgbench`.
 #[derive(Debug, clap::Args)]
@@ -229,6 +230,10 @@ pub async fn run(args: PgbenchArgs) -> anyhow::Result<()> {
         let init = ["-i", "-q", "-s", &args.scale.to_string()].map(String::from);
         pgbench(&ws.url, init.to_vec(), 600).await?;
         let accounts = i64::from(args.scale) * 100_000;
+        // Both sides run placed alike: pgbench, started meanwhile, inherits the client's CPU.
+        // Left to the OS, a client and its backend sometimes share a core and sometimes not,
+        // which moved single rounds from x0.49 to x1.14 at one client.
+        let _placed = place_for_timing(&ws.server, &ws.testbed, WhenBusy::PlaceAnyway)?;
         let mut lines = Vec::new();
         for clients in args.clients.iter().map(|&c| usize::from(c)) {
             let r = compare_at(&ws.url, &args, clients, accounts).await?;

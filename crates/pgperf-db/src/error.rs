@@ -130,6 +130,18 @@ pub enum DbError {
         reason: String,
     },
 
+    /// A parallel load was rolled back by a settler, which took it as abandoned: it waited
+    /// longer than `waited` between preparing its streams and committing them. Nothing of the
+    /// load was kept; loading it again is safe.
+    #[error(
+        "the load was rolled back as abandoned: it waited more than {waited:?} between preparing \
+         and committing; nothing of it was kept, and loading it again is safe"
+    )]
+    LoadAbandoned {
+        /// How long a load may wait before a settler takes it as abandoned.
+        waited: std::time::Duration,
+    },
+
     /// Any other database error. Its message carries the server's.
     #[error("database error: {source}")]
     Database {

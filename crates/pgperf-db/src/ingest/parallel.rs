@@ -302,13 +302,8 @@ async fn commit(conn: &mut PgConnection, load: &str, streams: usize) -> Result<(
         finish_prepared(conn, verb, &gid(load, i)).await?;
     }
     if verb == "ROLLBACK" {
-        return Err(DbError::InvalidInput {
-            field: "streams".into(),
-            reason: format!(
-                "the load was rolled back as abandoned: it waited more than {} s between \
-                 preparing and committing",
-                ABANDONED_AFTER.as_secs()
-            ),
+        return Err(DbError::LoadAbandoned {
+            waited: ABANDONED_AFTER,
         });
     }
     forget(conn, load).await
