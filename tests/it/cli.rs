@@ -98,12 +98,16 @@ async fn a_regression_exits_1_naming_the_case_and_a_slowdown_of_no_case_exits_2(
     let dir = tempfile::tempdir().unwrap();
     let baseline = dir.path().join("bench.json");
     let baseline = baseline.to_str().unwrap();
+    // Results in the test's own folder: target/pgperf holds the user's last `pgperf run`.
+    let results = dir.path().to_str().unwrap();
     let run = &[
         "run",
         "--filter",
         "lookup.trigram_search",
         "--baseline",
         baseline,
+        "--results",
+        results,
     ];
     let record_then_slow = || async move {
         let out = Command::new(env!("CARGO_BIN_EXE_pgperf"))

@@ -109,6 +109,8 @@ async fn pgperf_run_fails_within_its_bound_when_the_server_freezes_mid_run() {
         "lookup",
         "--baseline",
         baseline.to_str().unwrap(),
+        "--results",
+        dir.path().to_str().unwrap(),
     ];
     let mut child = pgperf_against(&server, &args);
     read_until(&mut child, "[ 2/4]", Duration::from_secs(120));

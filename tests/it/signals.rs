@@ -18,6 +18,9 @@ fn start_run(env: &[(&str, &str)], baseline: &std::path::Path) -> Child {
     let mut child = Command::new(env!("CARGO_BIN_EXE_pgperf"))
         .args(["run", "--filter", "lookup", "--baseline"])
         .arg(baseline)
+        // Results beside the baseline: target/pgperf holds the user's last `pgperf run`.
+        .arg("--results")
+        .arg(baseline.parent().expect("a baseline in a folder"))
         .env_remove("CI")
         .env_remove("PGPERF_INJECT_SLOWDOWN")
         .env("PGPERF_BASELINE", "new")
