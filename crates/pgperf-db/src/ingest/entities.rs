@@ -114,8 +114,8 @@ pub async fn merge_pending_entries(conn: &mut PgConnection) -> Result<i64, DbErr
     Ok(sqlx::query_scalar(MERGE_PENDING).fetch_one(conn).await?)
 }
 
-/// Re-reads the words that more than 0.2 % of the names or aliases have from the statistics
-/// of the word indexes, into the table `frequent_words`, which resolution leaves out of a
+/// Re-reads the words in more than 0.2 % of the names (or of the aliases) and in at least 10
+/// of them, from ANALYZE's statistics of the word indexes, into the table `frequent_words`, which resolution leaves out of a
 /// name's words (see the migration `frequent_words`); returns how many there are. Run it
 /// after ANALYZE: [`analyze_entities`] does both.
 pub async fn refresh_frequent_words(conn: &mut PgConnection) -> Result<i64, DbError> {

@@ -135,9 +135,9 @@ async fn settle(conn: &mut sqlx::PgConnection) -> Result<(), DbError> {
         "ALTER TABLE entity_aliases SET (autovacuum_enabled = false)",
         "ALTER TABLE source_records SET (autovacuum_enabled = false)",
         "ANALYZE",
-        "SELECT refresh_frequent_words()",
     ] {
         sqlx::query(sql).execute(&mut *conn).await?;
     }
+    crate::db::ingest::refresh_frequent_words(conn).await?;
     Ok(())
 }
