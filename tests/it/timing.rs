@@ -2,6 +2,7 @@
 //! area alone (the timing gate keeps every other test out) on its own seeded database, and
 //! fails naming every case that regressed, with its numbers and how to accept the change.
 
+use hdrhistogram::Histogram;
 use std::path::PathBuf;
 
 use pgperf::perf::baseline::{Environment, Mode};
@@ -202,23 +203,23 @@ async fn record_then_check_slowed_writes() -> AreaOutcome {
     .await
 }
 
-/// The p50s of `rounds` plain and `rounds` slowed batches of `case`, alternating in ABBA
-/// order (plain, slowed, slowed, plain, ...) so that drift hits both alike.
-async fn alternating_p50s(
+/// The plain and the slowed batches of `rounds` rounds, alternating in ABBA order (plain,
+/// slowed, slowed, plain, ...) so that drift hits both alike.
+async fn alternating_batches(
     db: &pgperf::db::Db,
     case: &scenarios::Case,
     slowdown: pgperf::perf::Slowdown,
     rounds: usize,
-) -> (Vec<f64>, Vec<f64>) {
+) -> (Vec<Histogram<u64>>, Vec<Histogram<u64>>) {
     let (mut plain, mut slowed) = (Vec::new(), Vec::new());
     for round in 0..rounds {
         let mut order = [(&mut plain, None), (&mut slowed, Some(slowdown))];
         if round % 2 == 1 {
             order.reverse();
         }
-        for (p50s, s) in order {
+        for (batches, s) in order {
             let seen = scenarios::sample(db, case, (BATCH, 20), s).await.unwrap();
-            p50s.push(seen.p50_us);
+            batches.push(seen.histogram);
         }
     }
     (plain, slowed)
@@ -229,22 +230,45 @@ async fn alternating_p50s(
 /// while), so many short batches, not a few long ones.
 const BATCH: u64 = 200;
 
-/// The injected slowdown (PGPERF_INJECT_SLOWDOWN) produces the factor it claims in wall
-/// time: a plain wait after each operation overshot on 2 cores (a nominal 3x made `SELECT 1`
-/// 5.5x slower), which overstated the guard's sensitivity; a pacer correcting for it from the
-/// warm-up undershot (x1.60 once), and one that busy-waited read x1.78 in CI (its plain blocks
-/// ran on a core the spinning kept hot). The pacer now naps, and pads to 2x the plain blocks.
+/// The median over rounds of (slowed batch's quantile `q`) / (its neighbouring plain batch's
+/// p50), and the slowed quantiles in µs.
+fn paired_ratio(plain: &[Histogram<u64>], slowed: &[Histogram<u64>], q: f64) -> (f64, Vec<f64>) {
+    let us = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1_000.0;
+    let ratios: Vec<f64> = slowed
+        .iter()
+        .zip(plain)
+        .map(|(s, p)| us(s, q) / us(p, 0.5))
+        .collect();
+    let quantiles = slowed.iter().map(|s| us(s, q)).collect();
+    (pgperf::perf::stats::median(&ratios).unwrap(), quantiles)
+}
+
+/// The injected slowdown (PGPERF_INJECT_SLOWDOWN) pads each operation to the factor it claims
+/// x the plain p50: a plain wait after each operation overshot on 2 cores (a nominal 3x made
+/// `SELECT 1` 5.5x slower), which overstated the guard's sensitivity; a pacer correcting for it
+/// from the warm-up undershot (x1.60 once), and one that busy-waited read x1.78 in CI (its
+/// plain blocks ran on a core the spinning kept hot). The pacer now naps, and pads to 2x the
+/// plain blocks.
 ///
-/// The estimate is the median over 100 rounds of each round's ratio, slowed batch over its
+/// What the pacer controls is the pad's length, and every slowed operation that does not
+/// outrun its pad lasts exactly that long: the slowed batches' lower quartile is the pad. That
+/// is judged, to ±10 %. The slowed p50 also counts the operations that outran their pad: after
+/// a pad the server has sat idle, and its wake-up made 0-41 % of a batch's operations outrun
+/// the pad here, and more than half in one CI run (p50 x2.31, while the pad held). No pad can
+/// hold those, so the p50 must only show the slowdown (at least x1.8); sensitivity itself is
+/// proved with real code changes (docs/guard.md).
+///
+/// Each estimate is the median over 100 rounds of each round's ratio, slowed batch over its
 /// neighbouring plain batch. A ratio of the two sides' medians read x1.76 once (CI of 0c2d446),
 /// when the plain batches were bimodal (51 or 59 µs) and the median of the plain side fell
-/// in the slow mode while the slowed side's fell in the fast one. Pairing neighbours cancels a mode that holds for more than one batch; a mode that
-/// flips from one batch to the next would still show, and fail the test.
+/// in the slow mode while the slowed side's fell in the fast one. Pairing neighbours cancels a
+/// mode that holds for more than one batch; a mode that flips from one batch to the next would
+/// still show, and fail the test.
 #[rstest::rstest]
 #[case::a_round_trip("lookup.select_1")]
 #[case::a_keyed_read("lookup.entity_by_id")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_injected_2x_slowdown_doubles_the_wall_time(#[case] name: &str) {
+async fn an_injected_2x_slowdown_pads_each_operation_to_twice_the_plain_p50(#[case] name: &str) {
     let _alone = gate::timed().await;
     let test_db = TestDb::for_timing(scenarios::pool_settings()).await;
     scenarios::seed(&test_db.db).await.unwrap();
@@ -253,21 +277,28 @@ async fn an_injected_2x_slowdown_doubles_the_wall_time(#[case] name: &str) {
         .find(|c| c.name.as_str() == name)
         .unwrap();
     let (plain, slowed) =
-        alternating_p50s(&test_db.db, &case, pgperf::perf::Slowdown(2.0), 100).await;
+        alternating_batches(&test_db.db, &case, pgperf::perf::Slowdown(2.0), 100).await;
 
-    let median = |v: &[f64]| pgperf::perf::stats::median(v).unwrap();
-    let ratios: Vec<f64> = slowed.iter().zip(&plain).map(|(s, p)| s / p).collect();
-    let ratio = median(&ratios);
+    let (pad, pads) = paired_ratio(&plain, &slowed, 0.25);
+    let (p50, p50s) = paired_ratio(&plain, &slowed, 0.5);
+    let plain_p50s: Vec<f64> = plain
+        .iter()
+        .map(|h| h.value_at_quantile(0.5) as f64 / 1e3)
+        .collect();
     eprintln!(
-        "{name}: injected 2x read x{ratio:.2}, median of {} paired rounds (median p50s {:.0} µs plain, {:.0} µs slowed)",
-        ratios.len(),
-        median(&plain),
-        median(&slowed)
+        "{name}: injected 2x, median of {} paired rounds: pad (slowed p25) x{pad:.2}, p50 x{p50:.2} \
+         (median p50s {:.0} µs plain, {:.0} µs slowed)",
+        plain.len(),
+        pgperf::perf::stats::median(&plain_p50s).unwrap(),
+        pgperf::perf::stats::median(&p50s).unwrap(),
     );
+    let detail =
+        format!("p50s plain {plain_p50s:.0?} µs; slowed p25s {pads:.0?} µs, p50s {p50s:.0?} µs");
     assert!(
-        (1.8..=2.2).contains(&ratio),
-        "{name}: x{ratio:.2}; p50s plain {plain:.0?} µs, injected 2x {slowed:.0?} µs"
+        (1.8..=2.2).contains(&pad),
+        "{name}: pad x{pad:.2}; {detail}"
     );
+    assert!(p50 >= 1.8, "{name}: slowed p50 x{p50:.2}; {detail}");
 }
 
 /// The CPU list of this thread (`taskset -p`'s view, from /proc).

@@ -56,8 +56,8 @@ impl Side {
     async fn measure(&self, case: &str, iterations: u64, warmup: u64) -> anyhow::Result<Reply> {
         let case = find(case)?;
         suite::settle(&self.db).await;
-        let summary = scenarios::sample(&self.db, &case, (iterations, warmup), None).await?;
-        Ok(Reply::Measured(summary))
+        let batch = scenarios::sample(&self.db, &case, (iterations, warmup), None).await?;
+        Ok(Reply::Measured(batch.summary))
     }
 
     async fn count(&self, case: &str) -> anyhow::Result<Reply> {

@@ -268,7 +268,7 @@ pub async fn sample(
     case: &Case,
     (iterations, warmup): (u64, u64),
     slowdown: Option<Slowdown>,
-) -> Result<crate::perf::Summary, PerfError> {
+) -> Result<Measurement, PerfError> {
     slowable(case, slowdown)?;
     let batch = Case {
         config: case.config.iterations(iterations).warmup(warmup),
@@ -285,7 +285,7 @@ pub async fn sample(
     if m.summary.errors > 0 {
         return Err(operation_failed(case, &m));
     }
-    Ok(m.summary)
+    Ok(m)
 }
 
 /// A slowdown holds its task's thread while it waits: only a case with one task can take one.
