@@ -35,8 +35,9 @@
 //! - score >= `review`: [`Decision::Review`], a person should look;
 //! - otherwise (or no candidate): [`Decision::New`], create an entity.
 //!
-//! A batch resolves up to [`MAX_BATCH`] names in one statement per pass (`unnest ... WITH
-//! ORDINALITY` and a `LATERAL` subquery with `LIMIT`); a single name is a batch of one, so
+//! A batch resolves up to [`MAX_BATCH`] names in one statement per pass (the names as rows,
+//! from the function `resolution_names`, and a `LATERAL` subquery with `LIMIT`; the function
+//! lets a connection keep each pass's generic plan, see its migration); a single name is a batch of one, so
 //! both give the same answers by construction (and a test checks it). The index conditions
 //! sit behind `OFFSET 0` so that the kind filter cannot be pushed into the scan: with it, the
 //! planner read a quarter of the entities through the kind index and filtered them by
@@ -242,7 +243,7 @@ macro_rules! resolve_statement {
         concatcp!(
             r"
 SELECT q.n, c.id, c.name, c.matched, c.score
-  FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS q(norm, kind, n)
+  FROM resolution_names($1::text[], $2::text[]) AS q(norm, kind, n)
   CROSS JOIN LATERAL (SELECT name_word_variants(q.norm) AS variants, ",
             QUERY_WORDS,
             r" AS words) w
