@@ -221,7 +221,7 @@ pub(super) async fn resolve(
         .bounded(async {
             let mut c = state.acquire().await?;
             let mut tx = sqlx::Connection::begin(&mut *c).await?;
-            state.set_up_resolution(&mut tx, started).await?;
+            state.stop_before_the_request(&mut tx, started).await?;
             let resolved = resolve_batch(&mut tx, &names, Thresholds::default()).await?;
             tx.commit().await?;
             Ok(resolved)

@@ -270,12 +270,8 @@ impl AppState {
 
     /// Sets the transaction's `statement_timeout` to what is left of the request's time (less
     /// [`STATEMENT_MARGIN`]), so the server stops a statement before the request gives up on
-    /// it: no statement outlives its request. Sets its `plan_cache_mode` to generic plans too,
-    /// in the same round trip: for a batch of a few names, planning resolution's statements
-    /// afresh took about as long as running them (0.6-1.3 ms each at 100k entities, machine A
-    /// in its slow state), and their generic plans have the custom plans' shape (see
-    /// docs/search-and-resolution.md, "Generic plans for resolution in the service").
-    async fn set_up_resolution(
+    /// it: no statement outlives its request.
+    async fn stop_before_the_request(
         &self,
         tx: &mut sqlx::PgConnection,
         started: Instant,
@@ -286,13 +282,10 @@ impl AppState {
             .saturating_sub(started.elapsed())
             .saturating_sub(STATEMENT_MARGIN);
         let ms = left.as_millis().max(1).to_string();
-        sqlx::query(
-            "SELECT set_config('statement_timeout', $1, true), \
-                    set_config('plan_cache_mode', 'force_generic_plan', true)",
-        )
-        .bind(ms)
-        .execute(tx)
-        .await?;
+        sqlx::query("SELECT set_config('statement_timeout', $1, true)")
+            .bind(ms)
+            .execute(tx)
+            .await?;
         Ok(())
     }
 
