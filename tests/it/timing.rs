@@ -230,16 +230,20 @@ async fn alternating_batches(
 /// while), so many short batches, not a few long ones.
 const BATCH: u64 = 200;
 
+/// A batch's quantile `q`, in µs.
+fn quantile_us(h: &Histogram<u64>, q: f64) -> f64 {
+    h.value_at_quantile(q) as f64 / 1_000.0
+}
+
 /// The median over rounds of (slowed batch's quantile `q`) / (its neighbouring plain batch's
 /// p50), and the slowed quantiles in µs.
 fn paired_ratio(plain: &[Histogram<u64>], slowed: &[Histogram<u64>], q: f64) -> (f64, Vec<f64>) {
-    let us = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1_000.0;
     let ratios: Vec<f64> = slowed
         .iter()
         .zip(plain)
-        .map(|(s, p)| us(s, q) / us(p, 0.5))
+        .map(|(s, p)| quantile_us(s, q) / quantile_us(p, 0.5))
         .collect();
-    let quantiles = slowed.iter().map(|s| us(s, q)).collect();
+    let quantiles = slowed.iter().map(|s| quantile_us(s, q)).collect();
     (pgperf::perf::stats::median(&ratios).unwrap(), quantiles)
 }
 
@@ -256,7 +260,7 @@ fn paired_ratio(plain: &[Histogram<u64>], slowed: &[Histogram<u64>], q: f64) -> 
 /// a pad the server has sat idle, and its wake-up made 0-41 % of a batch's operations outrun
 /// the pad here, and more than half in one CI run (p50 x2.31, while the pad held). No pad can
 /// hold those, so the p50 must only show the slowdown (at least x1.8); sensitivity itself is
-/// proved with real code changes (docs/guard.md).
+/// proved with real code changes (docs/guards.md).
 ///
 /// Each estimate is the median over 100 rounds of each round's ratio, slowed batch over its
 /// neighbouring plain batch. A ratio of the two sides' medians read x1.76 once (CI of 0c2d446),
@@ -281,10 +285,7 @@ async fn an_injected_2x_slowdown_pads_each_operation_to_twice_the_plain_p50(#[ca
 
     let (pad, pads) = paired_ratio(&plain, &slowed, 0.25);
     let (p50, p50s) = paired_ratio(&plain, &slowed, 0.5);
-    let plain_p50s: Vec<f64> = plain
-        .iter()
-        .map(|h| h.value_at_quantile(0.5) as f64 / 1e3)
-        .collect();
+    let plain_p50s: Vec<f64> = plain.iter().map(|h| quantile_us(h, 0.5)).collect();
     eprintln!(
         "{name}: injected 2x, median of {} paired rounds: pad (slowed p25) x{pad:.2}, p50 x{p50:.2} \
          (median p50s {:.0} µs plain, {:.0} µs slowed)",
