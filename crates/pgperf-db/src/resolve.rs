@@ -38,10 +38,10 @@
 //! A batch resolves up to [`MAX_BATCH`] names in one statement per pass (the names as rows,
 //! from the function `resolution_names`, which lets a connection keep each pass's generic
 //! plan, see its migrations; and a `LATERAL` subquery with `LIMIT`); a single name is a
-//! batch of one, so both give the same answers by construction (and a test checks it). The index conditions
-//! sit behind `OFFSET 0` so that the kind filter cannot be pushed into the scan: with it, the
-//! planner read a quarter of the entities through the kind index and filtered them by
-//! similarity (a plan guard caught it: 169 000 buffers for 100 names).
+//! batch of one, so both give the same answers by construction (and a test checks it). The
+//! index conditions sit behind `OFFSET 0` so that the kind filter cannot be pushed into the
+//! scan: with it, the planner read a quarter of the entities through the kind index and
+//! filtered them by similarity (a plan guard caught it: 169 000 buffers for 100 names).
 
 use const_format::concatcp;
 use serde::{Deserialize, Serialize};
