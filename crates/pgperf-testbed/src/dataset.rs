@@ -77,16 +77,35 @@ pub fn popular_query(seed: u64, i: u64) -> String {
     name.split_whitespace().next().unwrap_or("acme").to_owned()
 }
 
+/// A noisy spelling of entity `i`'s name: without its last word (usually the legal form),
+/// upper-cased. What a client searches for, or a source sends, for an entity it knows.
+pub fn noisy_name(seed: u64, i: u64) -> String {
+    let name = entity_name(seed, i);
+    name.rsplit_once(' ')
+        .map_or(name.as_str(), |(head, _)| head)
+        .to_uppercase()
+}
+
+/// The kind of entity `i` (the kind [`entity`] gives it).
+pub fn entity_kind(seed: u64, i: u64) -> EntityKind {
+    draw_kind(&mut ChaCha8Rng::seed_from_u64(seed.wrapping_add(i)))
+}
+
+/// 70 % organizations, the rest spread over every kind.
+fn draw_kind(rng: &mut ChaCha8Rng) -> EntityKind {
+    if rng.random_bool(0.7) {
+        EntityKind::Organization
+    } else {
+        EntityKind::ALL[rng.random_range(0..4)]
+    }
+}
+
 /// Entity `i`: its kind, name and attributes, and up to two aliases (deterministic per seed
 /// and index).
 pub fn entity(seed: u64, i: u64) -> (NewEntity, Vec<String>) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed.wrapping_add(i));
     let name = entity_name(seed, i);
-    let kind = if rng.random_bool(0.7) {
-        EntityKind::Organization
-    } else {
-        EntityKind::ALL[rng.random_range(0..4)]
-    };
+    let kind = draw_kind(&mut rng);
     let first_word = name.split(' ').next().unwrap_or("X");
     let aliases = (0..rng.random_range(0..=2))
         .map(|a| format!("{first_word} {}", a + 1))
@@ -173,6 +192,20 @@ mod tests {
     fn every_generated_row_is_valid() {
         assert!(records(1, 2_000, 100).all(|r| r.validate().is_ok()));
         assert!(entities(1, 500).all(|(e, _)| e.validate().is_ok()));
+    }
+
+    #[test]
+    fn a_noisy_name_and_a_kind_are_those_of_the_entity() {
+        for i in 0..200 {
+            let (entity, _) = entity(5, i);
+            assert_eq!(entity_kind(5, i), entity.kind, "entity {i}");
+            let noisy = noisy_name(5, i);
+            assert!(
+                entity.name.to_uppercase().starts_with(&noisy),
+                "{noisy:?} of {entity:?}"
+            );
+            assert!(noisy.len() < entity.name.len(), "{noisy:?} of {entity:?}");
+        }
     }
 
     #[test]

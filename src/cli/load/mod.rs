@@ -32,9 +32,10 @@ use anyhow::Context;
 use goose::prelude::*;
 use rand::Rng;
 
+use pgperf::dataset::{entity_kind, noisy_name};
 use pgperf::db::repo::{aliases, entities};
 use pgperf::db::{Db, DbError, EntityKind, NewEntity, PoolSettings};
-use pgperf::scenarios::plans::{encode, noisy_name};
+use pgperf::scenarios::plans::encode;
 
 use self::profile::{Kind, Overrides, Profile, ProfileName, Shape, Step, Weights};
 use self::record::{ErrorCause, MetricsGap, Recorder, Sample, proc_stat};
@@ -47,6 +48,12 @@ use super::{Failure, with_workspace};
 const SEED: u64 = pgperf::dataset::SERVE_SEED;
 /// Popular queries of the cached searches.
 const POPULAR: u64 = 20;
+/// Names in a resolution request: noisy names of seeded entities, with their kinds, and one
+/// new name (of no entity: a name the platform meets for the first time, which goes through
+/// every pass).
+const RESOLVE_BATCH: usize = 10;
+/// The seed of the new names in resolution requests (no seeded entity has them).
+const NEW_NAMES_SEED: u64 = SEED + 1;
 
 /// Options of `pgperf load`.
 #[derive(Debug, clap::Args)]
@@ -188,12 +195,9 @@ impl RunState {
                 let q = pgperf::dataset::popular_query(SEED, entity() % POPULAR);
                 (search(q), "search", None)
             }
-            Kind::UncachedSearch => (search(noisy_name(entity())), "search", None),
+            Kind::UncachedSearch => (search(noisy_name(SEED, entity())), "search", None),
             Kind::Resolve => {
-                let names: Vec<serde_json::Value> = (0..10)
-                    .map(|_| serde_json::json!({"name": noisy_name(entity()), "kind": "organization"}))
-                    .collect();
-                let body = serde_json::json!({ "names": names });
+                let body = resolve_body(entity);
                 ("/resolve".to_owned(), "/resolve", Some(body))
             }
             Kind::Entity => (
@@ -245,7 +249,7 @@ impl RunState {
             let entity = rng.random_range(0..self.entities.max(1));
             (
                 entity,
-                noisy_name(rng.random_range(0..self.entities.max(1))),
+                noisy_name(SEED, rng.random_range(0..self.entities.max(1))),
                 rng.random_bool(0.5),
             )
         };
@@ -266,6 +270,22 @@ impl RunState {
         };
         matches!(written, Ok(()) | Err(DbError::UniqueViolation { .. }))
     }
+}
+
+/// The body of a resolution request: [`RESOLVE_BATCH`] names, each a noisy name of a random
+/// entity (`entity()`) with its kind, but the last, which is new.
+fn resolve_body(mut entity: impl FnMut() -> u64) -> serde_json::Value {
+    let mut names: Vec<serde_json::Value> = (1..RESOLVE_BATCH)
+        .map(|_| {
+            let i = entity();
+            serde_json::json!({"name": noisy_name(SEED, i), "kind": entity_kind(SEED, i)})
+        })
+        .collect();
+    names.push(serde_json::json!({
+        "name": noisy_name(NEW_NAMES_SEED, entity()),
+        "kind": EntityKind::Organization,
+    }));
+    serde_json::json!({ "names": names })
 }
 
 /// The service `pgperf load` started: a child `pgperf serve` in a process group of its own
@@ -747,4 +767,25 @@ fn judge(status: reqwest::StatusCode, retry_after: bool) -> Result<(), ErrorCaus
 /// 2-core machine, and the fixed 300 s ran out with the service's start.
 fn start_limit(entities: u64) -> Duration {
     Duration::from_secs(300 + entities / 1_000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_resolution_request_holds_nine_seeded_entities_with_their_kinds_and_one_new_name() {
+        let mut next = 100..;
+        let body = resolve_body(|| next.next().unwrap());
+        let names = body["names"].as_array().unwrap();
+        assert_eq!(names.len(), RESOLVE_BATCH);
+        for (i, name) in (100..).zip(&names[..RESOLVE_BATCH - 1]) {
+            assert_eq!(name["name"], noisy_name(SEED, i));
+            assert_eq!(name["kind"], serde_json::json!(entity_kind(SEED, i)));
+        }
+        assert_eq!(
+            names[RESOLVE_BATCH - 1]["name"],
+            noisy_name(NEW_NAMES_SEED, 109)
+        );
+    }
 }

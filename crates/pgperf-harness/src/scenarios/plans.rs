@@ -29,10 +29,7 @@ pub fn plan_records() -> impl Iterator<Item = crate::db::NewSourceRecord> {
 /// A noisy query for the `i`-th seeded entity: its name without its last word, upper-cased
 /// (as the timed trigram case searches).
 pub fn noisy_name(i: u64) -> String {
-    let name = dataset::entity_name(SEED, i % ENTITIES);
-    name.rsplit_once(' ')
-        .map_or(name.as_str(), |(head, _)| head)
-        .to_uppercase()
+    dataset::noisy_name(SEED, i % ENTITIES)
 }
 
 /// A query-string value, percent-encoded (for the HTTP cases and the load tests).
