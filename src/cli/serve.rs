@@ -53,6 +53,10 @@ pub struct ServeArgs {
     /// Resolution batches in flight at most (keep it below --max-connections).
     #[arg(long, default_value_t = Config::default().resolve_in_flight)]
     pub resolve_in_flight: usize,
+    /// Resolution batches that may wait for a slot (plus one); past them a batch gets 503 with
+    /// Retry-After at once. 0: none wait.
+    #[arg(long, default_value_t = Config::default().resolve_queue)]
+    pub resolve_queue: usize,
     /// How long a cached search page may be served after a write that changes it, ms (0:
     /// every write invalidates the cache at once). Writes then move the cache's generation at
     /// most once per this time, so continuous ingestion does not empty the cache. Set on the
@@ -149,6 +153,7 @@ fn config(args: &ServeArgs) -> anyhow::Result<Config> {
         request_timeout: Duration::from_millis(args.request_timeout_ms),
         max_in_flight: args.max_in_flight,
         resolve_in_flight: args.resolve_in_flight,
+        resolve_queue: args.resolve_queue,
         connections: ConnectionLimits {
             max_connections: args.max_client_connections,
             header_read_timeout: Duration::from_millis(args.header_timeout_ms),

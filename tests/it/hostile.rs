@@ -103,6 +103,7 @@ async fn a_batch_past_the_resolution_limit_is_shed_at_once_with_retry_after() {
     drop(c);
     let config = Config {
         resolve_in_flight: 1,
+        resolve_queue: 0,
         ..Config::default()
     };
     let s = Running::start(t.db.clone(), config).await;
@@ -139,6 +140,43 @@ async fn a_batch_past_the_resolution_limit_is_shed_at_once_with_retry_after() {
         (live, held_status),
         (200, 200),
         "the health and the held batch are answered"
+    );
+}
+
+#[tokio::test]
+async fn batches_past_the_slot_wait_in_the_queue_and_one_past_the_queue_is_shed() {
+    let t = TestDb::new().await;
+    let config = Config {
+        resolve_in_flight: 1,
+        resolve_queue: 1,
+        ..Config::default()
+    };
+    let s = Running::start(t.db.clone(), config).await;
+    // The slot's batch waits for a lock on `entities`; two more wait in the queue (its size,
+    // plus the one its worker holds).
+    let mut locker = lock_entities(&t.db).await;
+    let mut waiting = Vec::new();
+    for name in ["acme", "globex", "initech"] {
+        let (url, body) = (s.url("/resolve"), names(&[name]));
+        waiting.push(tokio::spawn(async move { post_json(&url, &body).await }));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    let started = Instant::now();
+    let (shed, _, body) = parts(post_json(&s.url("/resolve"), &names(&["umbrella"])).await).await;
+    let took = started.elapsed();
+    release(&mut locker).await;
+    let mut answered = Vec::new();
+    for batch in waiting {
+        answered.push(parts(batch.await.unwrap()).await.0);
+    }
+
+    assert_eq!(shed, 503, "{body}");
+    assert!(took < Duration::from_millis(500), "shed in {took:?}");
+    assert_eq!(
+        answered,
+        [200, 200, 200],
+        "the running and the queued batches"
     );
 }
 

@@ -32,6 +32,7 @@ mod shared_check;
 pub mod telemetry;
 pub mod thresholds;
 
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -42,7 +43,10 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use subtle::ConstantTimeEq;
+use tower::BoxError;
+use tower::buffer::BufferLayer;
 use tower::limit::{ConcurrencyLimitLayer, GlobalConcurrencyLimitLayer};
+use tower::util::{Either, MapErrLayer};
 
 use crate::db::process_cache::ProcessTier;
 use crate::db::search_cache::{DEFAULT_TTL, SearchCache};
@@ -73,11 +77,18 @@ pub struct Config {
     /// shed at once: 503 with `Retry-After`, never a queue.
     pub max_in_flight: usize,
     /// Resolution batches in flight at most (below the pool's size, so batches cannot take
-    /// every connection); past it a batch is shed the same way. The default, 2, is one batch
+    /// every connection); past it a batch waits in [`Config::resolve_queue`]. The default, 2, is one batch
     /// per core of the machine kind it was measured on: with 4, the stress profile broke at
     /// the same rate with twice the latency, and the liveness probe missed its bound under
     /// huge names (docs/results/2026-12-02-hostile.md).
     pub resolve_in_flight: usize,
+    /// The queue of resolution batches waiting for a slot, in arrival order (tower's
+    /// `Buffer` of this size, whose worker holds one batch more: up to this many plus one
+    /// wait); a batch past it is shed. 0: none wait, a batch past the slots is shed at once.
+    /// Two slots without a queue shed about one batch in five at half their capacity (a loss
+    /// system); a short queue absorbs those bursts, and bounds the wait to a few batches' time
+    /// over the slots. A batch whose client went away is dropped from the queue unrun.
+    pub resolve_queue: usize,
     /// The most search cache entries kept: a purge every [`UPKEEP_EVERY`] deletes expired
     /// entries, then those closest to expiry beyond this.
     pub cache_max_entries: u64,
@@ -195,6 +206,7 @@ impl Default for Config {
             cache_ttl: DEFAULT_TTL,
             max_in_flight: 64,
             resolve_in_flight: 2,
+            resolve_queue: 4,
             cache_max_entries: 10_000,
             connections: ConnectionLimits::default(),
             process_cache: None,
@@ -339,16 +351,20 @@ pub fn router_with(db: Db, config: Config) -> Result<Router, DbError> {
         .route("/health/database/detailed", get(health::detailed))
         .route("/metrics", get(health::prometheus))
         .route_layer(middleware::from_fn_with_state(state.clone(), admin_only));
-    // The data routes share one in-flight limit; resolution has its own, lower one. The
-    // health routes have none: a flood of data requests must not make them fail.
+    // The data routes share one in-flight limit; resolution has its own, lower one, behind a
+    // short queue. The health routes have none: a flood of data requests must not make them
+    // fail.
+    let resolve_queue = queue_layer(state.config.resolve_queue);
     let data = Router::new()
         .route("/entities/{id}", get(api::entity))
         .route("/search", get(api::search))
         .route(
             "/resolve",
-            post(api::resolve).layer(shed!(ConcurrencyLimitLayer::new(
-                state.config.resolve_in_flight
-            ))),
+            post(api::resolve).layer(shed!(
+                tower::ServiceBuilder::new()
+                    .layer(resolve_queue)
+                    .layer(ConcurrencyLimitLayer::new(state.config.resolve_in_flight))
+            )),
         )
         .route_layer(shed!(GlobalConcurrencyLimitLayer::new(
             state.config.max_in_flight
@@ -363,6 +379,19 @@ pub fn router_with(db: Db, config: Config) -> Result<Router, DbError> {
         .layer(DefaultBodyLimit::max(state.config.body_limit))
         .layer(middleware::from_fn_with_state(state.clone(), timed))
         .with_state(state))
+}
+
+/// The error conversion of the queue-less branch of [`queue_layer`].
+type BoxInfallible = fn(Infallible) -> BoxError;
+
+/// The queue in front of a concurrency limit: tower's `Buffer` of `size` (its worker holds
+/// one more request, so up to `size + 1` wait), or none for 0. Either way errors are boxed,
+/// for [`shed!`].
+fn queue_layer(size: usize) -> Either<BufferLayer<Request>, MapErrLayer<BoxInfallible>> {
+    match size {
+        0 => Either::Right(MapErrLayer::new(|never| match never {})),
+        size => Either::Left(BufferLayer::new(size)),
+    }
 }
 
 async fn overloaded(_: tower::BoxError) -> Response {
