@@ -53,8 +53,8 @@ pub struct ServeArgs {
     /// Resolution batches in flight at most (keep it below --max-connections).
     #[arg(long, default_value_t = Config::default().resolve_in_flight)]
     pub resolve_in_flight: usize,
-    /// Resolution batches that may wait for a slot (plus one); past them a batch gets 503 with
-    /// Retry-After at once. 0: none wait.
+    /// Resolution batches that may wait for a slot (plus one), at most 1000; past them a batch
+    /// gets 503 with Retry-After at once. 0: none wait.
     #[arg(long, default_value_t = Config::default().resolve_queue)]
     pub resolve_queue: usize,
     /// How long a cached search page may be served after a write that changes it, ms (0:
@@ -118,6 +118,10 @@ fn check_exposure(args: &ServeArgs, token: Option<&AdminToken>) -> Result<(), Fa
     )))
 }
 
+/// The longest resolution queue `--resolve-queue` accepts: waiting batches hold their
+/// requests' memory, and a long queue only turns shed batches into timed-out ones.
+const MAX_RESOLVE_QUEUE: usize = 1_000;
+
 fn config(args: &ServeArgs) -> anyhow::Result<Config> {
     let thresholds = match &args.thresholds {
         Some(path) => Thresholds::load(path)?,
@@ -136,6 +140,12 @@ fn config(args: &ServeArgs) -> anyhow::Result<Config> {
         return Err(Failure::Usage(
             "--request-timeout-ms, --body-limit, --max-in-flight, --resolve-in-flight, --max-client-connections, --header-timeout-ms and --process-cache-refresh-ms must be above zero".to_owned(),
         )
+        .into());
+    }
+    if args.resolve_queue > MAX_RESOLVE_QUEUE {
+        return Err(Failure::Usage(format!(
+            "--resolve-queue must be at most {MAX_RESOLVE_QUEUE}"
+        ))
         .into());
     }
     if args.cache_max_staleness_ms > 3_600_000 {

@@ -37,12 +37,13 @@ fn a_filter_that_matches_no_case_is_a_usage_error_naming_the_cases() {
 }
 
 #[test]
-fn zero_rounds_and_an_out_of_range_scale_are_usage_errors() {
+fn zero_rounds_an_out_of_range_scale_and_a_queue_past_its_bound_are_usage_errors() {
     for args in [
         &["ingest-bench", "--rounds", "0"][..],
         &["compare-pgbench", "--scale", "0"],
         &["compare-pgbench", "--scale", "5000"],
         &["compare-pgbench", "--clients", "1,0"],
+        &["serve", "--resolve-queue", "1001"],
     ] {
         let out = pgperf(args, &[]);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));

@@ -77,10 +77,10 @@ pub struct Config {
     /// shed at once: 503 with `Retry-After`, never a queue.
     pub max_in_flight: usize,
     /// Resolution batches in flight at most (below the pool's size, so batches cannot take
-    /// every connection); past it a batch waits in [`Config::resolve_queue`]. The default, 2, is one batch
-    /// per core of the machine kind it was measured on: with 4, the stress profile broke at
-    /// the same rate with twice the latency, and the liveness probe missed its bound under
-    /// huge names (docs/results/2026-12-02-hostile.md).
+    /// every connection); past it a batch waits in [`Config::resolve_queue`]. The default, 2,
+    /// is one batch per core of the machine kind it was measured on: with 4, the stress
+    /// profile broke at the same rate with twice the latency, and the liveness probe missed
+    /// its bound under huge names (docs/results/2026-12-02-hostile.md).
     pub resolve_in_flight: usize,
     /// The queue of resolution batches waiting for a slot, in arrival order (tower's
     /// `Buffer` of this size, whose worker holds one batch more: up to this many plus one
