@@ -7,7 +7,6 @@ mod abuse;
 mod alerting;
 mod cli;
 mod connections;
-mod counters;
 mod crud;
 mod faults;
 mod hangs;
@@ -23,5 +22,6 @@ mod search;
 mod server;
 mod service;
 mod signals;
+// Last but one in name order: the tests that hold the timing gate exclusively (see its doc).
 mod timing;
 mod transactions;
