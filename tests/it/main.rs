@@ -7,6 +7,7 @@ mod abuse;
 mod alerting;
 mod cli;
 mod connections;
+mod counters;
 mod crud;
 mod faults;
 mod hangs;

@@ -43,12 +43,8 @@ impl Dedicated {
         Some(this)
     }
 
-    /// Like [`Dedicated::start`], with the container options changed by `change`, for a test
-    /// that already holds the timing gate exclusively (taking it shared too would wait for
-    /// itself).
-    pub async fn start_with(
-        change: impl FnOnce(ContainerOptions) -> ContainerOptions,
-    ) -> Option<Self> {
+    /// Starts the container, without the gate: [`Dedicated::start_changed`] holds it.
+    async fn start_with(change: impl FnOnce(ContainerOptions) -> ContainerOptions) -> Option<Self> {
         if !shared().is_container() {
             super::skip::skip(
                 "fault tests need a container of their own (PGPERF_DATABASE_URL is set)",

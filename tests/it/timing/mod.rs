@@ -2,14 +2,13 @@
 //! area alone (the timing gate keeps every other test out) on its own seeded database, and
 //! fails naming every case that regressed, with its numbers and how to accept the change.
 //!
-//! Every test that holds the timing gate exclusively lives in this module (the guard's counters
-//! and exit codes too), because libtest starts tests in name order and `timing::` sorts last
+//! Every test that holds the timing gate exclusively lives in this module (the guard's exit
+//! codes too), because libtest starts tests in name order and `timing::` sorts last
 //! but one. A test waiting for the gate keeps its thread idle until every test that holds it
 //! shared has finished; placed early, such a test waited behind the alerting test's minute
 //! while the machine idled. Placed last, they run one after another once the other tests are
 //! done ([docs/testing.md](../../../docs/testing.md)).
 
-mod counters;
 mod exit_codes;
 
 use hdrhistogram::Histogram;
