@@ -39,8 +39,8 @@ where
     F: FnOnce(Db) -> Fut,
     Fut: Future<Output = ()>,
 {
-    // Counters hold on a loaded machine: the test shares the machine with the others, and
-    // only the time it also records is left unjudged.
+    // Counters do not move with load, so the test shares the machine with the others: the
+    // guard names a changed counter before it looks at time.
     let test_db = TestDb::with_settings(scenarios::pool_settings()).await;
     let db = &test_db.db;
     scenarios::seed(db).await.expect("seeding");
