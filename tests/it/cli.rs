@@ -1,5 +1,6 @@
-//! The command line as a user runs it: exit codes (0 success, 1 a case regressed, 2 usage,
-//! 3 any other error) and usage errors that name what is wrong, before any work is done.
+//! The command line as a user runs it: usage errors (exit 2) that name what is wrong, before
+//! any work is done, and no password in debug logs. Exit 1 for a regressed case is tested with
+//! the timed tests (`timing::exit_codes`), since it holds the timing gate.
 
 use std::process::{Command, Output};
 
