@@ -124,7 +124,7 @@ fn fuzzy() -> Vec<PlanCase> {
         .collect();
     let resolve = |name, sql, names: Vec<String>, max_buffers, max_rows_removed| {
         let kinds = vec![org(); names.len()];
-        let indexes = if sql == resolve::RESOLVE_BY_WORDS {
+        let indexes = if sql == resolve::RESOLVE_BY_WORDS || sql == resolve::RESOLVE_BY_EVERY_WORD {
             WORDS
         } else if sql == resolve::RESOLVE_BY_VARIANTS {
             VARIANTS
@@ -144,7 +144,8 @@ fn fuzzy() -> Vec<PlanCase> {
             max_rows_removed,
         }
     };
-    let (words, variants, trigrams) = (
+    let (every_word, words, variants, trigrams) = (
+        resolve::RESOLVE_BY_EVERY_WORD,
         resolve::RESOLVE_BY_WORDS,
         resolve::RESOLVE_BY_VARIANTS,
         resolve::RESOLVE_BY_TRIGRAMS,
@@ -152,6 +153,13 @@ fn fuzzy() -> Vec<PlanCase> {
     let search = search_case(query.clone());
     vec![
         search,
+        resolve(
+            "resolve_every_word",
+            every_word,
+            vec![query.clone()],
+            70,
+            35,
+        ),
         resolve("resolve_one", words, vec![query.clone()], 70, 35),
         resolve("resolve_batch_100", words, batch, 6_000, 1_800),
         resolve(
