@@ -3,15 +3,17 @@
 //!
 //! For each size the database grows to that many entities through the COPY path
 //! ([`copy_entities`]; the name indexes are dropped during the load and rebuilt after it),
-//! then four cases run one after another on one connection, database side (the client sends
-//! the statement and waits; no HTTP):
+//! then five cases run one after another, database side (the client sends the statement and
+//! waits; no HTTP), each on one connection but the last:
 //!
 //! - `search.uncached`: `--queries` searches, each for a different source spelling of a
 //!   random entity's name (typos, reordered words, initials, ...);
 //! - `search.cached`: `--queries` searches through the search cache, cycling over 20 popular
 //!   queries stored beforehand (every one must be a hit);
 //! - `resolve.one`: `--queries` single resolutions;
-//! - `resolve.batch_1000`: `--batches` batches of 1,000 names, one statement each.
+//! - `resolve.batch_1000`: `--batches` batches of 1,000 names, one statement a pass;
+//! - `resolve.batch_1000_x2`: the same batches, each split over two connections
+//!   (`resolve_batch_on`: 500 names on each, at once).
 //!
 //! The report gives p50/p95/p99 and throughput per case, size and index type; the growth
 //! exponent between sizes (slope of log p50 over log size: 0 flat, 1 linear); the client's
@@ -30,7 +32,7 @@ use sqlx::PgConnection;
 use pgperf::dataset::{self, labelled};
 use pgperf::db::ingest::copy_entities;
 use pgperf::db::latency::{Ms, ms_of_us};
-use pgperf::db::resolve::{NameToResolve, Thresholds, resolve, resolve_batch};
+use pgperf::db::resolve::{NameToResolve, Thresholds, resolve, resolve_batch, resolve_batch_on};
 use pgperf::db::search::{SearchRequest, search};
 use pgperf::db::search_cache::{SearchCache, Served};
 use pgperf::db::{Db, PoolSettings};
@@ -289,7 +291,7 @@ async fn measure_sizes(db: &Db, args: &ScaleArgs) -> anyhow::Result<Report> {
                 );
                 built = index;
             }
-            rows.extend(measure_cases(&mut conn, size, index, args).await?);
+            rows.extend(measure_cases(db, &mut conn, size, index, args).await?);
         }
         let peak = status_kib("VmHWM:").unwrap_or(0).saturating_sub(rss_start);
         load.peak_rss_growth_mib = peak as f64 / 1024.0;
@@ -404,10 +406,10 @@ fn queries(size: u64, count: u64, salt: u64) -> Vec<NameToResolve> {
 }
 
 /// Times `op` over `inputs`, one after another.
-async fn timed<T>(
-    conn: &mut PgConnection,
+async fn timed<C: ?Sized, T>(
+    conn: &mut C,
     inputs: &[T],
-    mut op: impl AsyncFnMut(&mut PgConnection, &T) -> anyhow::Result<()>,
+    mut op: impl AsyncFnMut(&mut C, &T) -> anyhow::Result<()>,
 ) -> anyhow::Result<Summary> {
     let mut h = stats::latency_histogram();
     let wall = Instant::now();
@@ -420,6 +422,7 @@ async fn timed<T>(
 }
 
 async fn measure_cases(
+    db: &Db,
     conn: &mut PgConnection,
     size: u64,
     index: IndexType,
@@ -428,11 +431,13 @@ async fn measure_cases(
     let names = queries(size, args.queries, 1);
     let (uncached, cached) = measure_searches(conn, &names).await?;
     let (one, batch) = measure_resolution(conn, size, &names, args.batches).await?;
+    let batch_x2 = measure_split_batches(db, size, args.batches).await?;
     let cases = [
         ("search.uncached", uncached),
         ("search.cached", cached),
         ("resolve.one", one),
         ("resolve.batch_1000", batch),
+        ("resolve.batch_1000_x2", batch_x2),
     ];
     for (case, s) in &cases {
         eprintln!(
@@ -509,6 +514,22 @@ async fn measure_resolution(
     .await
     .context("resolve.batch_1000")?;
     Ok((one, batch))
+}
+
+/// `resolve.batch_1000_x2`: the batches of `resolve.batch_1000`, each split over two
+/// connections ([`resolve_batch_on`]).
+async fn measure_split_batches(db: &Db, size: u64, batches: u64) -> anyhow::Result<Summary> {
+    let mut pair = [db.acquire().await?, db.acquire().await?];
+    let batches: Vec<Vec<NameToResolve>> = (0..batches)
+        .map(|b| queries(size, BATCH as u64, 100 + b))
+        .collect();
+    timed(&mut pair[..], &batches, async |pair, names| {
+        let answers = resolve_batch_on(pair, names, Thresholds::default()).await?;
+        anyhow::ensure!(answers.len() == names.len(), "a batch lost answers");
+        Ok(())
+    })
+    .await
+    .context("resolve.batch_1000_x2")
 }
 
 /// Slope of log y over log x between two points: 0 flat, 1 linear, 0.5 square root.

@@ -13,7 +13,7 @@
 use pgperf::db::repo::{aliases, records};
 use pgperf::db::resolve::{
     Decision, MAX_BATCH, NameToResolve, Resolution, Thresholds, link_if_matched, resolve,
-    resolve_batch,
+    resolve_batch, resolve_batch_on,
 };
 use pgperf::db::{DbError, EntityKind, MeteredConnection, NewSourceRecord};
 use serde_json::json;
@@ -131,7 +131,7 @@ async fn names_resolve_to_ranked_candidates_and_a_decision() {
 }
 
 #[tokio::test]
-async fn a_batch_gives_exactly_the_answers_of_one_by_one_calls_in_order() {
+async fn a_batch_gives_exactly_the_answers_of_one_by_one_calls_in_order_split_or_not() {
     let t = TestDb::new().await;
     let mut c = t.db.acquire().await.unwrap();
     seed(&mut c).await;
@@ -146,11 +146,21 @@ async fn a_batch_gives_exactly_the_answers_of_one_by_one_calls_in_order() {
     let batch: Vec<NameToResolve> = names().into_iter().cycle().take(MAX_BATCH).collect();
 
     let answers = resolve_batch(&mut c, &batch, strict).await.unwrap();
+    let mut three = [
+        t.db.acquire().await.unwrap(),
+        t.db.acquire().await.unwrap(),
+        t.db.acquire().await.unwrap(),
+    ];
+    let split = resolve_batch_on(&mut three, &batch, strict).await.unwrap();
 
     assert_eq!(answers.len(), MAX_BATCH);
     for (i, answer) in answers.iter().enumerate() {
         assert_eq!(answer, &one_by_one[i % one_by_one.len()], "name {i}");
     }
+    assert!(
+        split == answers,
+        "split over three connections, the answers differ"
+    );
     assert_eq!(
         one_by_one[1].decision,
         Decision::Review,
@@ -193,6 +203,19 @@ async fn a_batch_over_the_limit_and_nonsense_thresholds_are_refused() {
         .await
         .unwrap();
     assert_eq!(empty, vec![]);
+    let mut two = [t.db.acquire().await.unwrap(), t.db.acquire().await.unwrap()];
+    let err = resolve_batch_on(&mut two, &too_many, Thresholds::default())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("at most 1000"), "split: {err}");
+    let none: &mut [MeteredConnection] = &mut [];
+    let err = resolve_batch_on(none, &too_many[..1], Thresholds::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, DbError::InvalidInput { ref field, .. } if field == "connections"),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]

@@ -422,6 +422,35 @@ pub async fn resolve_batch(
         .collect())
 }
 
+/// Resolves up to [`MAX_BATCH`] names over several connections at once, a contiguous share of
+/// the names on each, and answers in the names' order: the answers of [`resolve_batch`]
+/// (each name's passes depend on that name alone), sooner where the server has a core per
+/// connection. For bulk jobs on an otherwise idle server; a caller that serves many batches
+/// at once gains nothing from it and ties up more connections. No connection: an error.
+pub async fn resolve_batch_on<C>(
+    conns: &mut [C],
+    names: &[NameToResolve],
+    thresholds: Thresholds,
+) -> Result<Vec<Resolution>, DbError>
+where
+    C: std::ops::DerefMut<Target = PgConnection>,
+{
+    if conns.is_empty() {
+        return Err(DbError::invalid("connections", "at least one is needed"));
+    }
+    thresholds.validate()?;
+    validate_batch(names)?;
+    let share = names.len().div_ceil(conns.len()).max(1);
+    let answers = futures::future::try_join_all(
+        conns
+            .iter_mut()
+            .zip(names.chunks(share))
+            .map(|(c, part)| resolve_batch(c, part, thresholds)),
+    )
+    .await?;
+    Ok(answers.into_iter().flatten().collect())
+}
+
 /// Adds a later pass's candidates to a name's (an entity found twice keeps its better
 /// score), best first (score, then id), at most [`CANDIDATES`].
 fn merge(list: &mut Vec<Candidate>, more: Vec<Candidate>) {
