@@ -13,9 +13,13 @@
 //!    so this pass brings hundreds of candidates a name, each scored, which is why the pass
 //!    before it comes first (see docs/results for the figures). From here on, a name is
 //!    settled at the review threshold.
-//! 2. **Word variants** ([`RESOLVE_BY_VARIANTS`]): entities with a word within one edit of a
-//!    word of the name (they share a "word variant": the word, or the word with one letter
-//!    deleted), through the variant GIN indexes: names whose every word is misspelled once.
+//! 2. **Two words' variants** ([`RESOLVE_BY_TWO_VARIANTS`]): entities with a word within one
+//!    edit of the name's longest word and one within one edit of its second longest (they
+//!    share a "word variant": the word, or the word with one letter deleted), through the
+//!    variant GIN indexes: names whose every word is misspelled once. So few entities meet
+//!    both conditions that this pass has no similarity floor (below). A pass by one shared
+//!    variant of any word, which this one replaced, brought hundreds of candidates a name at
+//!    a million entities, and changed no answer on the labelled sets once this one ran.
 //! 3. **Trigrams** ([`RESOLVE_BY_TRIGRAMS`]): `%` through the trigram GIN indexes, for what is
 //!    left (words two or more edits away, short words, names with no entity at all).
 //!
@@ -31,7 +35,8 @@
 //! 1 000 at 100 000 entities: 0.5 s by words, 0.75 s by variants).
 //!
 //! A candidate needs a trigram similarity of at least pg_trgm's `similarity_threshold` (the
-//! pool sets 0.45, see [`PoolSettings`](super::PoolSettings)) in either pass. Each pass keeps
+//! pool sets 0.45, see [`PoolSettings`](super::PoolSettings)) in every pass but the one by two
+//! words' variants. Each pass keeps
 //! the [`PRESELECTED`] most similar entities per name (an entity's best name or alias); each
 //! is then scored word by word ([`name_score`]: a misspelled word still resembles its
 //! original, another word does not), and the top [`CANDIDATES`] by that score (then id) are
@@ -124,8 +129,8 @@ pub fn validate_batch(names: &[NameToResolve]) -> Result<Vec<String>, DbError> {
 
 /// The two thresholds of a decision, on the word-by-word score. The defaults come from the
 /// accuracy evaluation (`pgperf accuracy`, README): match at 0.75 has the best F1 over the
-/// generated labelled set (0.970) and the four FEBRL sets (0.987-0.994) together; review at
-/// 0.45 keeps 96.9 % of the generated set's true entities among the candidates.
+/// generated labelled set (0.980) and the four FEBRL sets (0.988-0.995) together; review at
+/// 0.45 keeps 98.9 % of the generated set's true entities among the candidates.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Thresholds {
     /// At or above: a match.
@@ -244,10 +249,19 @@ macro_rules! query_words {
     };
 }
 
-/// [`query_words!`] as an OR query: a candidate has one of the words.
-const ANY_WORD: &str = query_words!(" | ");
-/// [`query_words!`] as an AND query: a candidate has every one of the words.
-const EVERY_WORD: &str = query_words!(" & ");
+/// The lateral of the passes by any word and by trigrams: [`query_words!`] as an OR query (a
+/// candidate has one of the words).
+const ANY_WORD: &str = concatcp!(query_words!(" | "), " AS words");
+/// The lateral of the pass by every word: [`query_words!`] as an AND query.
+const EVERY_WORD: &str = concatcp!(query_words!(" & "), " AS words");
+/// The lateral of the pass by two words' variants: the variants of the name's longest word
+/// (`v1`) and of its second longest (`v2`; the longest again for a name of one word), words
+/// of three or more characters.
+const TWO_LONGEST: &str = "name_word_variants(l.w[1]) AS v1,
+         name_word_variants(coalesce(l.w[2], l.w[1])) AS v2
+    FROM (SELECT ARRAY(
+            SELECT w FROM unnest(tsvector_to_array(to_tsvector('simple', q.norm))) AS w
+             WHERE length(w) >= 3 ORDER BY length(w) DESC, w LIMIT 2) AS w) l";
 
 /// The lowest score a candidate may have: pg_trgm's `similarity_threshold` (0.3 unless the
 /// session sets it), the threshold `%` applies in the trigram pass, so both passes keep the
@@ -255,17 +269,18 @@ const EVERY_WORD: &str = query_words!(" & ");
 const MIN_SCORE: &str =
     "coalesce(nullif(current_setting('pg_trgm.similarity_threshold', true), '')::float8, 0.3)";
 
-/// The batch resolution statement around a candidate condition on names (`{name}`) and on
-/// aliases (`{alias}`).
+/// The batch resolution statement around what a name's conditions need (`$lateral`, the
+/// select list of the lateral `w`), a candidate condition on names (`$name`) and on aliases
+/// (`$alias`), and the lowest similarity a candidate may have (`$min`).
 macro_rules! resolve_statement {
-    ($words:expr, $name:expr, $alias:expr) => {
+    ($lateral:expr, $name:expr, $alias:expr, $min:expr) => {
         concatcp!(
             r"
 SELECT q.n, c.id, c.name, c.matched, c.score
   FROM resolution_names($1::text[], $2::text[]) AS q(norm, kind, n)
-  CROSS JOIN LATERAL (SELECT name_word_variants(q.norm) AS variants, ",
-            $words,
-            r" AS words) w
+  CROSS JOIN LATERAL (SELECT ",
+            $lateral,
+            r") w
   CROSS JOIN LATERAL (
       SELECT id, name, matched, score FROM (
           SELECT DISTINCT ON (id) id, name, matched, score FROM (
@@ -278,7 +293,7 @@ SELECT q.n, c.id, c.name, c.matched, c.score
                   OFFSET 0
               ) m
                WHERE m.kind = q.kind AND m.score >= ",
-            MIN_SCORE,
+            $min,
             r"
               UNION ALL
               SELECT m.entity_id, e.name, m.alias, m.score FROM (
@@ -292,7 +307,7 @@ SELECT q.n, c.id, c.name, c.matched, c.score
               CROSS JOIN LATERAL (
                   SELECT name, kind FROM entities WHERE id = m.entity_id) e
                WHERE e.kind = q.kind AND m.score >= ",
-            MIN_SCORE,
+            $min,
             r"
           ) all_matches
           ORDER BY id, score DESC, matched
@@ -311,25 +326,17 @@ SELECT q.n, c.id, c.name, c.matched, c.score
 pub const RESOLVE_BY_WORDS: &str = resolve_statement!(
     ANY_WORD,
     "to_tsvector('simple', normalized_name) @@ w.words",
-    "to_tsvector('simple', normalized_alias) @@ w.words"
+    "to_tsvector('simple', normalized_alias) @@ w.words",
+    MIN_SCORE
 );
 
-/// Resolution's second pass: candidates share a word variant with the name (a word of three
-/// or more characters, or one of five or more with a letter deleted: see the migration
-/// `name_variant_indexes`), so words within one edit meet, through the variant GIN indexes
-/// (`$1` normalized names, `$2` kinds, `$3` candidates per name). Public for plan guards.
-pub const RESOLVE_BY_VARIANTS: &str = resolve_statement!(
-    ANY_WORD,
-    "name_word_variants(normalized_name) && w.variants",
-    "name_word_variants(normalized_alias) && w.variants"
-);
-
-/// Resolution's third pass, for names the first two left below the review threshold: candidates
+/// Resolution's last pass, for names the others left below the review threshold: candidates
 /// are trigram-similar (`%`) through the trigram GIN indexes. Same parameters.
 pub const RESOLVE_BY_TRIGRAMS: &str = resolve_statement!(
     ANY_WORD,
     "normalized_name % q.norm",
-    "normalized_alias % q.norm"
+    "normalized_alias % q.norm",
+    MIN_SCORE
 );
 
 /// Resolution's pass before the first: candidates have every word of the name (less the frequent
@@ -338,7 +345,21 @@ pub const RESOLVE_BY_TRIGRAMS: &str = resolve_statement!(
 pub const RESOLVE_BY_EVERY_WORD: &str = resolve_statement!(
     EVERY_WORD,
     "to_tsvector('simple', normalized_name) @@ w.words",
-    "to_tsvector('simple', normalized_alias) @@ w.words"
+    "to_tsvector('simple', normalized_alias) @@ w.words",
+    MIN_SCORE
+);
+
+/// Resolution's second pass, for names the first left below the review threshold: candidates have a word within one edit of the name's longest word AND one
+/// within one edit of its second longest, through the variant GIN indexes (one scan, two
+/// conditions), so a name with both words misspelled meets its entity among a handful of
+/// candidates, not the hundreds that share one variant. Those few need no similarity floor:
+/// the word-by-word score decides ("ilacstdy druevk" and "ilacsty druvek" are 0.41 similar by
+/// trigrams). Same parameters.
+pub const RESOLVE_BY_TWO_VARIANTS: &str = resolve_statement!(
+    TWO_LONGEST,
+    "name_word_variants(normalized_name) && w.v1 AND name_word_variants(normalized_name) && w.v2",
+    "name_word_variants(normalized_alias) && w.v1 AND name_word_variants(normalized_alias) && w.v2",
+    "0"
 );
 
 /// A pass of resolution: its statement, and the names it runs for, by their decision so far.
@@ -362,8 +383,8 @@ const PASSES: [Pass; 4] = [
         runs_for: |d| d != Decision::Match,
     },
     Pass {
-        label: "variants",
-        statement: RESOLVE_BY_VARIANTS,
+        label: "two variants",
+        statement: RESOLVE_BY_TWO_VARIANTS,
         runs_for: |d| d == Decision::New,
     },
     Pass {

@@ -126,7 +126,7 @@ fn fuzzy() -> Vec<PlanCase> {
         let kinds = vec![org(); names.len()];
         let indexes = if sql == resolve::RESOLVE_BY_WORDS || sql == resolve::RESOLVE_BY_EVERY_WORD {
             WORDS
-        } else if sql == resolve::RESOLVE_BY_VARIANTS {
+        } else if sql == resolve::RESOLVE_BY_TWO_VARIANTS {
             VARIANTS
         } else {
             TRIGRAMS
@@ -144,10 +144,10 @@ fn fuzzy() -> Vec<PlanCase> {
             max_rows_removed,
         }
     };
-    let (every_word, words, variants, trigrams) = (
+    let (every_word, words, two_variants, trigrams) = (
         resolve::RESOLVE_BY_EVERY_WORD,
         resolve::RESOLVE_BY_WORDS,
-        resolve::RESOLVE_BY_VARIANTS,
+        resolve::RESOLVE_BY_TWO_VARIANTS,
         resolve::RESOLVE_BY_TRIGRAMS,
     );
     let search = search_case(query.clone());
@@ -163,11 +163,11 @@ fn fuzzy() -> Vec<PlanCase> {
         resolve("resolve_one", words, vec![query.clone()], 70, 35),
         resolve("resolve_batch_100", words, batch, 6_000, 1_800),
         resolve(
-            "resolve_by_variants",
-            variants,
+            "resolve_by_two_variants",
+            two_variants,
             vec![query.clone()],
-            500,
-            180,
+            300,
+            10,
         ),
         resolve("resolve_by_trigrams", trigrams, vec![query], 270, 50),
     ]
