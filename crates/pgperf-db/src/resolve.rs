@@ -349,12 +349,13 @@ pub const RESOLVE_BY_EVERY_WORD: &str = resolve_statement!(
     MIN_SCORE
 );
 
-/// Resolution's second pass, for names the first left below the review threshold: candidates have a word within one edit of the name's longest word AND one
-/// within one edit of its second longest, through the variant GIN indexes (one scan, two
-/// conditions), so a name with both words misspelled meets its entity among a handful of
-/// candidates, not the hundreds that share one variant. Those few need no similarity floor:
-/// the word-by-word score decides ("ilacstdy druevk" and "ilacsty druvek" are 0.41 similar by
-/// trigrams). Same parameters.
+/// Resolution's second pass, for names the first left below the review threshold:
+/// candidates have a word within one edit of the name's longest word AND one within one edit
+/// of its second longest, through the variant GIN indexes (one scan, two conditions), so a
+/// name with both words misspelled meets its entity among a handful of candidates, not the
+/// hundreds that share one variant. Those few need no similarity floor: the word-by-word score
+/// decides ("ilacstdy druevk" and "ilacsty druvek" are 0.41 similar by trigrams). Same
+/// parameters.
 pub const RESOLVE_BY_TWO_VARIANTS: &str = resolve_statement!(
     TWO_LONGEST,
     "name_word_variants(normalized_name) && w.v1 AND name_word_variants(normalized_name) && w.v2",
@@ -404,7 +405,7 @@ pub async fn resolve(
     Ok(all.pop().expect("one answer per name"))
 }
 
-/// Resolves up to [`MAX_BATCH`] names in one round trip; the answers are in the names'
+/// Resolves up to [`MAX_BATCH`] names, one statement per pass; the answers are in the names'
 /// order. A name without any letter or digit has no candidate (decision `New`).
 pub async fn resolve_batch(
     conn: &mut PgConnection,
