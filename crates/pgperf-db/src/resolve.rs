@@ -320,15 +320,17 @@ SELECT q.n, c.id, c.name, c.matched, c.score
     };
 }
 
+/// The condition of both word passes on names: the name's words match the query `w.words`
+/// (through the word GIN index).
+const NAME_HAS_WORDS: &str = "to_tsvector('simple', normalized_name) @@ w.words";
+/// The same on aliases.
+const ALIAS_HAS_WORDS: &str = "to_tsvector('simple', normalized_alias) @@ w.words";
+
 /// Resolution's first pass: candidates share a word (three or more characters) with the
 /// name, through the word GIN indexes (`$1` normalized names, `$2` kinds, `$3` candidates per
 /// name). Public for plan guards.
-pub const RESOLVE_BY_WORDS: &str = resolve_statement!(
-    ANY_WORD,
-    "to_tsvector('simple', normalized_name) @@ w.words",
-    "to_tsvector('simple', normalized_alias) @@ w.words",
-    MIN_SCORE
-);
+pub const RESOLVE_BY_WORDS: &str =
+    resolve_statement!(ANY_WORD, NAME_HAS_WORDS, ALIAS_HAS_WORDS, MIN_SCORE);
 
 /// Resolution's last pass, for names the others left below the review threshold: candidates
 /// are trigram-similar (`%`) through the trigram GIN indexes. Same parameters.
@@ -342,12 +344,8 @@ pub const RESOLVE_BY_TRIGRAMS: &str = resolve_statement!(
 /// Resolution's pass before the first: candidates have every word of the name (less the frequent
 /// ones), so a name spelled as stored meets its entity among a handful of candidates, not the
 /// hundreds the first pass's OR brings. Only a match settles a name here. Same parameters.
-pub const RESOLVE_BY_EVERY_WORD: &str = resolve_statement!(
-    EVERY_WORD,
-    "to_tsvector('simple', normalized_name) @@ w.words",
-    "to_tsvector('simple', normalized_alias) @@ w.words",
-    MIN_SCORE
-);
+pub const RESOLVE_BY_EVERY_WORD: &str =
+    resolve_statement!(EVERY_WORD, NAME_HAS_WORDS, ALIAS_HAS_WORDS, MIN_SCORE);
 
 /// Resolution's second pass, for names the first left below the review threshold:
 /// candidates have a word within one edit of the name's longest word AND one within one edit
