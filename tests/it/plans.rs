@@ -83,9 +83,9 @@ async fn every_hot_query_uses_its_indexes_and_keeps_its_committed_shape() {
 #[tokio::test]
 async fn a_dropped_index_fails_the_guards_that_need_it_by_name(
     #[values(
-        ("entities_normalized_name_trgm_idx", &["search", "resolve_by_trigrams"][..]),
-        ("entities_normalized_name_words_idx", &["resolve_every_word", "resolve_one", "resolve_batch_100"][..]),
-        ("entities_normalized_name_variants_idx", &["resolve_by_two_variants"][..])
+        ("entities_normalized_name_trgm_idx", &["search", "search_by_trigrams", "resolve_by_trigrams"][..]),
+        ("entities_normalized_name_words_idx", &["search", "search_by_trigrams", "resolve_every_word", "resolve_one", "resolve_batch_100"][..]),
+        ("entities_normalized_name_variants_idx", &["search", "search_by_trigrams", "resolve_by_two_variants"][..])
     )]
     dropped: (&str, &[&str]),
 ) {

@@ -106,6 +106,42 @@ async fn filters_by_kind_and_by_source() {
 }
 
 #[tokio::test]
+async fn a_query_words_cannot_find_falls_back_to_trigrams_within_its_filters() {
+    let t = TestDb::new().await;
+    let mut c = t.db.acquire().await.unwrap();
+    let ids = seed(&mut c).await;
+    // No word of it is in a name, and its longest word is two edits from "widgets".
+    let typed = SearchRequest::new("Acmme Widggetts", 10);
+
+    let page = search(&mut c, &typed).await.unwrap();
+    // 0.85 * similarity 0.5263158 to "acme widgets" (trigrams only: no word bonus).
+    assert_eq!(
+        summary(&page),
+        vec![(ids.acme_widgets, "Acme Widgets Ltd", 0.447368)]
+    );
+
+    // An organization that words find, and a person only trigrams find.
+    let org = EntityKind::Organization;
+    let by_words = entity(&mut c, org, "Acmme Widggetts Trading").await;
+    let person = entity(&mut c, EntityKind::Person, "Acme Widgets").await;
+    let page = search(&mut c, &typed).await.unwrap();
+    // Words found an entity (0.85 * 0.6666667 + 0.15), so the trigram tier did not run:
+    // "Acme Widgets Ltd" and the person are left out (the tiers' trade, see the module
+    // documentation).
+    assert_eq!(
+        summary(&page),
+        vec![(by_words, "Acmme Widggetts Trading", 0.716667)]
+    );
+    let people = SearchRequest {
+        kind: Some(EntityKind::Person),
+        ..typed.clone()
+    };
+    let page = search(&mut c, &people).await.unwrap();
+    // The filter drops the organization words found, so the trigram tier runs for people.
+    assert_eq!(summary(&page), vec![(person, "Acme Widgets", 0.447368)]);
+}
+
+#[tokio::test]
 async fn pages_follow_each_other_without_gaps_or_repeats_even_across_ties() {
     let t = TestDb::new().await;
     let mut c = t.db.acquire().await.unwrap();

@@ -28,6 +28,7 @@ pub mod latency;
 mod migrate;
 pub mod model;
 pub mod name_score;
+mod name_words;
 mod normalize;
 pub mod pool;
 pub mod process_cache;

@@ -59,6 +59,10 @@ use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
 
 use super::name_score::name_score;
+use super::name_words::{
+    ALIAS_HAS_TWO_VARIANTS, ALIAS_HAS_WORDS, ANY_WORD, EVERY_WORD, MIN_SCORE,
+    NAME_HAS_TWO_VARIANTS, NAME_HAS_WORDS, TWO_LONGEST,
+};
 use super::{DbError, EntityKind, normalize_name};
 
 /// Candidates returned per name.
@@ -230,45 +234,6 @@ impl Resolution {
     }
 }
 
-/// The words of `q.norm` of three or more characters, less the frequent ones (the table
-/// `frequent_words`, see its migration) unless no other is left, as a text search query joined
-/// by `$joiner` (`'acme' | 'bexum'`), or NULL when there are none. Normalized text holds only
-/// letters, digits and spaces, so no word can be tsquery syntax.
-macro_rules! query_words {
-    ($joiner:expr) => {
-        concatcp!(
-            "to_tsquery('simple', NULLIF(array_to_string((
-          SELECT coalesce(NULLIF(array_agg(w) FILTER (WHERE w <> ALL (f.words)), '{}'),
-                          array_agg(w))
-            FROM unnest(tsvector_to_array(to_tsvector('simple', q.norm))) AS w,
-                 (SELECT ARRAY(SELECT word FROM frequent_words) AS words) f
-           WHERE length(w) >= 3), '",
-            $joiner,
-            "'), ''))"
-        )
-    };
-}
-
-/// The lateral of the passes by any word and by trigrams: [`query_words!`] as an OR query (a
-/// candidate has one of the words).
-const ANY_WORD: &str = concatcp!(query_words!(" | "), " AS words");
-/// The lateral of the pass by every word: [`query_words!`] as an AND query.
-const EVERY_WORD: &str = concatcp!(query_words!(" & "), " AS words");
-/// The lateral of the pass by two words' variants: the variants of the name's longest word
-/// (`v1`) and of its second longest (`v2`; the longest again for a name of one word), words
-/// of three or more characters.
-const TWO_LONGEST: &str = "name_word_variants(l.w[1]) AS v1,
-         name_word_variants(coalesce(l.w[2], l.w[1])) AS v2
-    FROM (SELECT ARRAY(
-            SELECT w FROM unnest(tsvector_to_array(to_tsvector('simple', q.norm))) AS w
-             WHERE length(w) >= 3 ORDER BY length(w) DESC, w LIMIT 2) AS w) l";
-
-/// The lowest score a candidate may have: pg_trgm's `similarity_threshold` (0.3 unless the
-/// session sets it), the threshold `%` applies in the trigram pass, so both passes keep the
-/// same candidates.
-const MIN_SCORE: &str =
-    "coalesce(nullif(current_setting('pg_trgm.similarity_threshold', true), '')::float8, 0.3)";
-
 /// The batch resolution statement around what a name's conditions need (`$lateral`, the
 /// select list of the lateral `w`), a candidate condition on names (`$name`) and on aliases
 /// (`$alias`), and the lowest similarity a candidate may have (`$min`).
@@ -320,12 +285,6 @@ SELECT q.n, c.id, c.name, c.matched, c.score
     };
 }
 
-/// The condition of both word passes on names: the name's words match the query `w.words`
-/// (through the word GIN index).
-const NAME_HAS_WORDS: &str = "to_tsvector('simple', normalized_name) @@ w.words";
-/// The same on aliases.
-const ALIAS_HAS_WORDS: &str = "to_tsvector('simple', normalized_alias) @@ w.words";
-
 /// Resolution's first pass: candidates share a word (three or more characters) with the
 /// name, through the word GIN indexes (`$1` normalized names, `$2` kinds, `$3` candidates per
 /// name). Public for plan guards.
@@ -356,8 +315,8 @@ pub const RESOLVE_BY_EVERY_WORD: &str =
 /// parameters.
 pub const RESOLVE_BY_TWO_VARIANTS: &str = resolve_statement!(
     TWO_LONGEST,
-    "name_word_variants(normalized_name) && w.v1 AND name_word_variants(normalized_name) && w.v2",
-    "name_word_variants(normalized_alias) && w.v1 AND name_word_variants(normalized_alias) && w.v2",
+    NAME_HAS_TWO_VARIANTS,
+    ALIAS_HAS_TWO_VARIANTS,
     "0"
 );
 
