@@ -202,6 +202,16 @@ struct Row {
     index: IndexType,
     case: &'static str,
     summary: Summary,
+    /// For `search.uncached`: how many first pages held the entity its query was made from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    found: Option<Found>,
+}
+
+/// Queries whose first page held the entity each was made from (a hit with its name), of all.
+#[derive(Debug, Clone, Copy, Serialize)]
+struct Found {
+    found: u64,
+    of: u64,
 }
 
 /// How one size was loaded, and the client's memory by then.
@@ -391,18 +401,25 @@ async fn vacuum_analyze(db: &Db) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Source spellings of random entities among the first `size`.
-fn queries(size: u64, count: u64, salt: u64) -> Vec<NameToResolve> {
+/// Source spellings of random entities among the first `size`, each with the entity's name.
+fn labelled_queries(size: u64, count: u64, salt: u64) -> Vec<(NameToResolve, String)> {
     let mut rng = ChaCha8Rng::seed_from_u64(SEED ^ size.rotate_left(20) ^ salt);
     (0..count)
         .map(|_| {
             let (entity, _) = dataset::entity(SEED, rng.random_range(0..size));
-            NameToResolve {
+            let query = NameToResolve {
                 name: labelled::variant_of(&mut rng, &entity.name),
                 kind: entity.kind,
-            }
+            };
+            (query, entity.name)
         })
         .collect()
+}
+
+/// [`labelled_queries`] without the labels.
+fn queries(size: u64, count: u64, salt: u64) -> Vec<NameToResolve> {
+    let labelled = labelled_queries(size, count, salt);
+    labelled.into_iter().map(|(query, _)| query).collect()
 }
 
 /// Times `op` over `inputs`, one after another.
@@ -428,8 +445,9 @@ async fn measure_cases(
     index: IndexType,
     args: &ScaleArgs,
 ) -> anyhow::Result<Vec<Row>> {
-    let names = queries(size, args.queries, 1);
-    let (uncached, cached) = measure_searches(conn, &names).await?;
+    let labelled = labelled_queries(size, args.queries, 1);
+    let (uncached, cached, found) = measure_searches(conn, &labelled).await?;
+    let names: Vec<NameToResolve> = labelled.into_iter().map(|(query, _)| query).collect();
     let (one, batch) = measure_resolution(conn, size, &names, args.batches).await?;
     let batch_x2 = measure_split_batches(db, size, args.batches).await?;
     let cases = [
@@ -439,6 +457,12 @@ async fn measure_cases(
         ("resolve.batch_1000", batch),
         ("resolve.batch_1000_x2", batch_x2),
     ];
+    eprintln!(
+        "pgperf: {size} entities, {}: search.uncached found the queried entity on {} of {} first pages",
+        index.as_str(),
+        found.found,
+        found.of
+    );
     for (case, s) in &cases {
         eprintln!(
             "pgperf: {size} entities, {}: {case} p50 {:.2} ms, p95 {:.2} ms",
@@ -452,26 +476,35 @@ async fn measure_cases(
         index,
         case,
         summary,
+        found: (case == "search.uncached").then_some(found),
     };
     Ok(cases.into_iter().map(row).collect())
 }
 
-/// `search.uncached` over every name, then `search.cached` cycling over the first
-/// [`POPULAR`] (or every name, when fewer), stored beforehand.
+/// `search.uncached` over every query (counting the first pages that hold the entity it was
+/// made from), then `search.cached` cycling over the first [`POPULAR`] (or every query, when
+/// fewer), stored beforehand.
 async fn measure_searches(
     conn: &mut PgConnection,
-    names: &[NameToResolve],
-) -> anyhow::Result<(Summary, Summary)> {
-    let requests: Vec<SearchRequest> = names
+    labelled: &[(NameToResolve, String)],
+) -> anyhow::Result<(Summary, Summary, Found)> {
+    let requests: Vec<(SearchRequest, &str)> = labelled
         .iter()
-        .map(|n| SearchRequest::new(n.name.clone(), 10))
+        .map(|(n, original)| (SearchRequest::new(n.name.clone(), 10), original.as_str()))
         .collect();
-    let uncached = timed(conn, &requests, async |c, r| {
-        search(c, r).await?;
+    let mut found = 0;
+    let uncached = timed(conn, &requests, async |c, (r, original)| {
+        let page = search(c, r).await?;
+        found += u64::from(page.hits.iter().any(|h| h.name == *original));
         Ok(())
     })
     .await
     .context("search.uncached")?;
+    let found = Found {
+        found,
+        of: requests.len() as u64,
+    };
+    let requests: Vec<SearchRequest> = requests.into_iter().map(|(r, _)| r).collect();
     let cache = SearchCache::new(Duration::from_secs(3600))?;
     let popular = &requests[..POPULAR.min(requests.len())];
     for r in popular {
@@ -486,7 +519,7 @@ async fn measure_searches(
     })
     .await
     .context("search.cached")?;
-    Ok((uncached, cached))
+    Ok((uncached, cached, found))
 }
 
 /// `resolve.one` over every name, then `resolve.batch_1000` over `batches` batches.
