@@ -13,13 +13,9 @@ use crate::support::TestDb;
 use crate::support::dedicated::Dedicated;
 
 async fn environment(db: &Db) -> Environment {
-    let major = calibrate::postgres_major(&mut db.acquire().await.unwrap())
+    calibrate::environment(&mut db.acquire().await.unwrap())
         .await
-        .unwrap();
-    Environment {
-        postgres_major: major,
-        profile: Environment::current_profile().to_owned(),
-    }
+        .unwrap()
 }
 
 /// The case named `name`, measured briefly (its counters need few operations).

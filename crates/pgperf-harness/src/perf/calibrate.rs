@@ -23,6 +23,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
 
+use super::baseline::Environment;
 use super::stats::{Summary, latency_histogram, median, process_cpu_time, record};
 use crate::db::{Db, DbError};
 
@@ -202,6 +203,23 @@ async fn serial_bursts(conn: &mut PgConnection) -> Result<Vec<References>, DbErr
         });
     }
     Ok(out)
+}
+
+/// The environment of figures measured on this server with this binary: its major version,
+/// the binary's profile, and the server's durability settings.
+pub async fn environment(conn: &mut PgConnection) -> Result<Environment, DbError> {
+    let postgres_major = postgres_major(&mut *conn).await?;
+    let durability: String = sqlx::query_scalar(
+        "SELECT string_agg(name || '=' || setting, ' ' ORDER BY name) FROM pg_settings
+          WHERE name IN ('fsync', 'full_page_writes', 'synchronous_commit')",
+    )
+    .fetch_one(conn)
+    .await?;
+    Ok(Environment {
+        postgres_major,
+        profile: Environment::current_profile().to_owned(),
+        durability,
+    })
 }
 
 /// The server's major version (`server_version_num / 10000`).

@@ -509,6 +509,7 @@ mod tests {
             Environment {
                 postgres_major: 15,
                 profile: "debug".into(),
+                durability: String::new(),
             },
             mode,
         )

@@ -45,12 +45,8 @@ pub async fn prepare_with(
 ) -> Result<Prepared, PerfError> {
     let steps = seed(db).await?;
     let mut conn = db.acquire().await?;
-    let major = db.bounded(calibrate::postgres_major(&mut conn)).await?;
+    let environment = db.bounded(calibrate::environment(&mut conn)).await?;
     drop(conn);
-    let environment = Environment {
-        postgres_major: major,
-        profile: Environment::current_profile().to_owned(),
-    };
     let guard = guard(environment)?;
     guard.check_slowed_cases(&case_names())?;
     let notes = guard.judge_setup(&steps)?;

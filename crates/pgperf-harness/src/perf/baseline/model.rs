@@ -81,6 +81,13 @@ pub struct Environment {
     pub postgres_major: u32,
     /// Cargo profile of the measuring binary (`debug` for `cargo test`, `release` for the CLI).
     pub profile: String,
+    /// The server's durability settings (`fsync=off full_page_writes=off
+    /// synchronous_commit=on`): a commit's time and its WAL bytes depend on them, so an
+    /// external server (`PGPERF_DATABASE_URL`) configured otherwise than the test containers
+    /// is not compared with their figures. Empty in files recorded before it was kept: not
+    /// compared.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub durability: String,
 }
 
 impl Environment {

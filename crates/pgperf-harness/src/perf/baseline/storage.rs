@@ -99,6 +99,14 @@ pub fn check_comparable(
             current.profile.clone(),
         ));
     }
+    let recorded = &file.environment.durability;
+    if !recorded.is_empty() && *recorded != current.durability {
+        return Err(mismatch(
+            "durability",
+            recorded.clone(),
+            current.durability.clone(),
+        ));
+    }
     Ok(())
 }
 
@@ -272,8 +280,11 @@ mod tests {
         Environment {
             postgres_major: 15,
             profile: "debug".into(),
+            durability: DURABILITY.into(),
         }
     }
+
+    const DURABILITY: &str = "fsync=off full_page_writes=off synchronous_commit=on";
 
     fn case(p50: f64) -> CaseBaseline {
         let references_us = References {
@@ -438,11 +449,33 @@ mod tests {
     #[test]
     fn figures_from_another_profile_are_not_compared() {
         let file = BaselineFile::new(Environment {
-            postgres_major: 15,
             profile: "release".into(),
+            ..env()
         });
         let err = check_comparable(Path::new("b.json"), &file, &env()).unwrap_err();
         assert!(err.to_string().contains("profile"), "{err}");
+    }
+
+    #[test]
+    fn figures_from_a_server_with_other_durability_are_not_compared() {
+        let durable = Environment {
+            durability: "fsync=on full_page_writes=on synchronous_commit=on".into(),
+            ..env()
+        };
+        let err = check_comparable(Path::new("b.json"), &BaselineFile::new(env()), &durable)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("durability = fsync=off full_page_writes=off")
+                && err.contains("this run has fsync=on"),
+            "{err}"
+        );
+        // A file recorded before durability was kept compares, as it did.
+        let older = BaselineFile::new(Environment {
+            durability: String::new(),
+            ..env()
+        });
+        check_comparable(Path::new("b.json"), &older, &durable).unwrap();
     }
 
     #[test]
