@@ -77,31 +77,43 @@ async fn psql_copy(url: &DatabaseUrl, file: &std::path::Path) -> anyhow::Result<
     Ok(child.run().await?.took)
 }
 
-/// The rows for psql, in a temporary file that is removed when it drops, and also if the run
-/// is interrupted (it is ~170 MB for a million rows). Leftovers of killed runs older than a
-/// day are removed first.
-fn write_rows_file(rows: u64) -> anyhow::Result<tempfile::TempPath> {
+/// psql processes side by side: the `rows` in `parts` files of consecutive rows, each loaded by
+/// its own `psql \copy`; the wall time of all of them.
+async fn psql_copies(url: &DatabaseUrl, parts: &[tempfile::TempPath]) -> anyhow::Result<Duration> {
+    let started = std::time::Instant::now();
+    futures::future::try_join_all(parts.iter().map(|part| psql_copy(url, part))).await?;
+    Ok(started.elapsed())
+}
+
+/// The rows for psql in `parts` temporary files of consecutive rows (one file: all of them),
+/// removed when they drop, and also if the run is interrupted (~170 MB for a million rows).
+/// Leftovers of killed runs older than a day are removed first.
+fn write_rows_files(rows: u64, parts: u64) -> anyhow::Result<Vec<tempfile::TempPath>> {
     remove_stale_temp_files();
-    let file = tempfile::Builder::new()
-        .prefix(TEMP_PREFIX)
-        .suffix(".copy")
-        .tempfile()
-        .context("creating the temporary file for psql")?;
-    cleanup::track_file(file.path());
-    eprintln!(
-        "pgperf: writing {rows} generated rows for psql to {} ...",
-        file.path().display()
-    );
-    let mut w = BufWriter::new(file.as_file());
+    let files = (0..parts)
+        .map(|_| {
+            let file = tempfile::Builder::new()
+                .prefix(TEMP_PREFIX)
+                .suffix(".copy")
+                .tempfile()
+                .context("creating a temporary file for psql")?;
+            cleanup::track_file(file.path());
+            Ok(file)
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    eprintln!("pgperf: writing {rows} generated rows for psql in {parts} file(s) ...");
+    let mut writers: Vec<BufWriter<&std::fs::File>> =
+        files.iter().map(|f| BufWriter::new(f.as_file())).collect();
     let mut line = Vec::with_capacity(512);
-    for r in dataset::records(1, rows, 1_000) {
+    for (i, r) in dataset::records(1, rows, 1_000).enumerate() {
         line.clear();
         encode_copy_line(&mut line, &r);
-        w.write_all(&line)?;
+        writers[(i as u64 * parts / rows.max(1)) as usize].write_all(&line)?;
     }
-    w.flush()?;
-    drop(w);
-    Ok(file.into_temp_path())
+    for mut w in writers {
+        w.flush()?;
+    }
+    Ok(files.into_iter().map(|f| f.into_temp_path()).collect())
 }
 
 fn remove_stale_temp_files() {
@@ -125,6 +137,8 @@ fn remove_stale_temp_files() {
 #[derive(Debug, Default)]
 struct Times {
     psql: Vec<Duration>,
+    /// `psql \copy` in as many processes as the parallel COPY has streams.
+    psql_parallel: Vec<Duration>,
     copy: Vec<Duration>,
     parallel: Vec<Duration>,
     unnest: Vec<Duration>,
@@ -145,6 +159,8 @@ fn rates(rows: u64, times: &[Duration]) -> (f64, Vec<f64>) {
 
 fn print_report(args: &IngestArgs, t: &Times) {
     let (psql, psql_v) = rates(args.rows, &t.psql);
+    let (psqls, psqls_v) = rates(args.rows, &t.psql_parallel);
+    let psqls_name = format!("psql \\copy, {} processes", args.streams);
     let (copy, copy_v) = rates(args.rows, &t.copy);
     let (parallel, parallel_v) = rates(args.rows, &t.parallel);
     let parallel_name = format!("pgperf COPY, {} streams", args.streams);
@@ -164,6 +180,7 @@ fn print_report(args: &IngestArgs, t: &Times) {
     println!("path                          rows/s  pgperf COPY is   rounds (rows/s)");
     for (name, rate, v) in [
         ("psql \\copy", psql, &psql_v),
+        (psqls_name.as_str(), psqls, &psqls_v),
         ("pgperf COPY", copy, &copy_v),
         (parallel_name.as_str(), parallel, &parallel_v),
         ("pgperf UNNEST", unnest, &unnest_v),
@@ -181,6 +198,13 @@ fn print_report(args: &IngestArgs, t: &Times) {
         "{parallel_name} / psql \\copy: {:.2}x (per round: {})",
         parallel / psql,
         per_round(&parallel_v, &psql_v)
+    );
+    println!(
+        "{parallel_name} / {psqls_name}: {:.2}x (per round: {}); {psqls_name} / psql \\copy: {:.2}x, \
+         the bound side by side processes reach on this machine",
+        parallel / psqls,
+        per_round(&parallel_v, &psqls_v),
+        psqls / psql
     );
     println!(
         "pgperf COPY / row by row: {:.1}x (autocommit: one INSERT per record, as records::create \
@@ -215,7 +239,8 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
                 ..PoolSettings::default()
             })
             .await?;
-        let file = write_rows_file(args.rows)?;
+        let file = write_rows_files(args.rows, 1)?.remove(0);
+        let parts = write_rows_files(args.rows, u64::from(args.streams))?;
         let rows: Vec<NewSourceRecord> =
             dataset::records(1, args.rows.max(args.row_by_row_rows), 1_000).collect();
         let bulk = &rows[..args.rows as usize];
@@ -225,6 +250,9 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
             truncate(&db).await?;
             say("psql \\copy");
             t.psql.push(psql_copy(&ws.url, &file).await?);
+            truncate(&db).await?;
+            say(&format!("psql \\copy, {} processes", args.streams));
+            t.psql_parallel.push(psql_copies(&ws.url, &parts).await?);
             say("pgperf COPY");
             copy_round(&db, bulk, &mut t).await?;
             say(&format!("pgperf COPY, {} streams", args.streams));
@@ -244,8 +272,10 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
         }
         truncate(&db).await?;
         db.close().await;
-        cleanup::forget_file(&file);
-        drop(file);
+        for f in std::iter::once(&file).chain(&parts) {
+            cleanup::forget_file(f);
+        }
+        drop((file, parts));
         print_report(&args, &t);
         Ok(())
     })
