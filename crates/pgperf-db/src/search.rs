@@ -197,6 +197,25 @@ macro_rules! floored {
     };
 }
 
+/// [`floored!`] on names (`$name`, a condition on entities) and on aliases (`$alias`).
+macro_rules! on_names_and_aliases {
+    ($name:expr, $alias:expr) => {
+        concatcp!(
+            floored!("id", "normalized_name", "name", "entities", $name),
+            r"
+    UNION ALL
+    ",
+            floored!(
+                "entity_id",
+                "normalized_alias",
+                "alias",
+                "entity_aliases",
+                $alias
+            )
+        )
+    };
+}
+
 /// Whether the entity `b.id` passes the request's filters (`$2` kind, `$3` source).
 const KEPT: &str = "($2::text IS NULL OR EXISTS (
                SELECT 1 FROM entities k WHERE k.id = b.id AND k.kind = $2))
@@ -226,37 +245,11 @@ by_words AS (
      WHERE to_tsvector('simple', normalized_alias) @@ plainto_tsquery('simple', $1)
     UNION ALL
     ",
-    floored!("id", "normalized_name", "name", "entities", NAME_HAS_WORDS),
+    on_names_and_aliases!(NAME_HAS_WORDS, ALIAS_HAS_WORDS),
     r"
     UNION ALL
     ",
-    floored!(
-        "entity_id",
-        "normalized_alias",
-        "alias",
-        "entity_aliases",
-        ALIAS_HAS_WORDS
-    ),
-    r"
-    UNION ALL
-    ",
-    floored!(
-        "id",
-        "normalized_name",
-        "name",
-        "entities",
-        NAME_HAS_TWO_VARIANTS
-    ),
-    r"
-    UNION ALL
-    ",
-    floored!(
-        "entity_id",
-        "normalized_alias",
-        "alias",
-        "entity_aliases",
-        ALIAS_HAS_TWO_VARIANTS
-    ),
+    on_names_and_aliases!(NAME_HAS_TWO_VARIANTS, ALIAS_HAS_TWO_VARIANTS),
     r"
 ),
 matched AS (
