@@ -18,7 +18,7 @@
 //! `statement_timeout`, which is sized for interactive queries.
 
 use std::borrow::Borrow;
-use std::fmt::Write as _;
+use std::io::Write as _;
 
 use serde::Serialize;
 use sqlx::postgres::PgDatabaseError;
@@ -67,16 +67,43 @@ pub struct UpsertCounts {
 }
 
 /// Appends a value in COPY text format: backslash, tab, newline and carriage return escaped.
-fn push_text(buf: &mut Vec<u8>, value: &str) {
-    for b in value.bytes() {
-        match b {
-            b'\\' => buf.extend_from_slice(b"\\\\"),
-            b'\t' => buf.extend_from_slice(b"\\t"),
-            b'\n' => buf.extend_from_slice(b"\\n"),
-            b'\r' => buf.extend_from_slice(b"\\r"),
-            _ => buf.push(b),
-        }
+/// The runs between them are copied whole.
+fn push_text(buf: &mut Vec<u8>, value: impl AsRef<[u8]>) {
+    let mut rest = value.as_ref();
+    while let Some(at) = rest
+        .iter()
+        .position(|b| matches!(b, b'\\' | b'\t' | b'\n' | b'\r'))
+    {
+        buf.extend_from_slice(&rest[..at]);
+        buf.extend_from_slice(match rest[at] {
+            b'\\' => b"\\\\",
+            b'\t' => b"\\t",
+            b'\n' => b"\\n",
+            _ => b"\\r",
+        });
+        rest = &rest[at + 1..];
     }
+    buf.extend_from_slice(rest);
+}
+
+/// Writes into a COPY text buffer, escaping as [`push_text`].
+struct CopyText<'a>(&'a mut Vec<u8>);
+
+impl std::io::Write for CopyText<'_> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        push_text(self.0, bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Appends a JSON value in COPY text format, serialized straight into the line.
+fn push_json(buf: &mut Vec<u8>, value: &serde_json::Value) {
+    // Serializing a JSON value into a Vec cannot fail.
+    let _ = serde_json::to_writer(CopyText(buf), value);
 }
 
 /// Appends one record as a COPY text line.
@@ -85,18 +112,18 @@ pub fn encode_copy_line(buf: &mut Vec<u8>, r: &NewSourceRecord) {
     buf.push(b'\t');
     push_text(buf, &r.external_id);
     buf.push(b'\t');
-    push_text(buf, &r.payload.to_string());
+    push_json(buf, &r.payload);
     buf.push(b'\t');
     match r.entity_id {
-        Some(id) => buf.extend_from_slice(id.to_string().as_bytes()),
+        Some(id) => {
+            let _ = write!(buf, "{id}");
+        }
         None => buf.extend_from_slice(b"\\N"),
     }
     buf.push(b'\t');
     match r.match_score {
         Some(s) => {
-            let mut t = String::new();
-            let _ = write!(t, "{s}");
-            buf.extend_from_slice(t.as_bytes());
+            let _ = write!(buf, "{s}");
         }
         None => buf.extend_from_slice(b"\\N"),
     }
@@ -383,6 +410,18 @@ mod tests {
         assert_eq!(
             String::from_utf8(buf).unwrap(),
             "crm\ta\\tb\t{\"note\":\"line1\\\\nline2 \\\\\\\\ end\"}\t\\N\t0.5\n"
+        );
+        let r = NewSourceRecord {
+            external_id: "\\x\r\n\\".into(),
+            entity_id: Some(42),
+            match_score: None,
+            ..r
+        };
+        let mut buf = Vec::new();
+        encode_copy_line(&mut buf, &r);
+        assert_eq!(
+            String::from_utf8(buf).unwrap(),
+            "crm\t\\\\x\\r\\n\\\\\t{\"note\":\"line1\\\\nline2 \\\\\\\\ end\"}\t42\t\\N\n"
         );
     }
 }

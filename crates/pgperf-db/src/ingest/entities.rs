@@ -11,7 +11,7 @@
 use serde::Serialize;
 use sqlx::PgConnection;
 
-use super::{begin_bulk, push_text, stream_copy};
+use super::{begin_bulk, push_json, push_text, stream_copy};
 use crate::model::{NewEntity, check_text};
 use crate::{DbError, normalize_name};
 
@@ -59,7 +59,7 @@ fn encode(buf: &mut Vec<u8>, seq: u64, entity: Option<&NewEntity>, name: &str, n
     push_text(buf, normalized);
     buf.push(b'\t');
     match entity {
-        Some(e) => push_text(buf, &e.attributes.to_string()),
+        Some(e) => push_json(buf, &e.attributes),
         None => buf.extend_from_slice(b"\\N"),
     }
     buf.push(b'\n');
