@@ -22,7 +22,7 @@ use pgperf::perf::stats::{reset_peak_rss, status_kib};
 use pgperf::postgres::{cleanup, owner};
 
 use super::child::Child;
-use super::with_workspace;
+use super::with_workspace_on;
 
 /// Options of `pgperf ingest-bench`.
 #[derive(Debug, clap::Args)]
@@ -45,6 +45,12 @@ pub struct IngestArgs {
     /// together (2 to 16; the server needs max_prepared_transactions of at least as many).
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(2..=MAX_STREAMS as i64))]
     pub streams: u16,
+    /// A server setting for the container it starts, `name=value`; repeatable. The default
+    /// gives the server the memory a million rows need, as `pgperf scale` does: with 128 MB,
+    /// PostgreSQL's default, the backends write out dirty pages of the load as they go.
+    #[arg(long = "pg-setting", value_name = "NAME=VALUE", default_values = ["shared_buffers=1GB"],
+          value_parser = super::parse_setting)]
+    pub pg_settings: Vec<String>,
 }
 
 /// How long one `psql \copy` of `--rows` rows may take (1 M rows take ~5 s here).
@@ -229,7 +235,7 @@ fn per_round(a: &[f64], b: &[f64]) -> String {
 
 /// Runs the comparison and prints figures and ratios.
 pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
-    with_workspace("ingest", async |ws| {
+    with_workspace_on("ingest", &args.pg_settings, async |ws| {
         let db = ws
             .pool(PoolSettings {
                 max_connections: u32::from(args.streams),

@@ -163,3 +163,42 @@ pub async fn with_workspace_on<T>(
     ws.close().await;
     result
 }
+
+/// Checks a server setting: `name=value`, a name of letters, digits, `_` and `.`, a value
+/// without spaces (each goes to the server as one `-c` argument, no shell involved).
+pub fn parse_setting(s: &str) -> Result<String, String> {
+    let ok = s.split_once('=').is_some_and(|(name, value)| {
+        !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+            && !value.is_empty()
+            && !value.chars().any(char::is_whitespace)
+    });
+    if ok {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
+            "{s:?} is not a server setting NAME=VALUE (like shared_buffers=1GB)"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_setting;
+
+    #[test]
+    fn settings_are_name_equals_value() {
+        assert_eq!(
+            parse_setting("shared_buffers=1GB").as_deref(),
+            Ok("shared_buffers=1GB")
+        );
+        for bad in ["shared_buffers", "=1GB", "a=", "x y=1", "a=1 -c b=2"] {
+            assert!(
+                parse_setting(bad).unwrap_err().contains("NAME=VALUE"),
+                "{bad}"
+            );
+        }
+    }
+}

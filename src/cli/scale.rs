@@ -148,26 +148,6 @@ pub(crate) fn parse_count(s: &str) -> Result<u64, String> {
     }
 }
 
-/// Checks a server setting: `name=value`, a name of letters, digits, `_` and `.`, a value
-/// without spaces (each goes to the server as one `-c` argument, no shell involved).
-fn parse_setting(s: &str) -> Result<String, String> {
-    let ok = s.split_once('=').is_some_and(|(name, value)| {
-        !name.is_empty()
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
-            && !value.is_empty()
-            && !value.chars().any(char::is_whitespace)
-    });
-    if ok {
-        Ok(s.to_owned())
-    } else {
-        Err(format!(
-            "{s:?} is not a server setting NAME=VALUE (like shared_buffers=1GB)"
-        ))
-    }
-}
-
 /// Options of `pgperf scale`.
 #[derive(Debug, clap::Args)]
 pub struct ScaleArgs {
@@ -188,7 +168,7 @@ pub struct ScaleArgs {
     /// gives the server the memory a million entities need (128 MB, PostgreSQL's default,
     /// holds a tenth of their indexes and rows).
     #[arg(long = "pg-setting", value_name = "NAME=VALUE", default_values = ["shared_buffers=1GB"],
-          value_parser = parse_setting)]
+          value_parser = super::parse_setting)]
     pub pg_settings: Vec<String>,
     /// Where report.json and latency.svg are written.
     #[arg(long, default_value = "target/pgperf-scale")]
@@ -665,20 +645,6 @@ mod tests {
         for bad in ["", "k", "0", "1x", "-1k", "200m"] {
             let err = parse_count(bad).unwrap_err();
             assert!(err.contains("entity count"), "{bad}: {err}");
-        }
-    }
-
-    #[test]
-    fn settings_are_name_equals_value() {
-        assert_eq!(
-            parse_setting("shared_buffers=1GB").as_deref(),
-            Ok("shared_buffers=1GB")
-        );
-        for bad in ["shared_buffers", "=1GB", "a=", "x y=1", "a=1 -c b=2"] {
-            assert!(
-                parse_setting(bad).unwrap_err().contains("NAME=VALUE"),
-                "{bad}"
-            );
         }
     }
 
