@@ -6,7 +6,7 @@ use rstest::rstest;
 use serde_json::json;
 
 use pgperf::dataset::{self, Size};
-use pgperf::db::ingest::parallel::{copy_records_parallel, settle_abandoned};
+use pgperf::db::ingest::parallel::{RUN_ROWS, copy_records_parallel, settle_abandoned};
 use pgperf::db::ingest::{
     UpsertCounts, copy_entities, copy_records, insert_records_unnest, upsert_records,
 };
@@ -303,6 +303,34 @@ async fn a_parallel_copy_loads_every_row_over_two_streams_and_leaves_nothing_pre
     assert_eq!(loaded, 12_345);
     assert_eq!(checksum(&db).await, dataset::records_checksum(12_345));
     assert_eq!(leftovers(&db).await, (0, 0));
+}
+
+/// Each session takes ids in blocks (migration 20261204000001), so the streams of a parallel
+/// load write disjoint id ranges, not the same right edge of the id-ordered indexes.
+#[tokio::test]
+async fn each_stream_of_a_parallel_load_writes_an_id_range_of_its_own() {
+    let db = TestDb::new().await;
+    let Some(mut conns) = two_streams(&db).await else {
+        return;
+    };
+    copy_records_parallel(&mut conns, dataset::records(1, 12_345, 1_000))
+        .await
+        .unwrap();
+
+    // Row i (from 0) has external_id "<source>-<i>" and went to stream (i / RUN_ROWS) % 2.
+    let ranges: Vec<(i32, i64, i64)> = sqlx::query_as(
+        "SELECT (substring(external_id FROM '[0-9]+$')::int / $1) % 2 AS stream,
+                min(id), max(id)
+           FROM source_records GROUP BY 1 ORDER BY 1",
+    )
+    .bind(RUN_ROWS as i32)
+    .fetch_all(db.db.pool())
+    .await
+    .unwrap();
+    let [(0, min0, max0), (1, min1, max1)] = ranges[..] else {
+        panic!("{ranges:?}");
+    };
+    assert!(max0 < min1 || max1 < min0, "{ranges:?}");
 }
 
 /// Rows 1-1000 go to the first stream, 1001-2000 to the second, and so on.
