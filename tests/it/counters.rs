@@ -45,10 +45,11 @@ where
     let env = environment(db).await;
     let case = short_case(area, name);
     let tasks = case.config.concurrency as u32;
+    let recent = calibrate::RecentBursts::default();
 
     Guard::new(&path, env.clone(), Mode::RecordNew)
         .check(&case.name, case.bound, tasks, || {
-            scenarios::observe(db, &case, None)
+            scenarios::observe(db, &case, None, &recent)
         })
         .await
         .into_result()
@@ -61,7 +62,7 @@ where
     };
     let checked = Guard::new(&path, env, Mode::Check)
         .check(&case.name, case.bound, tasks, || {
-            scenarios::observe(db, &changed, None)
+            scenarios::observe(db, &changed, None, &recent)
         })
         .await;
     let err = checked
@@ -153,6 +154,7 @@ async fn a_server_without_pg_stat_statements_skips_the_counters_and_says_so() {
     case.bound.warn_ratio = 50.0;
     case.bound.p95_ceiling_us = None;
     let tasks = case.config.concurrency as u32;
+    let recent = calibrate::RecentBursts::default();
 
     // Recorded where pg_stat_statements is loaded: the baseline has counters.
     let recorded_on = TestDb::with_settings(scenarios::pool_settings()).await;
@@ -160,7 +162,7 @@ async fn a_server_without_pg_stat_statements_skips_the_counters_and_says_so() {
     let env = environment(&recorded_on.db).await;
     Guard::new(&path, env.clone(), Mode::RecordNew)
         .check(&case.name, case.bound, tasks, || {
-            scenarios::observe(&recorded_on.db, &case, None)
+            scenarios::observe(&recorded_on.db, &case, None, &recent)
         })
         .await
         .into_result()
@@ -172,7 +174,7 @@ async fn a_server_without_pg_stat_statements_skips_the_counters_and_says_so() {
     scenarios::seed(&db).await.expect("seeding");
     let checked = Guard::new(&path, env, Mode::Check)
         .check(&case.name, case.bound, tasks, || {
-            scenarios::observe(&db, &case, None)
+            scenarios::observe(&db, &case, None, &recent)
         })
         .await;
     db.close().await;

@@ -16,9 +16,14 @@
 //!   trip costs, for the CPU floor of one-task cases.
 //!
 //! Each is the median over bursts before and after the case, so one disturbed burst does
-//! not move it.
+//! not move it, and over the bursts of the cases measured with it in the last [`WINDOW`]
+//! ([`RecentBursts`]): a case's own eight bursts read its neighbourhood's round trip anywhere
+//! in 62-86 µs on one machine whose cases did not move by more than 8 µs, and pooled they do
+//! not.
 
-use std::time::Instant;
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
@@ -82,6 +87,33 @@ impl References {
         ]
         .iter()
         .all(|x| x.is_finite() && *x > 0.0)
+    }
+}
+
+/// How long a case's bursts count towards the references of the cases measured after it: a
+/// whole `pgperf run` (20-35 s), so that a drift of the machine over minutes is still followed.
+pub const WINDOW: Duration = Duration::from_secs(60);
+/// The most bursts [`RecentBursts`] keeps (a run of 23 cases takes 184).
+const WINDOW_CAPACITY: usize = 512;
+
+/// The calibration bursts of the cases of one run measured in the last [`WINDOW`].
+#[derive(Debug, Default)]
+pub struct RecentBursts(Mutex<VecDeque<(Instant, References)>>);
+
+impl RecentBursts {
+    /// Adds a case's `bursts`, measured at `at`, and gives the references of that case: the
+    /// element-wise median over them and every burst of the last [`WINDOW`] before `at`.
+    pub fn references(&self, at: Instant, bursts: &[References]) -> Option<References> {
+        let mut recent = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        recent.extend(bursts.iter().map(|b| (at, *b)));
+        while recent.len() > WINDOW_CAPACITY
+            || recent
+                .front()
+                .is_some_and(|(t, _)| at.duration_since(*t) > WINDOW)
+        {
+            recent.pop_front();
+        }
+        References::median_of(&recent.iter().map(|(_, b)| *b).collect::<Vec<_>>())
     }
 }
 
@@ -253,6 +285,34 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(m, r(2.0, 45.0, 800.0));
+    }
+
+    #[test]
+    fn a_case_is_judged_by_the_bursts_of_the_window_not_older_ones() {
+        let recent = RecentBursts::default();
+        let start = Instant::now();
+        let old = [r(9.0, 90.0, 900.0); 8];
+        assert_eq!(recent.references(start, &old), Some(old[0]));
+        let later = start + WINDOW / 2;
+        let mid = recent.references(later, &[r(1.0, 10.0, 100.0); 2]);
+        assert_eq!(mid, Some(old[0]), "8 bursts of the window outvote 2");
+        let past = start + WINDOW + Duration::from_secs(1);
+        let now = recent.references(past, &[r(2.0, 20.0, 200.0); 3]);
+        assert_eq!(
+            now,
+            Some(r(2.0, 20.0, 200.0)),
+            "bursts older than the window drop out"
+        );
+    }
+
+    #[test]
+    fn the_window_keeps_a_bounded_number_of_bursts() {
+        let recent = RecentBursts::default();
+        let at = Instant::now();
+        recent.references(at, &[r(9.0, 90.0, 900.0); WINDOW_CAPACITY]);
+        let newest = recent.references(at, &[r(1.0, 10.0, 100.0); WINDOW_CAPACITY / 2 + 1]);
+        assert_eq!(newest, Some(r(1.0, 10.0, 100.0)));
+        assert_eq!(recent.0.lock().unwrap().len(), WINDOW_CAPACITY);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use crate::db::{Db, DbError};
 use crate::perf::baseline::{Bound, CaseName, Observation};
-use crate::perf::calibrate::References;
+use crate::perf::calibrate::RecentBursts;
 use crate::perf::counters::{self, Availability, Counted};
 use crate::perf::stats::process_cpu_time;
 use crate::perf::wire::Relay;
@@ -208,14 +208,15 @@ fn measuring_limit(config: &MeasureConfig) -> Duration {
 }
 
 /// Measures `case` on `db` (seeded by [`seed`]) between two calibrations of the references
-/// (the median of their bursts, so a machine that changes speed during the case is accounted
-/// for and one disturbed burst is not), then counts its per-operation costs in a short
+/// (the median of their bursts and of the `recent` bursts of the cases measured before it, so
+/// a machine that changes speed is accounted for and one disturbed burst is not), then counts its per-operation costs in a short
 /// counting pass ([`count`]). Every step is bounded: operations by the case's `op_timeout`,
 /// the rest by [`STEP_LIMIT`].
 pub async fn observe(
     db: &Db,
     case: &Case,
     slowdown: Option<Slowdown>,
+    recent: &RecentBursts,
 ) -> Result<Observation, PerfError> {
     slowable(case, slowdown)?;
     let mut probe = step(case, "connecting", connect_direct(db)).await?;
@@ -249,7 +250,9 @@ pub async fn observe(
         .map(|(before, after)| (after - before).max(0.0));
     let _ = tokio::time::timeout(STEP_LIMIT, sqlx::Connection::close(probe)).await;
     bursts.extend(step(case, "calibrating", calibrate::bursts(db)).await?);
-    let references = References::median_of(&bursts).expect("calibrations give bursts");
+    let references = recent
+        .references(std::time::Instant::now(), &bursts)
+        .expect("calibrations give bursts");
     let ops = m.summary.count.max(1) as f64;
     Ok(Observation {
         summary: m.summary,

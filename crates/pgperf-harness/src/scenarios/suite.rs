@@ -100,6 +100,7 @@ pub async fn check_cases(
     mut progress: impl FnMut(usize, &Case, Option<Duration>),
 ) -> Outcome {
     let mut out = Outcome::default();
+    let recent = calibrate::RecentBursts::default();
     for (i, case) in cases.iter().enumerate() {
         progress(i, case, None);
         settle(db).await;
@@ -108,7 +109,7 @@ pub async fn check_cases(
         let tasks = case.config.concurrency as u32;
         let checked = guard
             .check(&case.name, case.bound, tasks, || {
-                observe(db, case, slowdown)
+                observe(db, case, slowdown, &recent)
             })
             .await;
         progress(i, case, Some(started.elapsed()));
