@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use pgperf::perf::baseline::Environment;
+use pgperf::perf::calibrate::RecentBursts;
 use pgperf::perf::{PerfError, report};
 use pgperf::scenarios::{self, AREAS, suite};
 
@@ -45,16 +46,23 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             eprintln!("pgperf: note: {note}");
         }
         let _placed = place_for_timing(&ws.server, &ws.testbed, WhenBusy::StayAsIs)?;
+        let recent = RecentBursts::default();
         let outcome =
-            suite::check_cases(&db, &prepared.guard, &cases, |i, case, took| match took {
-                None => eprint!(
-                    "pgperf: [{:>2}/{}] {:<32}",
-                    i + 1,
-                    cases.len(),
-                    case.name.as_str()
-                ),
-                Some(t) => eprintln!(" {:>5.1} s", t.as_secs_f64()),
-            })
+            suite::check_cases(
+                &db,
+                &prepared.guard,
+                &cases,
+                &recent,
+                |i, case, took| match took {
+                    None => eprint!(
+                        "pgperf: [{:>2}/{}] {:<32}",
+                        i + 1,
+                        cases.len(),
+                        case.name.as_str()
+                    ),
+                    Some(t) => eprintln!(" {:>5.1} s", t.as_secs_f64()),
+                },
+            )
             .await;
         print_pool(&db);
         db.close().await;

@@ -15,10 +15,15 @@ use hdrhistogram::Histogram;
 use std::path::PathBuf;
 
 use pgperf::perf::baseline::{Environment, Mode};
+use pgperf::perf::calibrate::RecentBursts;
 use pgperf::perf::{CaseFailure, Guard, PerfError, report};
 use pgperf::scenarios::{self, Area, suite};
 
 use crate::support::{TestDb, attempts, gate};
+
+/// The calibration bursts of the last minute, across the areas: they are timed one after
+/// another, each alone, so the first case of an area is judged by more than its own bursts.
+static RECENT: RecentBursts = RecentBursts::new();
 
 fn baseline_path() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -102,7 +107,7 @@ async fn check_area_with(
         .into_iter()
         .filter(|c| only.is_empty() || only.contains(&c.name.as_str()))
         .collect();
-    let outcome = suite::check_cases(db, &prepared.guard, &cases, |_, _, _| {}).await;
+    let outcome = suite::check_cases(db, &prepared.guard, &cases, &RECENT, |_, _, _| {}).await;
     eprintln!("{}", report::table(&outcome.reports));
     if let Some(annotation) = report::unjudged_annotations(&outcome.reports)
         && std::env::var_os("CI").is_some()

@@ -101,6 +101,12 @@ const WINDOW_CAPACITY: usize = 512;
 pub struct RecentBursts(Mutex<VecDeque<(Instant, References)>>);
 
 impl RecentBursts {
+    /// An empty window (`const`, so that a test binary can keep one in a `static` across the
+    /// areas it times one after another).
+    pub const fn new() -> Self {
+        Self(Mutex::new(VecDeque::new()))
+    }
+
     /// Adds a case's `bursts`, measured at `at`, and gives the references of that case: the
     /// element-wise median over them and every burst of the last [`WINDOW`] before `at`.
     pub fn references(&self, at: Instant, bursts: &[References]) -> Option<References> {

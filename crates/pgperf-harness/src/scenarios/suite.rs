@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 use super::{Case, case_names, observe, seed};
 use crate::db::Db;
 use crate::perf::baseline::{CaseName, Environment};
+use crate::perf::calibrate::{self, RecentBursts};
 use crate::perf::report::CaseReport;
-use crate::perf::{CaseFailure, Guard, PerfError, calibrate};
+use crate::perf::{CaseFailure, Guard, PerfError};
 
 /// How long the server may take to answer `SELECT 1` after a case failed with an error: if
 /// it does not, it is gone (paused, stopped) and the remaining cases are not run.
@@ -97,10 +98,10 @@ pub async fn check_cases(
     db: &Db,
     guard: &Guard,
     cases: &[Case],
+    recent: &RecentBursts,
     mut progress: impl FnMut(usize, &Case, Option<Duration>),
 ) -> Outcome {
     let mut out = Outcome::default();
-    let recent = calibrate::RecentBursts::default();
     for (i, case) in cases.iter().enumerate() {
         progress(i, case, None);
         settle(db).await;
@@ -109,7 +110,7 @@ pub async fn check_cases(
         let tasks = case.config.concurrency as u32;
         let checked = guard
             .check(&case.name, case.bound, tasks, || {
-                observe(db, case, slowdown, &recent)
+                observe(db, case, slowdown, recent)
             })
             .await;
         progress(i, case, Some(started.elapsed()));
