@@ -97,8 +97,14 @@ pub const WINDOW: Duration = Duration::from_secs(60);
 const WINDOW_CAPACITY: usize = 512;
 
 /// The calibration bursts of the cases of one run measured in the last [`WINDOW`].
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct RecentBursts(Mutex<VecDeque<(Instant, References)>>);
+
+impl Default for RecentBursts {
+    fn default() -> Self {
+        Self::new()
+    }
+}
 
 impl RecentBursts {
     /// An empty window (`const`, so that a test binary can keep one in a `static` across the

@@ -209,9 +209,9 @@ fn measuring_limit(config: &MeasureConfig) -> Duration {
 
 /// Measures `case` on `db` (seeded by [`seed`]) between two calibrations of the references
 /// (the median of their bursts and of the `recent` bursts of the cases measured before it, so
-/// a machine that changes speed is accounted for and one disturbed burst is not), then counts its per-operation costs in a short
-/// counting pass ([`count`]). Every step is bounded: operations by the case's `op_timeout`,
-/// the rest by [`STEP_LIMIT`].
+/// a machine that changes speed is accounted for and one disturbed burst is not), then counts
+/// its per-operation costs in a short counting pass ([`count`]). Every step is bounded:
+/// operations by the case's `op_timeout`, the rest by [`STEP_LIMIT`].
 pub async fn observe(
     db: &Db,
     case: &Case,
